@@ -1,0 +1,76 @@
+"""ONNX export and onnxruntime latency (optional: needs the ``export`` extra, onnx + onnxruntime)."""
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .inputs import Inputs, batch_size_of, model_device, rebatch, to_device
+from .latency import LatencyResult, summarize, time_callable
+
+
+def _positional(inputs: Inputs) -> tuple[tuple, dict]:
+    if isinstance(inputs, dict):
+        return (), dict(inputs)
+    if isinstance(inputs, (tuple, list)):
+        return tuple(inputs), {}
+    return (inputs,), {}
+
+
+def export_onnx(model: nn.Module, example_inputs: Inputs, path: str | os.PathLike, opset: int = 17,
+                dynamic_batch: bool = True) -> Path:
+    """Export ``model`` to ONNX at ``path``, in eval mode, with a dynamic batch dimension.
+
+    Uses the TorchScript exporter (``dynamo=False``): on torch 2.14 it is the fast and reliable path for the
+    plain CNNs here; the ``torch.export`` path is tried only if it fails.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    args, kwargs = _positional(to_device(example_inputs, model_device(model)))
+    names = [f"input_{i}" for i in range(len(args))] + list(kwargs)
+    dynamic = {n: {0: "batch"} for n in names} if dynamic_batch else None
+    was_training = model.training
+    model.eval()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                torch.onnx.export(model, args, str(path), kwargs=kwargs or None, input_names=names,
+                                  output_names=["output"], dynamic_axes=dynamic, opset_version=opset,
+                                  dynamo=False)
+            except Exception:  # noqa: BLE001 - fall back to the other exporter, re-raise if it fails too
+                torch.onnx.export(model, args, str(path), kwargs=kwargs or None, input_names=names,
+                                  output_names=["output"], opset_version=max(opset, 18), dynamo=True)
+    finally:
+        model.train(was_training)
+    return path
+
+
+def onnx_latency(model: nn.Module, example_inputs: Inputs, threads: int | None = None, warmup: int = 10,
+                 runs: int = 50, batch_size: int | None = None, onnx_path: str | os.PathLike | None = None,
+                 ) -> LatencyResult:
+    """Latency of the model exported to ONNX and run by onnxruntime on CPU (median after warm-up).
+
+    ``threads`` sets onnxruntime's intra-op thread count; ``onnx_path`` reuses an already exported file.
+    """
+    try:
+        import onnxruntime as ort
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError("onnx_latency needs onnxruntime: pip install 'prunekit[export]'") from e
+    inputs = rebatch(example_inputs, batch_size) if batch_size is not None else example_inputs
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(onnx_path) if onnx_path else export_onnx(model, inputs, Path(tmp) / "model.onnx")
+        options = ort.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = int(threads)
+            options.inter_op_num_threads = 1
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        args, kwargs = _positional(inputs)
+        values = [a.detach().cpu().numpy() for a in args] + [v.detach().cpu().numpy() for v in kwargs.values()]
+        feed = {i.name: v for i, v in zip(session.get_inputs(), values)}
+        times = time_callable(lambda: session.run(None, feed), warmup, runs)
+    return summarize(times, batch_size_of(inputs), threads, "onnxruntime-cpu")
