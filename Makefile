@@ -1,0 +1,41 @@
+# prunekit: `make demo` and `make test` set everything up on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.prunekit-installed
+TORCH_PIN := torch==2.14.1 torchvision==0.29.1
+FMNIST_DIR := /usr/share/datasets/fashion-mnist
+TEST_TIMEOUT ?= 300
+
+.PHONY: demo test setup data clean
+
+demo: setup data
+	$(VENV)/bin/prunekit demo
+
+test: setup data
+	$(PY) -m pytest -x -q -p no:cacheprovider --timeout=$(TEST_TIMEOUT) tests
+
+setup: $(STAMP)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# Pinned torch first so that the package's own torch range installs nothing more.
+$(STAMP): $(PY) pyproject.toml
+	$(PIP) install -q $(TORCH_PIN)
+	$(PIP) install -q -e '.[dev]'
+	touch $(STAMP)
+
+# Debian's Fashion-MNIST where apt-get exists and we are root; never fails.
+data:
+	@if [ ! -d $(FMNIST_DIR) ] && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		echo "installing dataset-fashion-mnist"; \
+		( DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || \
+		  ( apt-get update -qq >/dev/null 2>&1 && \
+		    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 ) ) || \
+		echo "dataset-fashion-mnist not installed (continuing)"; \
+	fi; true
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache
