@@ -1,0 +1,301 @@
+"""The compressed model file (``.pkz``): header, JSON description, Huffman-coded tensors. See FORMAT.md.
+
+Weight tensors with few distinct values (after pruning and weight sharing) are stored as a float32
+codebook, Huffman-coded cluster indices and Huffman-coded gaps between non-zeros; everything else is raw.
+Coding is lossless at the bit level (codebook entries are the exact bit patterns that occur), so the
+loaded dense model reproduces the weight-shared model's outputs bit for bit.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+import sys
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from prunekit.compress import huffman
+from prunekit.compress.sharing import plain_state_dict
+
+MAGIC = b"\x89PKZ\r\n\x1a\n"
+VERSION = 1
+_FIXED = struct.Struct("<8sHHIQ32s")   # magic, version, flags, json length, body length, sha256(json + body)
+HEADER_SIZE = _FIXED.size             # 56
+MAX_CODEBOOK = 1 << 16
+_INT_VIEW = {torch.float32: torch.int32, torch.float16: torch.int16, torch.bfloat16: torch.int16}
+
+
+class CompressedFileError(ValueError):
+    """A file that is not a valid prunekit compressed model (wrong magic, truncated, corrupted)."""
+
+
+@dataclass
+class CompressedFile:
+    """The decoded content of a compressed file."""
+
+    description: dict[str, Any] | None
+    state_dict: dict[str, torch.Tensor]
+    meta: dict[str, Any] = field(default_factory=dict)
+    tensors: list[dict[str, Any]] = field(default_factory=list)   # per-tensor header entries
+    file_bytes: int = 0
+
+
+@dataclass
+class SaveInfo:
+    """What :func:`save_compressed` wrote."""
+
+    path: str
+    file_bytes: int
+    dense_bytes: int                                   # float32 size of all floating-point entries
+    tensor_bytes: dict[str, int] = field(default_factory=dict)  # body bytes per tensor
+    encodings: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float:
+        return self.dense_bytes / self.file_bytes
+
+
+def _dtype_name(dt: torch.dtype) -> str:
+    return str(dt).removeprefix("torch.")
+
+
+def _dtype(name: str) -> torch.dtype:
+    dt = getattr(torch, name, None)
+    if not isinstance(dt, torch.dtype):
+        raise CompressedFileError(f"unknown dtype {name!r} in file")
+    return dt
+
+
+def _raw_bytes(t: torch.Tensor) -> bytes:
+    t = t.detach().cpu().contiguous()
+    if t.numel() == 0:
+        return b""
+    return t.reshape(-1).view(torch.uint8).numpy().tobytes()
+
+
+class _Body:
+    def __init__(self) -> None:
+        self.buf = bytearray()
+
+    def add(self, blob: bytes) -> list[int]:
+        off = len(self.buf)
+        self.buf += blob
+        return [off, len(blob)]
+
+
+def _encode_shared(t: torch.Tensor) -> tuple[dict[str, Any], list[bytes]] | None:
+    """Codebook + Huffman encoding of ``t``, or None when it has too many distinct values."""
+    if t.dtype not in _INT_VIEW or t.ndim < 2:
+        return None
+    flat = t.detach().cpu().contiguous().reshape(-1)
+    bits = flat.view(_INT_VIEW[t.dtype])
+    nz = bits != 0                      # bit-level: -0.0 is a value, +0.0 is a gap
+    uniq, inv = torch.unique(bits[nz], return_inverse=True)
+    if uniq.numel() > MAX_CODEBOOK:
+        return None
+    codebook = uniq.view(t.dtype).float()
+    entry: dict[str, Any] = {"encoding": "shared", "nnz": int(nz.sum()), "k": int(uniq.numel())}
+    blobs = [_raw_bytes(codebook)]
+    idx = inv.numpy().astype(np.int64)
+    itab = huffman.HuffmanTable.from_stream(idx)
+    istream, entry["index_nbits"] = huffman.encode(idx, itab)
+    blobs += [itab.to_bytes(), istream]
+    if entry["nnz"] < flat.numel():
+        pos = torch.nonzero(nz).reshape(-1).numpy().astype(np.int64)
+        gaps = np.diff(pos, prepend=-1) - 1
+        gtab = huffman.HuffmanTable.from_stream(gaps)
+        gstream, entry["gap_nbits"] = huffman.encode(gaps, gtab)
+        blobs += [gtab.to_bytes(), gstream]
+    return entry, blobs
+
+
+_SECTIONS = ("codebook", "index_table", "index_stream", "gap_table", "gap_stream")
+
+
+def encode_state_dict(state_dict: Mapping[str, torch.Tensor]) -> tuple[list[dict[str, Any]], bytes]:
+    """Per-tensor header entries and the body bytes; each tensor takes the smaller of raw and shared."""
+    if sys.byteorder != "little":
+        raise NotImplementedError("the compressed format is little-endian; big-endian hosts are not supported")
+    body = _Body()
+    entries = []
+    for key, t in state_dict.items():
+        raw = _raw_bytes(t)
+        entry: dict[str, Any] = {"key": key, "dtype": _dtype_name(t.dtype), "shape": list(t.shape)}
+        shared = _encode_shared(t)
+        if shared is not None and sum(len(b) for b in shared[1]) < len(raw):
+            info, blobs = shared
+            entry.update(info)
+            for name, blob in zip(_SECTIONS, blobs):
+                entry[name] = body.add(blob)
+        else:
+            entry["encoding"] = "raw"
+            entry["data"] = body.add(raw)
+        entries.append(entry)
+    return entries, bytes(body.buf)
+
+
+def _section(body: memoryview, entry: dict[str, Any], name: str) -> memoryview:
+    try:
+        off, n = (int(x) for x in entry[name])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CompressedFileError(f"tensor {entry.get('key')!r}: missing or bad section {name!r}") from e
+    if off < 0 or n < 0 or off + n > len(body):
+        raise CompressedFileError(f"tensor {entry.get('key')!r}: section {name!r} lies outside the body")
+    return body[off:off + n]
+
+
+def _decode_tensor(body: memoryview, e: dict[str, Any]) -> torch.Tensor:
+    key = e.get("key")
+    dtype = _dtype(e["dtype"])
+    shape = [int(s) for s in e["shape"]]
+    numel = int(np.prod(shape)) if shape else 1
+    if e["encoding"] == "raw":
+        data = _section(body, e, "data")
+        if len(data) != numel * torch.empty((), dtype=dtype).element_size():
+            raise CompressedFileError(f"tensor {key!r}: raw data has {len(data)} bytes for shape {shape}")
+        if numel == 0:
+            return torch.empty(shape, dtype=dtype)
+        return torch.frombuffer(bytearray(data), dtype=torch.uint8).view(dtype).reshape(shape).clone()
+    if e["encoding"] != "shared" or dtype not in _INT_VIEW:
+        raise CompressedFileError(f"tensor {key!r}: unknown encoding {e['encoding']!r} for dtype {e['dtype']}")
+    nnz, k = int(e["nnz"]), int(e["k"])
+    cb = _section(body, e, "codebook")
+    if len(cb) != 4 * k or nnz > numel:
+        raise CompressedFileError(f"tensor {key!r}: inconsistent codebook size or non-zero count")
+    codebook = torch.frombuffer(bytearray(cb), dtype=torch.float32).to(dtype) if k else torch.zeros(0, dtype=dtype)
+    try:
+        itab, _ = huffman.HuffmanTable.from_bytes(_section(body, e, "index_table"))
+        idx = huffman.decode(_section(body, e, "index_stream"), int(e["index_nbits"]), nnz, itab)
+        if nnz < numel:
+            gtab, _ = huffman.HuffmanTable.from_bytes(_section(body, e, "gap_table"))
+            gaps = huffman.decode(_section(body, e, "gap_stream"), int(e["gap_nbits"]), nnz, gtab)
+            pos = np.cumsum(gaps + 1) - 1
+        else:
+            pos = np.arange(numel)
+    except huffman.HuffmanError as err:
+        raise CompressedFileError(f"tensor {key!r}: {err}") from err
+    if nnz and (idx.max() >= k or pos[-1] >= numel):
+        raise CompressedFileError(f"tensor {key!r}: decoded indices or positions out of range")
+    out = torch.zeros(numel, dtype=dtype)
+    out[torch.from_numpy(pos)] = codebook[torch.from_numpy(idx)]
+    return out.reshape(shape)
+
+
+def _normalise_description(description: Mapping[str, Any] | str | None) -> dict[str, Any] | None:
+    if description is None:
+        return None
+    if isinstance(description, str):
+        return {"name": description, "kwargs": {}}
+    d = dict(description)
+    if "name" not in d:
+        raise ValueError("description needs a 'name' (the prunekit.models registry name) and optional 'kwargs'")
+    d.setdefault("kwargs", {})
+    return d
+
+
+def _write_atomic(path: Path, data: bytes, overwrite: bool) -> None:
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_compressed(model: nn.Module, path: str | os.PathLike, description: Mapping[str, Any] | str | None = None,
+                    overwrite: bool = False, meta: Mapping[str, Any] | None = None) -> SaveInfo:
+    """Write ``model`` (masks and weight sharing folded in) to ``path`` atomically.
+
+    ``description`` = ``{"name": registry name, "kwargs": {...}}`` (or just the name) lets
+    :func:`load_compressed` rebuild the model with ``prunekit.models.create``. ``meta`` is any JSON-able
+    extra (e.g. accuracy). Refuses to overwrite an existing file unless ``overwrite=True``.
+    """
+    sd = plain_state_dict(model)
+    entries, body = encode_state_dict(sd)
+    header = {"format": "prunekit.compressed", "version": VERSION, "model": _normalise_description(description),
+              "meta": dict(meta or {}), "tensors": entries}
+    js = json.dumps(header, separators=(",", ":")).encode()
+    digest = hashlib.sha256(js + body).digest()
+    data = _FIXED.pack(MAGIC, VERSION, 0, len(js), len(body), digest) + js + body
+    p = Path(path)
+    _write_atomic(p, data, overwrite)
+    dense = 4 * sum(v.numel() for v in sd.values() if v.is_floating_point())
+    sizes = {}
+    for e in entries:
+        sizes[e["key"]] = sum(e[s][1] for s in ("data", *_SECTIONS) if s in e)
+    return SaveInfo(str(p), len(data), dense, sizes, {e["key"]: e["encoding"] for e in entries})
+
+
+def is_compressed(path_or_bytes: str | os.PathLike | bytes) -> bool:
+    """Whether a file (or its first bytes) starts with the compressed-model magic."""
+    if isinstance(path_or_bytes, (bytes, bytearray)):
+        return bytes(path_or_bytes[:len(MAGIC)]) == MAGIC
+    try:
+        with open(path_or_bytes, "rb") as f:
+            return f.read(len(MAGIC)) == MAGIC
+    except OSError:
+        return False
+
+
+def read_compressed(path: str | os.PathLike) -> CompressedFile:
+    """Check and decode a compressed file into its description and state dict."""
+    data = Path(path).read_bytes()
+    if len(data) < HEADER_SIZE:
+        if not data.startswith(MAGIC[:len(data)]) or not data:
+            raise CompressedFileError(f"{path}: not a prunekit compressed model file")
+        raise CompressedFileError(f"{path}: truncated (header needs {HEADER_SIZE} bytes, file has {len(data)})")
+    magic, version, _flags, js_len, body_len, digest = _FIXED.unpack_from(data)
+    if magic != MAGIC:
+        raise CompressedFileError(f"{path}: not a prunekit compressed model file (bad magic {magic!r})")
+    if version > VERSION:
+        raise CompressedFileError(f"{path}: format version {version} is newer than this prunekit reads ({VERSION})")
+    expected = HEADER_SIZE + js_len + body_len
+    if len(data) < expected:
+        raise CompressedFileError(f"{path}: truncated ({len(data)} bytes, header announces {expected})")
+    if len(data) > expected:
+        raise CompressedFileError(f"{path}: {len(data) - expected} unexpected trailing bytes")
+    payload = memoryview(data)[HEADER_SIZE:]
+    if hashlib.sha256(payload).digest() != digest:
+        raise CompressedFileError(f"{path}: checksum mismatch, the file is corrupted")
+    try:
+        header = json.loads(bytes(payload[:js_len]))
+        body = payload[js_len:]
+        sd = {e["key"]: _decode_tensor(body, e) for e in header["tensors"]}
+    except (KeyError, TypeError, ValueError) as e:
+        if isinstance(e, CompressedFileError):
+            raise
+        raise CompressedFileError(f"{path}: malformed header ({e})") from e
+    return CompressedFile(header.get("model"), sd, header.get("meta", {}), header["tensors"], len(data))
+
+
+def load_compressed(path: str | os.PathLike, model: nn.Module | None = None,
+                    device: torch.device | str = "cpu") -> nn.Module:
+    """Rebuild the dense model stored at ``path`` (in eval mode).
+
+    Without ``model`` the file's description is used: ``prunekit.models.create(name, **kwargs)``. With a
+    ``model`` its weights are replaced (strict: keys and shapes must match).
+    """
+    cf = read_compressed(path)
+    if model is None:
+        if not cf.description:
+            raise ValueError(f"{path} has no model description; pass the model to load into")
+        from prunekit.models import create
+        model = create(cf.description["name"], **cf.description.get("kwargs", {}))
+    model.load_state_dict(cf.state_dict, strict=True)
+    return model.to(device).eval()
