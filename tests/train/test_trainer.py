@@ -1,0 +1,155 @@
+"""Trainer: learning, schedule, hooks, reproducibility, evaluation."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from prunekit.train import TrainConfig, Trainer, correct_topk, evaluate, lr_factor
+
+from .toy import make_data, make_loader, make_model
+
+
+@pytest.fixture
+def data():
+    return make_data()
+
+
+def quiet(**kw) -> TrainConfig:
+    return TrainConfig(progress=False, verbose=False, **kw)
+
+
+def test_trainer_learns_a_separable_problem(data):
+    val = DataLoader(data, batch_size=128)
+    lines: list[str] = []
+    trainer = Trainer(make_model(), make_loader(data), val, TrainConfig(epochs=4, lr=0.1, warmup_epochs=1),
+                      log=lines.append)
+    result = trainer.fit()
+    assert result.epochs == 4 and result.steps == 4 * 8
+    assert result.final["top1"] > 0.85 and result.final["count"] == 256        # chance is 0.25
+    assert result.best_top1 == max(r["val_top1"] for r in result.history)
+    assert [r["epoch"] for r in result.history] == [1, 2, 3, 4]
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+    assert len(lines) == 4 and lines[0].startswith("epoch 1/4")                  # one quiet line per epoch
+    assert trainer.amp is False                                                 # AMP only on CUDA
+
+
+def test_same_seed_gives_identical_weights_and_other_seed_does_not(data):
+    def run(seed):
+        t = Trainer(make_model(), make_loader(data), config=quiet(epochs=2, lr=0.05, seed=seed))
+        t.fit()
+        return t.module.state_dict()
+
+    a, b, c = run(1), run(1), run(2)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_lr_schedule_warmup_then_cosine_per_step(data):
+    assert lr_factor(0, 100, 10) == pytest.approx(0.1)
+    assert lr_factor(9, 100, 10) == pytest.approx(1.0)
+    assert lr_factor(55, 100, 10) == pytest.approx(0.5)                     # half-way through the cosine
+    assert lr_factor(100, 100, 10, min_ratio=0.1) == pytest.approx(0.1)
+    assert lr_factor(50, 100, 0, schedule="constant") == 1.0
+
+    lrs: list[float] = []
+    t = Trainer(make_model(), make_loader(data), config=quiet(epochs=2, lr=0.4, warmup_epochs=0.5))
+    t.add_step_callback(lambda tr, step: lrs.append(tr.lr))
+    t.fit()
+    # 8 steps per epoch, 16 in all, 4 warm-up steps; lrs[i] is the rate for step i + 1
+    expected = [0.4 * lr_factor(i + 1, 16, 4) for i in range(16)]
+    assert lrs == pytest.approx(expected)
+    assert lrs[2] == pytest.approx(0.4) and lrs[-1] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_optimizers_and_max_steps_per_epoch(data):
+    steps: list[int] = []
+    t = Trainer(make_model(), make_loader(data), config=quiet(epochs=3, optimizer="adamw", lr=1e-3,
+                                                              max_steps_per_epoch=3))
+    t.add_step_callback(lambda tr, step: steps.append(step))
+    t.fit()
+    assert isinstance(t.optimizer, torch.optim.AdamW)
+    assert steps == list(range(1, 10))
+    sgd = Trainer(make_model(), make_loader(data), config=quiet(momentum=0.8, nesterov=True))
+    assert isinstance(sgd.optimizer, torch.optim.SGD)
+    assert sgd.optimizer.param_groups[0]["momentum"] == 0.8 and sgd.optimizer.param_groups[0]["nesterov"]
+    with pytest.raises(ValueError, match="optimizer"):
+        TrainConfig(optimizer="lion")
+
+
+def test_loss_term_gradient_is_applied_exactly():
+    # zero task-loss gradient, extra term k * sum(w): one SGD step moves every weight by exactly -lr * k
+    lin = nn.Linear(3, 2)
+    w0 = lin.weight.detach().clone()
+    ds = TensorDataset(torch.randn(4, 3), torch.zeros(4, dtype=torch.long))
+    t = Trainer(lin, DataLoader(ds, batch_size=4), config=quiet(epochs=1, lr=0.5, momentum=0.0, weight_decay=0.0,
+                                                               schedule="constant"),
+                loss_fn=lambda out, y: 0.0 * out.sum())
+    seen = []
+
+    def term(model, batch, outputs, loss):
+        seen.append((batch[0].shape, outputs.shape, float(loss.detach())))
+        return 3.0 * model.weight.sum()
+
+    t.add_loss_term(term)
+    t.fit()
+    assert seen == [(torch.Size([4, 3]), torch.Size([4, 2]), 0.0)]
+    assert torch.allclose(lin.weight.detach(), w0 - 0.5 * 3.0)
+
+
+def test_label_smoothing_and_grad_clip(data):
+    t = Trainer(make_model(), make_loader(data), config=quiet(label_smoothing=0.2))
+    logits, y = torch.randn(5, 4), torch.randint(0, 4, (5,))
+    assert float(t.loss_fn(logits, y)) == pytest.approx(float(F.cross_entropy(logits, y, label_smoothing=0.2)))
+    norms: list[float] = []
+    t = Trainer(make_model(), make_loader(data), config=quiet(epochs=1, lr=1.0, grad_clip=0.01,
+                                                              max_steps_per_epoch=2))
+
+    def record(tr, step):  # gradients are still there after the step: their norm was clipped
+        norms.append(float(torch.linalg.vector_norm(torch.stack(
+            [p.grad.norm() for p in tr.module.parameters() if p.grad is not None]))))
+
+    t.add_step_callback(record)
+    t.fit()
+    assert len(norms) == 2 and all(n <= 0.01 + 1e-6 for n in norms)
+
+
+def test_evaluate_top1_top5_loss_exact():
+    # logits = inputs: build 10 samples over 6 classes whose target rank is known
+    logits = torch.tensor([[6., 5, 4, 3, 2, 1]]).repeat(10, 1)
+    targets = torch.tensor([0, 0, 0, 1, 2, 3, 4, 5, 5, 5])  # ranks 1,1,1,2,3,4,5,6,6,6
+    loader = DataLoader(TensorDataset(logits, targets), batch_size=3)
+    metrics = evaluate(nn.Identity(), loader)
+    assert metrics["top1"] == pytest.approx(3 / 10)
+    assert metrics["top5"] == pytest.approx(7 / 10)
+    assert metrics["loss"] == pytest.approx(float(F.cross_entropy(logits, targets)), rel=1e-6)
+    assert metrics["count"] == 10
+    assert correct_topk(logits, targets, (1, 2, 5)) == [3, 4, 7]
+    assert correct_topk(torch.randn(4, 3), torch.tensor([0, 1, 2, 0]), (5,)) == [4]  # k capped at 3 classes
+
+
+def test_evaluate_restores_mode_and_dict_batches():
+    class KW(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(3, 2)
+
+        def forward(self, x):
+            return self.lin(x)
+
+    model = KW().train()
+    batches = [{"input": {"x": torch.randn(4, 3)}, "target": torch.tensor([0, 1, 0, 1])}]
+    m = evaluate(model, batches)
+    assert model.training and m["count"] == 4 and 0.0 <= m["top1"] <= 1.0 and math.isfinite(m["loss"])
+
+
+def test_dropout_model_is_put_back_in_train_mode_for_training(data):
+    model = make_model().eval()
+    modes = []
+    t = Trainer(model, make_loader(data), DataLoader(data, batch_size=256), config=quiet(epochs=1,
+                                                                                          max_steps_per_epoch=1))
+    t.add_step_callback(lambda tr, step: modes.append(tr.model.training))
+    t.fit()
+    assert modes == [True]
