@@ -88,7 +88,7 @@ class MaskParametrization(nn.Module):
 
     def __init__(self, mask: torch.Tensor) -> None:
         super().__init__()
-        self.register_buffer("mask", mask.to(torch.bool))
+        self.register_buffer("mask", mask.to(torch.bool, copy=True))
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         return torch.where(self.mask, weight, torch.zeros((), dtype=weight.dtype, device=weight.device))

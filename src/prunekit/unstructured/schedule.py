@@ -2,7 +2,8 @@
 
 ``s_t = s_f + (s_i - s_f) * (1 - (t - t0) / T)^3`` for ``t0 <= t <= t0 + T``: prune fast early, when the
 network has redundant weights, and slowly near the end. :class:`AGPPruner` recomputes masks every
-``frequency`` steps; it is a step callback (each call = one optimizer step) for ``Trainer.add_step_callback``.
+``frequency`` steps; it is a step callback for ``Trainer.add_step_callback``: after optimizer step ``t``
+(counted from 1) it applies the target for ``t``.
 """
 from __future__ import annotations
 
@@ -44,8 +45,8 @@ class AGPPruner:
     scope: str = "layer"
     filter_fn: FilterFn | None = None
     criterion_kw: dict[str, Any] = field(default_factory=dict)
-    history: list[tuple[int, float]] = field(default_factory=list)
-    _calls: int = 0
+    history: list[tuple[int, float]] = field(default_factory=list, init=False)  # (step, sparsity reached)
+    _calls: int = field(default=0, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.frequency <= 0:
@@ -97,7 +98,8 @@ class AGPPruner:
             return True
         return False
 
-    def __call__(self, *args: Any, **kwargs: Any) -> None:
-        """Step callback: counts its own calls as the step index (arguments are ignored)."""
-        self.step(self._calls)
+    def __call__(self, trainer: Any = None, step: int | None = None) -> None:
+        """Step callback, ``fn(trainer, step)`` as ``Trainer.add_step_callback`` calls it (``step`` = optimizer
+        steps done, from 1); without ``step`` the pruner counts its own calls from 1."""
         self._calls += 1
+        self.step(self._calls if step is None else int(step))
