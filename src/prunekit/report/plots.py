@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from .schema import METRIC_KEYS
 
@@ -128,6 +129,7 @@ def plot_training_curve(history: Sequence[Mapping[str, Any]], path: str | os.Pat
     ax_acc.set_xlabel("epoch")
     ax_acc.set_ylabel("top-1 (%)")
     for ax in (ax_loss, ax_acc):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         if ax.get_lines():
             ax.legend(fontsize=8)

@@ -92,7 +92,11 @@ class Trainer:
         return fn
 
     def add_step_callback(self, fn: StepCallback) -> StepCallback:
-        """Call ``fn(trainer, step)`` after each optimizer step; ``step`` counts steps done so far (from 1)."""
+        """Call ``fn(trainer, step)`` after each optimizer step; ``step`` counts steps done so far (from 1).
+
+        ``trainer.module`` is the plain model (``trainer.model`` may be its DDP wrapper): re-apply masks or
+        prune there.
+        """
         self.step_callbacks.append(fn)
         return fn
 
@@ -177,7 +181,8 @@ class Trainer:
         loader = loader if loader is not None else self.val_loader
         if loader is None:
             raise ValueError("no loader to evaluate on")
-        return evaluate(self.model, loader, self.device, amp=self.amp)
+        # the plain module: DDP's forward would broadcast buffers, a collective that needs equal batch counts
+        return evaluate(self.module, loader, self.device, amp=self.amp)
 
     @property
     def lr(self) -> float:
