@@ -153,3 +153,28 @@ def test_dropout_model_is_put_back_in_train_mode_for_training(data):
     t.add_step_callback(lambda tr, step: modes.append(tr.model.training))
     t.fit()
     assert modes == [True]
+
+
+def test_progress_bar_on_a_terminal_and_silent_otherwise(data, monkeypatch, capsys):
+    t = Trainer(make_model(), make_loader(data), config=TrainConfig(epochs=1, max_steps_per_epoch=3, verbose=False))
+    t.fit()
+    assert capsys.readouterr().err == ""                     # not a terminal: no bar
+    monkeypatch.setattr("sys.stderr.isatty", lambda: True)
+    ticks: list[int] = []
+    from prunekit.train import trainer as trainer_module
+
+    real = trainer_module._RichBar
+
+    class Spy(real):
+        def __enter__(self):
+            advance = super().__enter__()
+            return lambda loss: (ticks.append(1), advance(loss))
+
+    monkeypatch.setattr(trainer_module, "_RichBar", Spy)
+    t = Trainer(make_model(), make_loader(data), config=TrainConfig(epochs=2, max_steps_per_epoch=3, verbose=False))
+    t.fit()
+    assert len(ticks) == 6
+    no_bar = Trainer(make_model(), make_loader(data), config=TrainConfig(epochs=1, max_steps_per_epoch=3,
+                                                                         progress=False, verbose=False))
+    no_bar.fit()
+    assert len(ticks) == 6

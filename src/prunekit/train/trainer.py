@@ -169,7 +169,7 @@ class Trainer:
                     correct = (outputs.detach().argmax(dim=-1) == targets).sum()
                     sums += torch.stack([loss.detach().double() * n, correct.double(),
                                          torch.tensor(float(n), dtype=torch.float64, device=self.device)])
-                advance(loss)
+                advance(loss.detach())
         sums = dist_utils.all_reduce_sum(sums.cpu())
         if not math.isfinite(float(sums[0])):
             raise FloatingPointError(f"the training loss became {float(sums[0])} during epoch {epoch + 1}")
@@ -282,7 +282,8 @@ class Trainer:
 
     def _progress(self, epoch: int):
         """Context giving ``advance(loss)``: a rich bar on a terminal (main process), silent otherwise."""
-        show = self.config.progress and dist_utils.is_main_process() and sys.stderr.isatty()
+        tty = getattr(sys.stderr, "isatty", None)
+        show = self.config.progress and dist_utils.is_main_process() and bool(tty and tty())
         if not show:
             return nullcontext(lambda loss: None)  # never reads the loss: no device sync per step
         return _RichBar(f"epoch {epoch + 1}/{self.config.epochs}", self.steps_per_epoch, lambda: self.lr)
@@ -290,10 +291,12 @@ class Trainer:
 
 class _RichBar:
     def __init__(self, description: str, total: int, lr: Callable[[], float]) -> None:
+        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeRemainingColumn(), TextColumn("{task.fields[info]}"), transient=True)
+                                 TimeRemainingColumn(), TextColumn("{task.fields[info]}"), transient=True,
+                                 console=Console(file=sys.stderr))
         self.description, self.total, self.lr = description, total, lr
 
     def __enter__(self) -> Callable[[torch.Tensor], None]:
