@@ -65,7 +65,8 @@ class ResNet20(nn.Module):
         return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
 
 
-def test_lenet5_matches_hand_count():
+def lenet5_hand_counts() -> tuple[int, int]:
+    """(params, MACs) of LeNet-5 on one 1x28x28 image, layer by layer."""
     # conv1: 1->6, 5x5, pad 2, on 28x28 -> 6 x 28x28 ; pool -> 14x14
     # conv2: 6->16, 5x5, no pad, on 14x14 -> 16 x 10x10 ; pool -> 5x5 -> 400 features
     macs = (28 * 28 * 6 * 1 * 5 * 5      # conv1 = 117,600
@@ -74,6 +75,11 @@ def test_lenet5_matches_hand_count():
             + 120 * 84                   # fc2   =  10,080
             + 84 * 10)                   # fc3   =     840
     params = (6 * 1 * 25 + 6) + (16 * 6 * 25 + 16) + (400 * 120 + 120) + (120 * 84 + 84) + (84 * 10 + 10)
+    return params, macs
+
+
+def test_lenet5_matches_hand_count():
+    params, macs = lenet5_hand_counts()
     assert macs == 416_520 and params == 61_706
     counts = count(LeNet5(), torch.randn(1, 1, 28, 28))
     assert counts.macs == macs
@@ -83,7 +89,8 @@ def test_lenet5_matches_hand_count():
     assert count(LeNet5(), torch.randn(3, 1, 28, 28)).macs == 3 * macs
 
 
-def test_resnet20_matches_hand_count():
+def resnet20_hand_counts() -> tuple[int, int]:
+    """(params, MACs) of CIFAR ResNet-20 (projection shortcuts) on one 3x32x32 image, layer by layer."""
     macs = conv_macs(32, 32, 16, 3, 3)                      # stem
     params = conv_params(16, 3, 3, bias=False) + 2 * 16     # stem conv + bn
     for c_in, c_out, hw in [(16, 16, 32), (16, 32, 16), (32, 64, 8)]:
@@ -96,6 +103,11 @@ def test_resnet20_matches_hand_count():
                 params += conv_params(c_out, cin, 1, False) + 2 * c_out
     macs += 64 * 10
     params += 64 * 10 + 10
+    return params, macs
+
+
+def test_resnet20_matches_hand_count():
+    params, macs = resnet20_hand_counts()
     assert macs == 40_813_184
     model = ResNet20()
     counts = count(model, torch.randn(1, 3, 32, 32))
@@ -103,6 +115,15 @@ def test_resnet20_matches_hand_count():
     params_, macs_ = counts  # unpacks like a pair
     assert (params_, macs_) == (params, macs)
     assert counts.params == sum(p.numel() for p in model.parameters())
+
+
+def test_zoo_models_match_hand_counts():
+    from prunekit.models import create
+
+    assert tuple(count(create("lenet5", num_classes=10, in_channels=1), torch.randn(1, 1, 28, 28))) == \
+        lenet5_hand_counts()
+    assert tuple(count(create("resnet20", num_classes=10, in_channels=3), torch.randn(1, 3, 32, 32))) == \
+        resnet20_hand_counts()
 
 
 def test_count_leaves_model_state_alone():
