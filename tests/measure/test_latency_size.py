@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from prunekit.measure import (LatencyResult, export_onnx, file_size, latency_at_batches, measure_latency,
-                              onnx_latency, serialized_size, speedup)
+                              model_metrics, onnx_latency, serialized_size, speedup)
 
 
 def small_cnn() -> nn.Module:
@@ -97,3 +97,22 @@ def test_onnx_export_matches_torch_and_latency(tmp_path):
     r = onnx_latency(model, x, threads=1, warmup=1, runs=4, batch_size=3, onnx_path=path)
     assert (r.runs, r.batch, r.threads, r.device) == (4, 3, 1, "onnxruntime-cpu")
     assert r.median_ms > 0
+
+
+def test_model_metrics_fills_the_report_metrics_block():
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from prunekit.measure import count
+    from prunekit.report import validate_report
+
+    model = small_cnn()
+    x = torch.randn(4, 3, 8, 8)
+    loader = DataLoader(TensorDataset(torch.randn(10, 3, 8, 8), torch.randint(0, 5, (10,))), batch_size=5)
+    m = model_metrics(model, x, eval_loader=loader, threads=1, latency_batches=(1, 8), warmup=1, runs=3)
+    assert m["macs"] == count(model, x[:1]).macs == 8 * 8 * 8 * 3 * 9 + 8 * 5   # batch 1
+    assert m["params"] == sum(p.numel() for p in model.parameters())
+    assert m["size_bytes"] == serialized_size(model)
+    assert m["latency_ms"] == m["latency"]["1"]["median_ms"] and m["latency"]["8"]["batch"] == 8
+    assert 0.0 <= m["top1"] <= m["top5"] <= 1.0
+    report = {"model": {"name": "cnn"}, "data": {"dataset": "random"}, "metrics": {"before": m, "after": None}}
+    assert validate_report(report) == []
