@@ -178,3 +178,32 @@ def test_progress_bar_on_a_terminal_and_silent_otherwise(data, monkeypatch, caps
                                                                          progress=False, verbose=False))
     no_bar.fit()
     assert len(ticks) == 6
+
+
+def test_rebuild_optimizer_after_surgery_keeps_the_schedule(data):
+    model = make_model()
+    t = Trainer(model, make_loader(data), config=quiet(epochs=2, lr=0.2, warmup_epochs=0.0))
+    lrs: list[float] = []
+
+    def shrink(tr, epoch, record):  # after epoch 1, drop half of the hidden units (a physical surgery)
+        if epoch != 1:
+            return
+        keep = torch.arange(16)
+        lin1, bn, lin2 = tr.module[0], tr.module[1], tr.module[4]
+        with torch.no_grad():
+            lin1.weight = nn.Parameter(lin1.weight[keep].clone())
+            lin1.bias = nn.Parameter(lin1.bias[keep].clone())
+            bn.weight, bn.bias = nn.Parameter(bn.weight[keep].clone()), nn.Parameter(bn.bias[keep].clone())
+            bn.running_mean, bn.running_var = bn.running_mean[keep].clone(), bn.running_var[keep].clone()
+            lin2.weight = nn.Parameter(lin2.weight[:, keep].clone())
+        lin1.out_features, bn.num_features, lin2.in_features = 16, 16, 16
+        tr.rebuild_optimizer()
+        lrs.append(tr.lr)
+
+    t.add_epoch_callback(shrink)
+    t.add_step_callback(lambda tr, step: lrs.append(tr.lr) if step == 9 else None)
+    result = t.fit()
+    assert result.steps == 16 and model[0].weight.shape == (16, 12)
+    assert lrs[0] == pytest.approx(0.2 * lr_factor(8, 16, 0))        # where the schedule stood after 8 steps
+    assert lrs[1] == pytest.approx(0.2 * lr_factor(9, 16, 0))
+    assert all(p.shape == t.optimizer.state[p]["momentum_buffer"].shape for p in model.parameters())

@@ -105,6 +105,24 @@ class Trainer:
         self.epoch_callbacks.append(fn)
         return fn
 
+    def rebuild_optimizer(self) -> None:
+        """Recreate the optimizer (and DDP wrapper) over the current parameters, e.g. after surgery.
+
+        The schedule keeps its position (the learning rate of step ``global_step``); momentum and Adam moments
+        start afresh, as the old ones no longer match the parameter shapes.
+        """
+        if dist_utils.is_distributed():
+            self.model = dist_utils.wrap_model(self.module, self.device)
+        else:
+            self.model = self.module
+        self.optimizer = build_optimizer(self.module, self.config)
+        self.scheduler = build_scheduler(self.optimizer, self.config, self.steps_per_epoch)
+        self.scheduler.last_epoch = self.global_step
+        for group, base, factor in zip(self.optimizer.param_groups, self.scheduler.base_lrs,
+                                       self.scheduler.lr_lambdas):
+            group["lr"] = base * factor(self.global_step)
+        self.scheduler._last_lr = [g["lr"] for g in self.optimizer.param_groups]
+
     # ----------------------------------------------------------------- main loop
     def fit(self) -> TrainResult:
         """Train for the configured number of epochs (the remaining ones after a resume)."""
