@@ -92,6 +92,7 @@ def test_fashion_mnist_search_order(tmp_path, monkeypatch):
 
 
 def test_fashion_mnist_not_found_names_every_place(tmp_path, monkeypatch):
+    monkeypatch.delenv("PRUNEKIT_NO_DOWNLOAD", raising=False)
     monkeypatch.setenv("PRUNEKIT_DATA", str(tmp_path / "env"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     monkeypatch.setattr(fashion_mnist, "SYSTEM_DIRS", [tmp_path / "system"])
@@ -112,6 +113,11 @@ def test_fashion_mnist_not_found_names_every_place(tmp_path, monkeypatch):
     assert "network unreachable" in msg and "--dataset digits" in msg
     assert calls == [fashion_mnist.URL + "train-images-idx3-ubyte.gz"]
     assert not list((tmp_path / "xdg" / "prunekit" / "fashion-mnist").glob("*"))  # no partial file kept
+    monkeypatch.setenv("PRUNEKIT_NO_DOWNLOAD", "1")
+    calls.clear()
+    with pytest.raises(DataNotFoundError, match="download disabled"):
+        get_dataset("fashion-mnist", data_dir=tmp_path / "mine")
+    assert calls == []
 
 
 def test_fashion_mnist_download_into_cache(tmp_path, monkeypatch):
@@ -119,6 +125,7 @@ def test_fashion_mnist_download_into_cache(tmp_path, monkeypatch):
     served = tmp_path / "server"
     write_fmnist(served, n_train=15)
     monkeypatch.delenv("PRUNEKIT_DATA", raising=False)
+    monkeypatch.delenv("PRUNEKIT_NO_DOWNLOAD", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     monkeypatch.setattr(fashion_mnist, "SYSTEM_DIRS", [])
     urls = []

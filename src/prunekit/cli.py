@@ -1,0 +1,415 @@
+"""The `prunekit` command line: one `add_<name>_parser(sub)` and one `cmd_<name>(args)` per subcommand.
+
+Subcommands implemented in a module `prunekit.cli_cmds.<name>` plug in without editing this file: that
+module defines `add_arguments(parser)` and `run(args) -> int | None` (keep its top-level imports light,
+it is imported whenever the parser is built). `prunekit demo` runs `prunekit.demo:run(args)` likewise."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import inspect
+import json
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable, Sequence
+
+MODEL_FILE = "model.json"  # registry spec written next to trainer checkpoints
+
+
+class CliError(Exception):
+    """A user error: printed as one message, exit status 2."""
+
+
+# ----------------------------------------------------------------------------- shared argument groups
+def add_model_args(p: argparse.ArgumentParser, required: bool = False) -> None:
+    """--model, --num-classes, --in-channels, --width, --input-size."""
+    p.add_argument("--model", required=required, help="registered model name or torchvision:<name>")
+    p.add_argument("--num-classes", type=int, default=None, help="default: the data set's")
+    p.add_argument("--in-channels", type=int, default=None, help="default: the data set's")
+    p.add_argument("--width", type=float, default=1.0, help="width multiplier")
+    p.add_argument("--input-size", type=int, default=None, help="image side (default: data set or model's)")
+
+
+def add_data_args(p: argparse.ArgumentParser, default: str = "fashion-mnist") -> None:
+    """--dataset, --data-dir, --val-size, --subset, --batch-size, --workers, --augment, --seed."""
+    p.add_argument("--dataset", default=default, help="fashion-mnist, digits, cifar10 or imagefolder")
+    p.add_argument("--data-dir", default=None, help="folder holding the data set's files")
+    p.add_argument("--val-size", type=float, default=None, help="validation count or fraction (0 = none)")
+    p.add_argument("--subset", type=int, default=None, help="at most this many samples per split")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    p.add_argument("--augment", action="store_true", help="random crop (pad 4) and horizontal flip")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _val_size(v: float | None) -> int | float | None:
+    return None if v is None else (int(v) if float(v).is_integer() else float(v))
+
+
+def build_loaders(args: argparse.Namespace, distributed: bool = False):
+    """(DatasetInfo, Loaders) from the data arguments."""
+    from .data import dataset_info, get_loaders
+    info = dataset_info(args.dataset, args.data_dir, getattr(args, "input_size", None))
+    loaders = get_loaders(args.dataset, args.batch_size, data_dir=args.data_dir, val_size=_val_size(args.val_size),
+                          seed=args.seed, subset=args.subset, augment=args.augment, num_workers=args.workers,
+                          image_size=getattr(args, "input_size", None), distributed=distributed)
+    return info, loaders
+
+
+def model_kwargs(name: str, num_classes: int, in_channels: int, width: float,
+                 input_size: int | None) -> dict[str, Any]:
+    """Arguments for `models.create`, passing input_size only to factories that take it."""
+    from .models import get_entry
+    kw: dict[str, Any] = {"num_classes": num_classes, "in_channels": in_channels, "width": width}
+    if input_size is not None and "input_size" in inspect.signature(get_entry(name).factory).parameters:
+        kw["input_size"] = input_size
+    return kw
+
+
+def example_input(in_channels: int, size: int | tuple[int, int], batch: int = 1):
+    import torch
+    h, w = (size, size) if isinstance(size, int) else size
+    return torch.randn(batch, in_channels, h, w)
+
+
+# ----------------------------------------------------------------------------- loading models
+def _maybe(module: str) -> ModuleType | None:
+    """Import prunekit.<module> if it exists (others write some of them)."""
+    try:
+        if importlib.util.find_spec(module) is None:
+            return None
+    except ModuleNotFoundError:
+        return None
+    return importlib.import_module(module)
+
+
+def save_model(model, out: Path) -> list[Path]:
+    """Write model.json (registry spec) and, where prunekit.io exists, the safetensors + JSON model."""
+    from .models import spec_of
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    spec = spec_of(model)
+    if spec is not None:
+        (out / MODEL_FILE).write_text(json.dumps(spec.to_dict(), indent=2) + "\n")
+        written.append(out / MODEL_FILE)
+    io = _maybe("prunekit.io")
+    if io is not None:
+        written.append(Path(io.save(model, out / "model.safetensors") or out / "model.safetensors"))
+    return written
+
+
+def load_model(path: str | Path):
+    """A model from a prunekit.io file, or a trainer checkpoint (.pt) with model.json beside it."""
+    import torch
+
+    from .models import ModelSpec
+    p = Path(path)
+    if not p.exists():
+        raise CliError(f"{p} does not exist")
+    io = _maybe("prunekit.io")
+    ckpt = p
+    if p.is_dir():
+        found = [p / n for n in ("model.safetensors", "last.pt", "best.pt") if (p / n).exists()]
+        if not found:
+            raise CliError(f"{p} holds no model.safetensors, last.pt or best.pt")
+        ckpt = found[0]
+    if io is not None and ckpt.suffix != ".pt":
+        return io.load(ckpt)
+    spec_file = next((d / MODEL_FILE for d in (ckpt.parent, ckpt.parent.parent) if (d / MODEL_FILE).exists()), None)
+    if spec_file is None:
+        raise CliError(f"no {MODEL_FILE} next to {ckpt}: cannot tell which architecture it holds")
+    from .train import load_checkpoint
+    model = ModelSpec.from_dict(json.loads(spec_file.read_text())).build()
+    state = load_checkpoint(ckpt) if ckpt.suffix == ".pt" else None
+    model.load_state_dict(state["model"] if state else torch.load(ckpt, weights_only=True))
+    return model
+
+
+# ----------------------------------------------------------------------------- measurement
+def measure_model(model, example, latency_runs: int = 30, batches: Sequence[int] = (1,),
+                  device: str = "cpu", threads: int | None = None) -> dict[str, Any]:
+    """params, macs (batch 1), latency_ms (median, batch 1), size_bytes; latency per batch as a dict."""
+    from .measure import count, measure_latency, serialized_size
+    model = model.eval()
+    counts = count(model, example[:1])
+    out: dict[str, Any] = {"params": counts.params, "macs": counts.macs, "latency_ms": None,
+                           "size_bytes": serialized_size(model)}
+    if latency_runs > 0:
+        lat = {int(b): measure_latency(model, example[:1], device=device, threads=threads, batch_size=int(b),
+                                       warmup=max(2, latency_runs // 5), runs=latency_runs) for b in batches}
+        out["latency"] = {str(b): r.to_dict() for b, r in lat.items()}
+        out["latency_ms"] = lat[1 if 1 in lat else min(lat)].median_ms
+    return out
+
+
+def print_table(title: str, rows: Sequence[tuple[str, str]]) -> None:
+    """A two-column rich table."""
+    from rich.console import Console
+    from rich.table import Table
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in rows:
+        table.add_row(k, v)
+    Console().print(table)
+
+
+def metric_rows(m: dict[str, Any]) -> list[tuple[str, str]]:
+    from .report import format_bytes, format_count
+    rows = []
+    if m.get("top1") is not None:
+        rows.append(("top-1 accuracy", f"{100 * m['top1']:.2f}%"))
+    rows += [("parameters", f"{m['params']:,} ({format_count(m['params'])})"),
+             ("MACs", f"{m['macs']:,} ({format_count(m['macs'])})"),
+             ("size", f"{m['size_bytes']:,} B ({format_bytes(m['size_bytes'])})")]
+    for b, r in (m.get("latency") or {}).items():
+        rows.append((f"latency, batch {b} ({r['device']}, {r['threads']} threads)", f"{r['median_ms']:.3f} ms"))
+    return rows
+
+
+# ----------------------------------------------------------------------------- info
+def add_info_parser(sub) -> None:
+    p = sub.add_parser("info", help="parameters, MACs, latency and size of a model or checkpoint")
+    p.add_argument("target", help="registered model name, torchvision:<name>, or a saved model / checkpoint path")
+    add_model_args(p)
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 64], help="latency batch sizes")
+    p.add_argument("--runs", type=int, default=30, help="timed runs per latency (0 = skip latency)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads while timing")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_info)
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from .models import create, default_input_size, get_entry, spec_of
+    if Path(args.target).exists():
+        model = load_model(args.target)
+    else:
+        get_entry(args.target)  # unknown names list the valid ones
+        name = args.target
+        channels = args.in_channels or (1 if default_input_size(name) == 28 else 3)
+        model = create(name, **model_kwargs(name, args.num_classes or 10, channels, args.width, args.input_size))
+    spec = spec_of(model)
+    kw = spec.kwargs if spec else {}
+    channels = args.in_channels or kw.get("in_channels", 3)
+    size = args.input_size or kw.get("input_size") or (default_input_size(spec.name) if spec else 224)
+    metrics = measure_model(model, example_input(channels, size), args.runs, args.batches, args.device, args.threads)
+    result = {"model": spec.to_dict() if spec else {"name": type(model).__name__},
+              "input_shape": list(example_input(channels, size).shape), **metrics}
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print_table(f"{result['model']['name']}  input {tuple(result['input_shape'])}", metric_rows(metrics))
+    return 0
+
+
+# ----------------------------------------------------------------------------- train
+def add_train_parser(sub) -> None:
+    p = sub.add_parser("train", help="train a registered model on a data set; writes report.json")
+    add_model_args(p, required=True)
+    add_data_args(p)
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--lr", type=float, default=None, help="default: 0.1 for sgd, 1e-3 for adamw")
+    p.add_argument("--optimizer", choices=["sgd", "adamw"], default="sgd")
+    p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument("--warmup-epochs", type=float, default=0.0)
+    p.add_argument("--label-smoothing", type=float, default=0.0)
+    p.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
+    p.add_argument("--max-steps-per-epoch", type=int, default=None)
+    p.add_argument("--device", default=None, help="default: cuda when available, else cpu")
+    p.add_argument("--out", default="runs/train", help="output folder (checkpoints, model, report)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--overwrite", action="store_true", help="replace checkpoints of an earlier run in OUT")
+    p.add_argument("--latency-runs", type=int, default=30)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .models import create
+    from .report import write_report
+    from .train import TrainConfig, Trainer, evaluate, init_distributed, is_main_process
+    t_start = time.perf_counter()
+    dist = init_distributed()
+    info, loaders = build_loaders(args, distributed=dist.world_size > 1)
+    size = args.input_size or info.image_size[0]
+    kw = model_kwargs(args.model, args.num_classes or info.num_classes, args.in_channels or info.in_channels,
+                      args.width, size)
+    model = create(args.model, **kw)
+    lr = args.lr if args.lr is not None else (0.1 if args.optimizer == "sgd" else 1e-3)
+    config = TrainConfig(epochs=args.epochs, lr=lr, optimizer=args.optimizer, weight_decay=args.weight_decay,
+                         warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing, amp=args.amp,
+                         seed=args.seed, max_steps_per_epoch=args.max_steps_per_epoch,
+                         progress=not args.no_progress)
+    out = Path(args.out)
+    trainer = Trainer(model, loaders.train, loaders.val, config, device=args.device or dist.device,
+                      checkpoint_dir=out, resume=args.resume, overwrite=args.overwrite)
+    result = trainer.fit()
+    t_train = time.perf_counter() - t_start
+    test = evaluate(trainer.module, loaders.test, trainer.device)
+    if not is_main_process():
+        return 0
+    model = trainer.module.cpu()
+    save_model(model, out)
+    metrics = measure_model(model, example_input(kw["in_channels"], info.image_size), args.latency_runs)
+    metrics.update(top1=test["top1"], top5=test["top5"], loss=test["loss"])
+    write_report(out, {
+        "model": {"name": args.model, **kw},
+        "data": {"dataset": info.name, "data_dir": args.data_dir, "train": len(loaders.train.dataset),
+                 "val": len(loaders.val.dataset) if loaders.val else 0, "test": len(loaders.test.dataset),
+                 "seed": args.seed, "augment": args.augment},
+        "method": {"name": "train", "config": config},
+        "metrics": {"before": metrics, "after": None},
+        "timings": {"train": t_train, "total": time.perf_counter() - t_start},
+        "history": result.history,
+    })
+    print_table(f"{args.model} on {info.name}: {result.epochs} epochs, {t_train:.1f} s -> {out}", metric_rows(metrics))
+    return 0
+
+
+# ----------------------------------------------------------------------------- demo
+def add_demo_parser(sub) -> None:
+    p = sub.add_parser("demo", help="a short end-to-end run that prints a table")
+    demo = _maybe("prunekit.demo")
+    if demo is not None and hasattr(demo, "add_arguments"):
+        demo.add_arguments(p)
+    else:
+        add_data_args(p)
+        p.add_argument("--out", default="runs/demo")
+        p.add_argument("--epochs", type=int, default=1)
+    p.set_defaults(func=cmd_demo)
+
+
+def cmd_demo(args: argparse.Namespace) -> int | None:
+    demo = _maybe("prunekit.demo")
+    if demo is not None and hasattr(demo, "run"):
+        return demo.run(args)
+    from .data import DataNotFoundError, dataset_info
+    try:
+        dataset_info(args.dataset, args.data_dir)
+        from .data import get_dataset
+        get_dataset(args.dataset, args.data_dir, split="test", subset=1)
+    except DataNotFoundError as e:
+        print(f"{e}\nFalling back to the digits data set.", file=sys.stderr)
+        args.dataset, args.data_dir = "digits", None
+    targs = build_parser().parse_args(["train", "--model", "lenet5", "--dataset", args.dataset,
+                                       "--epochs", str(args.epochs), "--out", args.out, "--overwrite",
+                                       "--batch-size", str(args.batch_size), "--seed", str(args.seed)]
+                                      + (["--data-dir", args.data_dir] if args.data_dir else [])
+                                      + (["--input-size", "28"] if args.dataset == "digits" else []))
+    return cmd_train(targs)
+
+
+# ----------------------------------------------------------------------------- subcommands others fill in
+def _external(name: str) -> ModuleType | None:
+    return _maybe(f"prunekit.cli_cmds.{name}")
+
+
+def _add_external(sub, name: str, help_text: str, func: Callable[[argparse.Namespace], Any]) -> None:
+    p = sub.add_parser(name, help=help_text)
+    mod = _external(name)
+    if mod is not None and hasattr(mod, "add_arguments"):
+        mod.add_arguments(p)
+    p.set_defaults(func=func)
+
+
+def _run_external(name: str, args: argparse.Namespace) -> int | None:
+    mod = _external(name)
+    if mod is None or not hasattr(mod, "run"):
+        raise CliError(f"'prunekit {name}' is not implemented yet")
+    return mod.run(args)
+
+
+def add_prune_parser(sub) -> None:
+    _add_external(sub, "prune", "prune a model (method, criterion, policy, target or a YAML recipe)", cmd_prune)
+
+
+def cmd_prune(args: argparse.Namespace) -> int | None:
+    return _run_external("prune", args)
+
+
+def add_analyze_parser(sub) -> None:
+    _add_external(sub, "analyze", "channel groups and sensitivity of a model", cmd_analyze)
+
+
+def cmd_analyze(args: argparse.Namespace) -> int | None:
+    return _run_external("analyze", args)
+
+
+def add_bench_parser(sub) -> None:
+    _add_external(sub, "bench", "compare pruning configurations side by side", cmd_bench)
+
+
+def cmd_bench(args: argparse.Namespace) -> int | None:
+    return _run_external("bench", args)
+
+
+def add_export_parser(sub) -> None:
+    _add_external(sub, "export", "export a (pruned) model to ONNX", cmd_export)
+
+
+def cmd_export(args: argparse.Namespace) -> int | None:
+    return _run_external("export", args)
+
+
+def add_report_parser(sub) -> None:
+    _add_external(sub, "report", "render report.json files as Markdown/HTML and plots", cmd_report)
+
+
+def cmd_report(args: argparse.Namespace) -> int | None:
+    return _run_external("report", args)
+
+
+def add_compress_parser(sub) -> None:
+    _add_external(sub, "compress", "weight sharing + Huffman coding into a compressed file", cmd_compress)
+
+
+def cmd_compress(args: argparse.Namespace) -> int | None:
+    return _run_external("compress", args)
+
+
+def add_decompress_parser(sub) -> None:
+    _add_external(sub, "decompress", "rebuild a model from a compressed file", cmd_decompress)
+
+
+def cmd_decompress(args: argparse.Namespace) -> int | None:
+    return _run_external("decompress", args)
+
+
+# ----------------------------------------------------------------------------- entry point
+SUBCOMMANDS = ["demo", "train", "info", "prune", "analyze", "bench", "export", "report", "compress",
+               "decompress"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="prunekit", description="Prune PyTorch models and measure what it buys.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", metavar="command")
+    for name in SUBCOMMANDS:
+        globals()[f"add_{name}_parser"](sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (2 for user errors, printed without a traceback)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    from .data import DataError
+    try:
+        rc = args.func(args)
+    except (CliError, DataError, ValueError, FileNotFoundError, FileExistsError) as e:
+        if args.debug:
+            raise
+        print(f"prunekit {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    return int(rc or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
