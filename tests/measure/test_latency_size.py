@@ -116,3 +116,23 @@ def test_model_metrics_fills_the_report_metrics_block():
     assert 0.0 <= m["top1"] <= m["top5"] <= 1.0
     report = {"model": {"name": "cnn"}, "data": {"dataset": "random"}, "metrics": {"before": m, "after": None}}
     assert validate_report(report) == []
+
+
+def test_onnx_keyword_inputs_keep_their_names_in_any_order(tmp_path):
+    import onnxruntime as ort
+
+    class KW(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(6, 2)
+
+        def forward(self, x, y):
+            return self.lin(x - 2 * y)
+
+    model, x, y = KW(), torch.randn(3, 6), torch.randn(3, 6)
+    path = export_onnx(model, {"y": y, "x": x}, tmp_path / "kw.onnx")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["x", "y"]
+    out = session.run(None, {"x": x.numpy(), "y": y.numpy()})[0]
+    np.testing.assert_allclose(out, model(x, y).detach().numpy(), rtol=1e-5, atol=1e-6)
+    assert onnx_latency(model, {"y": y, "x": x}, warmup=0, runs=2, batch_size=5).batch == 5

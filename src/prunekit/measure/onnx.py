@@ -1,6 +1,7 @@
 """ONNX export and onnxruntime latency (optional: needs the ``export`` extra, onnx + onnxruntime)."""
 from __future__ import annotations
 
+import inspect
 import os
 import tempfile
 import warnings
@@ -21,6 +22,17 @@ def _positional(inputs: Inputs) -> tuple[tuple, dict]:
     return (inputs,), {}
 
 
+def _input_names(model: nn.Module, args: tuple, kwargs: dict) -> list[str]:
+    """ONNX input names in graph order: input_0, input_1... for positional inputs, then keyword inputs by
+    their argument names in the order of ``forward``'s signature."""
+    try:
+        order = list(inspect.signature(model.forward).parameters)
+    except (TypeError, ValueError):
+        order = []
+    keyed = sorted(kwargs, key=lambda k: order.index(k) if k in order else len(order))
+    return [f"input_{i}" for i in range(len(args))] + keyed
+
+
 def export_onnx(model: nn.Module, example_inputs: Inputs, path: str | os.PathLike, opset: int = 17,
                 dynamic_batch: bool = True) -> Path:
     """Export ``model`` to ONNX at ``path``, in eval mode, with a dynamic batch dimension.
@@ -31,7 +43,7 @@ def export_onnx(model: nn.Module, example_inputs: Inputs, path: str | os.PathLik
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     args, kwargs = _positional(to_device(example_inputs, model_device(model)))
-    names = [f"input_{i}" for i in range(len(args))] + list(kwargs)
+    names = _input_names(model, args, kwargs)
     dynamic = {n: {0: "batch"} for n in names} if dynamic_batch else None
     was_training = model.training
     model.eval()
@@ -70,7 +82,7 @@ def onnx_latency(model: nn.Module, example_inputs: Inputs, threads: int | None =
             options.inter_op_num_threads = 1
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         args, kwargs = _positional(inputs)
-        values = [a.detach().cpu().numpy() for a in args] + [v.detach().cpu().numpy() for v in kwargs.values()]
-        feed = {i.name: v for i, v in zip(session.get_inputs(), values)}
+        tensors = {**{f"input_{i}": a for i, a in enumerate(args)}, **kwargs}
+        feed = {i.name: tensors[i.name].detach().cpu().numpy() for i in session.get_inputs()}
         times = time_callable(lambda: session.run(None, feed), warmup, runs)
     return summarize(times, batch_size_of(inputs), threads, "onnxruntime-cpu")
