@@ -131,18 +131,11 @@ def load_model(path: str | Path):
 # ----------------------------------------------------------------------------- measurement
 def measure_model(model, example, latency_runs: int = 30, batches: Sequence[int] = (1,),
                   device: str = "cpu", threads: int | None = None) -> dict[str, Any]:
-    """params, macs (batch 1), latency_ms (median, batch 1), size_bytes; latency per batch as a dict."""
-    from .measure import count, measure_latency, serialized_size
-    model = model.eval()
-    counts = count(model, example[:1])
-    out: dict[str, Any] = {"params": counts.params, "macs": counts.macs, "latency_ms": None,
-                           "size_bytes": serialized_size(model)}
-    if latency_runs > 0:
-        lat = {int(b): measure_latency(model, example[:1], device=device, threads=threads, batch_size=int(b),
-                                       warmup=max(2, latency_runs // 5), runs=latency_runs) for b in batches}
-        out["latency"] = {str(b): r.to_dict() for b, r in lat.items()}
-        out["latency_ms"] = lat[1 if 1 in lat else min(lat)].median_ms
-    return out
+    """report.json Metrics block (prunekit.measure.model_metrics) without accuracy; no timing when runs is 0."""
+    from .measure import model_metrics
+    return model_metrics(model.eval(), example, device=device, threads=threads,
+                         latency_batches=batches if latency_runs > 0 else (),
+                         warmup=max(2, latency_runs // 5), runs=max(1, latency_runs))
 
 
 def print_table(title: str, rows: Sequence[tuple[str, str]]) -> None:
