@@ -118,3 +118,15 @@ def test_to_semi_structured_guarded():
     ref = model(x)
     assert to_semi_structured(model) == ["0.weight"]
     torch.testing.assert_close(model(x), ref, rtol=1e-2, atol=1e-2)
+
+
+def test_removing_masks_on_a_deepcopy_leaves_the_original_working():
+    import copy
+    model = _net()
+    apply_masks(model, _random_masks(model))
+    x = torch.randn(2, 3, 8, 8)
+    ref = model(x)
+    twin = copy.deepcopy(model)
+    remove_masks(twin)
+    assert torch.equal(model(x), ref) and torch.equal(twin(x), ref)
+    assert parametrize.is_parametrized(model[3]) and not parametrize.is_parametrized(twin[3])

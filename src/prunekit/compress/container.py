@@ -13,6 +13,7 @@ import os
 import struct
 import sys
 import tempfile
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,8 @@ from prunekit.compress.sharing import plain_state_dict
 
 MAGIC = b"\x89PKZ\r\n\x1a\n"
 VERSION = 1
-_FIXED = struct.Struct("<8sHHIQ32s")   # magic, version, flags, json length, body length, sha256(json + body)
+_FIXED = struct.Struct("<8sHHIQ32s")   # magic, version, flags, header length, body length, sha256(header + body)
+FLAG_ZLIB_HEADER = 1                   # the JSON header is zlib-compressed (always set by this writer)
 HEADER_SIZE = _FIXED.size             # 56
 MAX_CODEBOOK = 1 << 16
 _INT_VIEW = {torch.float32: torch.int32, torch.float16: torch.int16, torch.bfloat16: torch.int16}
@@ -189,9 +191,10 @@ def _decode_tensor(body: memoryview, e: dict[str, Any]) -> torch.Tensor:
     return out.reshape(shape)
 
 
-def _normalise_description(description: Mapping[str, Any] | str | None) -> dict[str, Any] | None:
-    if description is None:
-        return None
+def _normalise_description(description: Mapping[str, Any] | str | None, model: nn.Module) -> dict[str, Any] | None:
+    if description is None:   # a model built by prunekit.models.create carries its spec
+        spec = getattr(model, "_prunekit_spec", None)
+        return spec.to_dict() if hasattr(spec, "to_dict") else None
     if isinstance(description, str):
         return {"name": description, "kwargs": {}}
     d = dict(description)
@@ -222,17 +225,18 @@ def save_compressed(model: nn.Module, path: str | os.PathLike, description: Mapp
                     overwrite: bool = False, meta: Mapping[str, Any] | None = None) -> SaveInfo:
     """Write ``model`` (masks and weight sharing folded in) to ``path`` atomically.
 
-    ``description`` = ``{"name": registry name, "kwargs": {...}}`` (or just the name) lets
-    :func:`load_compressed` rebuild the model with ``prunekit.models.create``. ``meta`` is any JSON-able
+    ``description`` = ``{"name": registry name, "kwargs": {...}}`` (or just the name; default: the spec of a
+    model built by ``prunekit.models.create``) lets :func:`load_compressed` rebuild the model with
+    ``prunekit.models.create``. ``meta`` is any JSON-able
     extra (e.g. accuracy). Refuses to overwrite an existing file unless ``overwrite=True``.
     """
     sd = plain_state_dict(model)
     entries, body = encode_state_dict(sd)
-    header = {"format": "prunekit.compressed", "version": VERSION, "model": _normalise_description(description),
+    header = {"format": "prunekit.compressed", "version": VERSION, "model": _normalise_description(description, model),
               "meta": dict(meta or {}), "tensors": entries}
-    js = json.dumps(header, separators=(",", ":")).encode()
+    js = zlib.compress(json.dumps(header, separators=(",", ":")).encode(), 9)
     digest = hashlib.sha256(js + body).digest()
-    data = _FIXED.pack(MAGIC, VERSION, 0, len(js), len(body), digest) + js + body
+    data = _FIXED.pack(MAGIC, VERSION, FLAG_ZLIB_HEADER, len(js), len(body), digest) + js + body
     p = Path(path)
     _write_atomic(p, data, overwrite)
     dense = 4 * sum(v.numel() for v in sd.values() if v.is_floating_point())
@@ -260,7 +264,7 @@ def read_compressed(path: str | os.PathLike) -> CompressedFile:
         if not data.startswith(MAGIC[:len(data)]) or not data:
             raise CompressedFileError(f"{path}: not a prunekit compressed model file")
         raise CompressedFileError(f"{path}: truncated (header needs {HEADER_SIZE} bytes, file has {len(data)})")
-    magic, version, _flags, js_len, body_len, digest = _FIXED.unpack_from(data)
+    magic, version, flags, js_len, body_len, digest = _FIXED.unpack_from(data)
     if magic != MAGIC:
         raise CompressedFileError(f"{path}: not a prunekit compressed model file (bad magic {magic!r})")
     if version > VERSION:
@@ -274,10 +278,11 @@ def read_compressed(path: str | os.PathLike) -> CompressedFile:
     if hashlib.sha256(payload).digest() != digest:
         raise CompressedFileError(f"{path}: checksum mismatch, the file is corrupted")
     try:
-        header = json.loads(bytes(payload[:js_len]))
+        js = bytes(payload[:js_len])
+        header = json.loads(zlib.decompress(js) if flags & FLAG_ZLIB_HEADER else js)
         body = payload[js_len:]
         sd = {e["key"]: _decode_tensor(body, e) for e in header["tensors"]}
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, zlib.error) as e:
         if isinstance(e, CompressedFileError):
             raise
         raise CompressedFileError(f"{path}: malformed header ({e})") from e

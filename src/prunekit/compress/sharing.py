@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from prunekit.compress.kmeans import kmeans_1d
-from prunekit.surgery.masks import FilterFn, get_masks, per_layer, remove_mask, target_layers
+from prunekit.surgery.masks import FilterFn, get_masks, own_class, per_layer, remove_mask, target_layers
 
 
 class WeightSharing(nn.Module):
@@ -94,6 +94,7 @@ def unshare_weights(model: nn.Module) -> nn.Module:
     """Bake the shared weights into plain dense weights (in place); values are bit-identical."""
     for _, module in list(model.named_modules()):
         if _sharing(module) is not None:
+            own_class(module)
             parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
     return model
 

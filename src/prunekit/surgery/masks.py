@@ -149,6 +149,18 @@ def get_masks(model: nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
+def own_class(module: nn.Module) -> None:
+    """Give a parametrized module a class of its own before removing a parametrization.
+
+    ``copy.deepcopy`` of a parametrized module shares its generated class, and
+    ``parametrize.remove_parametrizations`` deletes the property from that class, which would break the
+    other copy; a private subclass of the plain class makes removal local to ``module``.
+    """
+    cls = module.__class__
+    if parametrize.is_parametrized(module):
+        module.__class__ = type(cls.__name__, cls.__bases__, dict(cls.__dict__))
+
+
 def remove_mask(module: nn.Module, tensor_name: str = "weight", make_permanent: bool = True) -> bool:
     """Remove the mask of one tensor of ``module``; returns whether it had one."""
     if _find(module, tensor_name, MaskParametrization) is None:
@@ -156,6 +168,7 @@ def remove_mask(module: nn.Module, tensor_name: str = "weight", make_permanent: 
     if len(getattr(module.parametrizations, tensor_name)) > 1:
         raise RuntimeError(f"{type(module).__name__}.{tensor_name} has other parametrizations besides its mask; "
                            "remove those first")
+    own_class(module)
     parametrize.remove_parametrizations(module, tensor_name, leave_parametrized=make_permanent)
     return True
 
