@@ -228,7 +228,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     t_start = time.perf_counter()
     dist = init_distributed()
     info, loaders = build_loaders(args, distributed=dist.world_size > 1)
-    size = args.input_size or info.image_size[0]
+    h, w = info.image_size
+    size = args.input_size or (h if h == w else [h, w])
     kw = model_kwargs(args.model, args.num_classes or info.num_classes, args.in_channels or info.in_channels,
                       args.width, size)
     model = create(args.model, **kw)
@@ -288,11 +289,12 @@ def cmd_demo(args: argparse.Namespace) -> int | None:
     except DataNotFoundError as e:
         print(f"{e}\nFalling back to the digits data set.", file=sys.stderr)
         args.dataset, args.data_dir = "digits", None
-    targs = build_parser().parse_args(["train", "--model", "lenet5", "--dataset", args.dataset,
-                                       "--epochs", str(args.epochs), "--out", args.out, "--overwrite",
-                                       "--batch-size", str(args.batch_size), "--seed", str(args.seed)]
-                                      + (["--data-dir", args.data_dir] if args.data_dir else [])
-                                      + (["--input-size", "28"] if args.dataset == "digits" else []))
+    targs = build_parser().parse_args(["train", "--model", "lenet5", "--out", args.out, "--overwrite"])
+    for key, value in vars(args).items():  # the demo's data and epoch flags carry over
+        if key not in ("func", "command") and hasattr(targs, key):
+            setattr(targs, key, value)
+    if args.dataset == "digits":
+        targs.input_size = 28  # LeNet-5 needs more than 8x8 pixels
     return cmd_train(targs)
 
 
