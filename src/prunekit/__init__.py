@@ -1,0 +1,33 @@
+"""prunekit: make PyTorch models smaller and faster by pruning."""
+from .api import plan
+from .graph import ChannelGroup, DependencyGraph, UnsupportedOpError, trace
+from .graph.plan import PruningPlan
+from .policies import Target
+from .surgery import PlanMismatchError, VerifyReport, apply, verify
+
+__version__ = "0.1.0"
+
+
+def count(model, example_inputs):
+    """Parameters and MACs of `model` on `example_inputs` (see prunekit.measure.count)."""
+    from .measure import count as _count
+
+    return _count(model, example_inputs)
+
+
+def save(model, path, plan=None, **kwargs):
+    """Save a (pruned) model: safetensors weights + JSON description (see prunekit.io.save)."""
+    from .io import save as _save
+
+    return _save(model, path, plan=plan, **kwargs)
+
+
+def load(path, **kwargs):
+    """Rebuild a model saved with prunekit.save (or a compressed container) without pickle."""
+    from .io import load as _load
+
+    return _load(path, **kwargs)
+
+
+__all__ = ["ChannelGroup", "DependencyGraph", "PlanMismatchError", "PruningPlan", "Target", "UnsupportedOpError",
+           "VerifyReport", "apply", "count", "load", "plan", "save", "trace", "verify", "__version__"]

@@ -1,0 +1,38 @@
+"""The one-call planning entry point: trace, score, allocate, select."""
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from .criteria import get_criterion
+from .graph.groups import DependencyGraph
+from .graph.plan import PruningPlan
+from .graph.trace import trace
+from .policies import Target, get_policy, select_kept
+
+
+def plan(model: nn.Module, example_inputs: Any, ratio: float | None = None, target: Target | None = None,
+         criterion: str = "l1", policy: str = "uniform", data=None, graph: DependencyGraph | None = None,
+         round_to: int = 1, ignore=None, min_channels: int = 1, max_ratio: float = 0.9, seed: int = 0,
+         scores: dict | None = None, **policy_kwargs) -> PruningPlan:
+    """Decide which channels to remove: `ratio` of every group, or whatever meets `target`.
+
+    ratio=0 (or None without target) gives an empty plan, which changes nothing.
+    """
+    if ratio is not None and not 0 <= ratio < 1:
+        raise ValueError(f"ratio={ratio}: give the fraction of channels to remove, in [0, 1)")
+    if isinstance(target, dict):
+        target = Target(**target)
+    graph = graph or trace(model, example_inputs, ignore=ignore, round_to=round_to)
+    meta = {"criterion": str(criterion), "policy": str(policy), "ratio": ratio,
+            "target": target.items() if target else None}
+    if target is None and not ratio:
+        return PruningPlan.from_kept(graph, {}, meta)
+    if scores is None:
+        scores = get_criterion(criterion, seed=seed)(model, graph, data=data)
+    counts = get_policy(policy)(model, graph, scores, ratio=ratio, target=target, min_channels=min_channels,
+                                max_ratio=max_ratio, data=data, example_inputs=example_inputs, seed=seed,
+                                **policy_kwargs)
+    kept = select_kept(graph, scores, counts)
+    return PruningPlan.from_kept(graph, kept, meta)

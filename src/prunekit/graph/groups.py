@@ -1,0 +1,89 @@
+"""Channel groups: the result of tracing, what criteria score and policies allocate over."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+
+@dataclass
+class Member:
+    """One tensor dimension touched by a channel group; index[c] = positions of group channel c."""
+
+    key: str
+    dim: int
+    index: list[list[int]]
+    module: str
+    role: str  # "out" | "in" | "norm" | "other"
+
+    def positions(self, channels) -> list[int]:
+        return sorted(i for c in channels for i in self.index[c])
+
+
+@dataclass
+class ChannelGroup:
+    """Channels that must be removed together (a conv's filters, its BN, the next conv's inputs, ...)."""
+
+    name: str
+    size: int
+    members: list[Member]
+    prunable: bool
+    reason: str = ""
+    candidates: list[int] = field(default_factory=list)  # channels that may be removed
+    notes: list[str] = field(default_factory=list)  # why zeroing is not exactly equivalent, if any
+    round_to: int = 1
+
+    def producers(self) -> list[Member]:
+        return [m for m in self.members if m.role == "out" and not _is_bias(m)]
+
+    def member(self, key: str, dim: int | None = None) -> Member | None:
+        for m in self.members:
+            if m.key == key and (dim is None or m.dim == dim):
+                return m
+        return None
+
+    @property
+    def exact(self) -> bool:
+        return not self.notes
+
+    def __repr__(self) -> str:
+        state = "prunable" if self.prunable else f"fixed: {self.reason}"
+        return f"ChannelGroup({self.name!r}, size={self.size}, members={len(self.members)}, {state})"
+
+
+def _is_bias(m: Member) -> bool:
+    return m.key.endswith("bias") and m.dim == 0
+
+
+@dataclass
+class DependencyGraph:
+    """The traced model: its channel groups plus what attribute patching needs later."""
+
+    model: nn.Module
+    groups: list[ChannelGroup]
+    splits: list[dict] = field(default_factory=list)  # views that split a dim: module, inner size, roots
+    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    example_inputs: object = None
+    macs_by_key: dict[str, float] = field(default_factory=dict)  # MACs per element of each weight
+    macs_other: float = 0.0  # MACs not attributable to a weight (attention matmuls)
+
+    def group(self, name: str) -> ChannelGroup:
+        for g in self.groups:
+            if g.name == name:
+                return g
+        raise KeyError(f"no channel group named {name!r}; groups: {[g.name for g in self.groups][:20]}")
+
+    def prunable_groups(self) -> list[ChannelGroup]:
+        return [g for g in self.groups if g.prunable]
+
+    def param_tensor(self, key: str) -> torch.Tensor:
+        sd = self.model.state_dict(keep_vars=True)
+        return sd[key]
+
+    def summary(self) -> str:
+        lines = [f"{len(self.groups)} channel groups, {len(self.prunable_groups())} prunable"]
+        for g in self.groups:
+            lines.append(f"  {g.name:40s} size={g.size:5d} members={len(g.members):3d} "
+                         f"{'prunable' if g.prunable else 'fixed (' + g.reason + ')'}")
+        return "\n".join(lines)

@@ -1,0 +1,136 @@
+"""Channel atoms and the union-find that couples them.
+
+Every index of every parameter/buffer dimension is an *atom*. Tracing attaches to each tensor a list of
+*label tensors* (int64, same rank as the tensor, each dim either full size or 1) that say which atom every
+position carries. Operations union atoms that must be removed together; a connected component (root) is one
+removable channel.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+FIXED = 0  # reserved atom: anything joined with it may never be removed
+
+
+@dataclass
+class AtomOrigin:
+    key: str  # state_dict key, or "<input>", "<fixed>"
+    dim: int
+    start: int  # first atom id of this (key, dim)
+    size: int
+
+
+class UnionFind:
+    """Growable union-find over atom ids with per-atom flags (fixed, produced) and notes."""
+
+    def __init__(self) -> None:
+        self.parent = np.zeros(1024, dtype=np.int64)
+        self.n = 1  # atom 0 == FIXED
+        self.fixed = np.zeros(1024, dtype=bool)
+        self.fixed[FIXED] = True
+        self.produced = np.zeros(1024, dtype=bool)
+        self.notes: dict[int, set[str]] = {}
+        self.fixed_reason: dict[int, str] = {FIXED: "constant"}
+
+    def new(self, count: int) -> int:
+        start = self.n
+        need = self.n + count
+        if need > len(self.parent):
+            cap = max(need, 2 * len(self.parent))
+            for name in ("parent", "fixed", "produced"):
+                old = getattr(self, name)
+                new = np.zeros(cap, dtype=old.dtype)
+                new[: len(old)] = old
+                setattr(self, name, new)
+        self.parent[start:need] = np.arange(start, need)
+        self.n = need
+        return start
+
+    def find(self, a: int) -> int:
+        p = self.parent
+        root = a
+        while p[root] != root:
+            root = p[root]
+        while p[a] != root:
+            p[a], a = root, p[a]
+        return int(root)
+
+    def union_pairs(self, a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray) -> None:
+        """Union a[i] with b[i] for all i (both flattened, broadcast first)."""
+        a = np.asarray(a.reshape(-1) if isinstance(a, np.ndarray) else a.reshape(-1).numpy())
+        b = np.asarray(b.reshape(-1) if isinstance(b, np.ndarray) else b.reshape(-1).numpy())
+        if a.size == 0:
+            return
+        pairs = np.unique(np.stack([a, b], 1), axis=0)
+        pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+        for x, y in pairs:
+            rx, ry = self.find(int(x)), self.find(int(y))
+            if rx != ry:
+                # keep the smaller id as root so FIXED (0) always wins
+                if rx < ry:
+                    self.parent[ry] = rx
+                else:
+                    self.parent[rx] = ry
+
+    def union_all(self, ids: torch.Tensor) -> None:
+        flat = ids.reshape(-1)
+        if flat.numel() > 1:
+            uniq = torch.unique(flat)
+            self.union_pairs(uniq[:1].expand(len(uniq)), uniq)
+
+    def roots(self, ids: np.ndarray) -> np.ndarray:
+        ids = np.asarray(ids, dtype=np.int64)
+        uniq, inv = np.unique(ids, return_inverse=True)
+        r = np.array([self.find(int(u)) for u in uniq], dtype=np.int64)
+        return r[inv].reshape(ids.shape)
+
+    def mark_fixed(self, ids: torch.Tensor, reason: str) -> None:
+        for u in torch.unique(ids.reshape(-1)).tolist():
+            self.fixed[u] = True
+            self.fixed_reason.setdefault(u, reason)
+
+    def mark_produced(self, ids: torch.Tensor) -> None:
+        self.produced[torch.unique(ids.reshape(-1)).numpy()] = True
+
+    def note(self, ids: torch.Tensor, text: str) -> None:
+        for u in torch.unique(ids.reshape(-1)).tolist():
+            self.notes.setdefault(u, set()).add(text)
+
+
+@dataclass
+class Labels:
+    """The label tensors carried by one traced tensor."""
+
+    srcs: list[torch.Tensor] = field(default_factory=list)
+
+
+def compress(src: torch.Tensor) -> torch.Tensor:
+    """Shrink every dimension along which the labels are constant to size 1."""
+    for d in range(src.dim()):
+        if src.shape[d] > 1 and bool((src == src.narrow(d, 0, 1)).all()):
+            src = src.narrow(d, 0, 1)
+    return src.contiguous()
+
+
+def varying_dims(src: torch.Tensor) -> list[int]:
+    return [d for d in range(src.dim()) if src.shape[d] > 1]
+
+
+def align(src: torch.Tensor, ndim: int) -> torch.Tensor:
+    """Prepend singleton dims so src broadcasts against a tensor of rank ndim."""
+    while src.dim() < ndim:
+        src = src.unsqueeze(0)
+    return src
+
+
+def along(uf: UnionFind, src: torch.Tensor, dim: int) -> torch.Tensor:
+    """1-D labels of src along `dim`; positions that differ along other dims are unioned first."""
+    dim = dim % src.dim()
+    moved = src.movedim(dim, -1)
+    flat = moved.reshape(-1, moved.shape[-1])
+    if flat.shape[0] > 1:
+        uf.union_pairs(flat, flat[:1].expand_as(flat))
+    return flat[0].clone()

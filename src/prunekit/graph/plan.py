@@ -1,0 +1,157 @@
+"""PruningPlan: which channels of which group are kept. A JSON-able decision, separate from surgery."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from .groups import ChannelGroup, DependencyGraph, Member
+
+PLAN_VERSION = 1
+
+
+@dataclass
+class GroupDecision:
+    name: str
+    size: int
+    kept: list[int]
+    members: list[Member]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def removed(self) -> list[int]:
+        keep = set(self.kept)
+        return [c for c in range(self.size) if c not in keep]
+
+
+@dataclass
+class PruningPlan:
+    """Per group, the kept channel indices, plus everything needed to replay it on a fresh model."""
+
+    decisions: list[GroupDecision] = field(default_factory=list)
+    shapes: dict[str, list[int]] = field(default_factory=dict)  # original shapes of touched tensors
+    patches: list[dict] = field(default_factory=list)  # attribute updates (e.g. head_dim) per module
+    meta: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_kept(cls, graph: DependencyGraph, kept: dict[str, list[int]], meta: dict | None = None) -> "PruningPlan":
+        """Build a plan from {group name: kept channel indices}; groups not named keep everything."""
+        decisions = []
+        touched = set()
+        for g in graph.groups:
+            if g.name not in kept:
+                continue
+            k = sorted(set(int(i) for i in kept[g.name]))
+            _check_kept(g, k)
+            if len(k) == g.size:
+                continue
+            decisions.append(GroupDecision(g.name, g.size, k, g.members, list(g.notes)))
+            touched.update(m.key for m in g.members)
+        plan = cls(decisions=decisions, shapes={k: list(graph.shapes[k]) for k in sorted(touched)},
+                   meta=dict(meta or {}))
+        plan.patches = _split_patches(graph, {d.name: set(d.kept) for d in decisions})
+        return plan
+
+    def is_empty(self) -> bool:
+        return not any(d.removed for d in self.decisions)
+
+    def removals(self) -> list[tuple[str, int, list[int]]]:
+        """Every tensor slice the plan removes: [(state_dict key, dim, sorted removed indices)]."""
+        acc: dict[tuple[str, int], set[int]] = {}
+        for d in self.decisions:
+            rem = d.removed
+            if not rem:
+                continue
+            for m in d.members:
+                pos = m.positions(rem)
+                if pos:
+                    acc.setdefault((m.key, m.dim), set()).update(pos)
+        return [(k, dim, sorted(v)) for (k, dim), v in sorted(acc.items())]
+
+    def kept(self) -> dict[str, list[int]]:
+        return {d.name: list(d.kept) for d in self.decisions}
+
+    def summary(self) -> dict:
+        return {d.name: {"size": d.size, "kept": len(d.kept)} for d in self.decisions}
+
+    @property
+    def exact(self) -> bool:
+        return not any(d.notes for d in self.decisions if d.removed)
+
+    def reasons(self) -> list[str]:
+        return sorted({n for d in self.decisions if d.removed for n in d.notes})
+
+    # -- JSON
+    def to_dict(self) -> dict:
+        return {
+            "version": PLAN_VERSION,
+            "meta": self.meta,
+            "shapes": self.shapes,
+            "patches": self.patches,
+            "groups": [
+                {"name": d.name, "size": d.size, "kept": d.kept, "notes": d.notes,
+                 "members": [{"key": m.key, "dim": m.dim, "module": m.module, "role": m.role,
+                              "index": m.index} for m in d.members]}
+                for d in self.decisions
+            ],
+        }
+
+    def to_json(self, indent: int | None = None) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "PruningPlan":
+        if not isinstance(data, dict) or "groups" not in data:
+            raise ValueError("not a prunekit plan: expected a JSON object with a 'groups' list")
+        if data.get("version", 1) > PLAN_VERSION:
+            raise ValueError(f"plan version {data['version']} is newer than this prunekit ({PLAN_VERSION})")
+        decisions = []
+        for g in data["groups"]:
+            members = [Member(m["key"], int(m["dim"]), [list(map(int, r)) for r in m["index"]], m.get("module", ""),
+                              m.get("role", "other")) for m in g["members"]]
+            kept = [int(i) for i in g["kept"]]
+            if any(i < 0 or i >= g["size"] for i in kept):
+                raise ValueError(f"plan group {g['name']!r}: kept index out of range 0..{g['size'] - 1}")
+            decisions.append(GroupDecision(g["name"], int(g["size"]), kept, members, list(g.get("notes", []))))
+        return cls(decisions=decisions, shapes={k: list(v) for k, v in data.get("shapes", {}).items()},
+                   patches=list(data.get("patches", [])), meta=dict(data.get("meta", {})))
+
+    @classmethod
+    def from_json(cls, text: str) -> "PruningPlan":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"plan is not valid JSON: {e}") from e
+        return cls.from_dict(data)
+
+
+def _check_kept(g: ChannelGroup, kept: list[int]) -> None:
+    if not kept:
+        raise ValueError(f"plan would remove every channel of group {g.name!r}")
+    bad = [i for i in kept if i < 0 or i >= g.size]
+    if bad:
+        raise ValueError(f"group {g.name!r} has {g.size} channels; kept indices out of range: {bad[:5]}")
+    removed = set(range(g.size)) - set(kept)
+    fixed = removed - set(g.candidates)
+    if removed and not g.prunable:
+        raise ValueError(f"group {g.name!r} may not be pruned: {g.reason}")
+    if fixed:
+        raise ValueError(f"group {g.name!r}: channels {sorted(fixed)[:5]} are pinned ({g.reason})")
+
+
+def _split_patches(graph: DependencyGraph, kept: dict[str, set[int]]) -> list[dict]:
+    """For views that split a dim (heads x head_dim), the new inner size of each module's split."""
+    root_of = getattr(graph, "_root_of", {})
+    patches = []
+    for s in graph.splits:
+        new = 0
+        touched = False
+        for r in s["roots"]:
+            gname, c = root_of.get(r, (None, None))
+            if gname in kept:
+                touched = True
+                new += c in kept[gname]
+            else:
+                new += 1
+        if touched and new != s["inner"]:
+            patches.append({"module": s["module"], "old": s["inner"], "new": new, "factors": s["factors"]})
+    return patches

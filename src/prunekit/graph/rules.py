@@ -1,0 +1,637 @@
+"""One channel-coupling rule per ATen operation kind.
+
+A rule gets the tracer context, the op, its (real) args/kwargs and output, reads the label tensors of the
+inputs (``ctx.get``), unions atoms that must go together (``ctx.uf``) and attaches labels to the outputs
+(``ctx.set``). The table at the bottom maps op names to rules; an op with labelled inputs and no rule is an
+error that names the op and the module.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+
+from .labels import align, along, compress, varying_dims
+
+Rule = Callable[[Any, Any, tuple, dict, Any], None]
+
+# exact under zeroing: sum of zeros is zero; mixing: the result changes when channels are removed
+_EXACT_REDUCE = {"sum", "linalg_vector_norm", "norm", "nansum"}
+
+
+def _tensors(obj) -> list[torch.Tensor]:
+    flat, _ = torch.utils._pytree.tree_flatten(obj)
+    return [t for t in flat if isinstance(t, torch.Tensor)]
+
+
+def _outs(out) -> list[torch.Tensor]:
+    return _tensors(out)
+
+
+def along_dims(ctx, src: torch.Tensor, dims: list[int]) -> torch.Tensor:
+    """Labels of src over `dims` (kept in order); other dims are unioned away."""
+    nd = src.dim()
+    dims = [d % nd for d in dims]
+    rest = [d for d in range(nd) if d not in dims]
+    moved = src.permute(*rest, *dims)
+    tail = moved.shape[len(rest):]
+    flat = moved.reshape(-1, max(1, int(torch.tensor(tail).prod())) if tail else 1)
+    if flat.shape[0] > 1:
+        ctx.uf.union_pairs(flat, flat[:1].expand_as(flat))
+    return flat[0].reshape(tail)
+
+
+def dim_labels(ctx, t: torch.Tensor, dim: int, size: int | None = None) -> torch.Tensor:
+    """1-D labels of tensor t along dim (all sources unioned); fresh fixed atoms when t has none."""
+    size = t.shape[dim] if size is None else size
+    found = None
+    srcs = [align(s, t.dim()) for s in ctx.get(t)]
+    varying = [s for s in srcs if s.shape[dim] > 1]
+    if not varying:
+        varying = [s for s in srcs if s.numel() == 1][:1]
+    for s in varying:
+        lab = along(ctx.uf, s, dim)
+        if lab.numel() == 1 and size > 1:
+            lab = lab.expand(size)
+        if found is None:
+            found = lab
+        else:
+            ctx.uf.union_pairs(found, lab)
+    if found is None:
+        return ctx.fresh_fixed(size, "not derived from a parameter")
+    return found
+
+
+def placed(lab: torch.Tensor, ndim: int, dim: int) -> torch.Tensor:
+    shape = [1] * ndim
+    shape[dim % ndim] = lab.numel()
+    return lab.reshape(shape)
+
+
+# ---------------------------------------------------------------- element-wise
+def merge_sources(ctx, srcs: list[torch.Tensor], ndim: int) -> list[torch.Tensor]:
+    merged: list[torch.Tensor] = []
+    consts: list[torch.Tensor] = []
+    for s in srcs:
+        s = align(s, ndim)
+        vs = set(varying_dims(s))
+        if not vs:
+            consts.append(s)
+            continue
+        for i, m in enumerate(merged):
+            if vs & set(varying_dims(m)):
+                a, b = torch.broadcast_tensors(m, s)
+                ctx.uf.union_pairs(a, b)
+                merged[i] = compress(a.contiguous())
+                break
+        else:
+            merged.append(s)
+    return merged or consts[:1]
+
+
+def pointwise(ctx, func, args, kwargs, out) -> None:
+    outs = _outs(out)
+    if not outs:
+        return
+    ndim = outs[0].dim()
+    srcs = [s for t in _tensors((args, kwargs)) for s in ctx.get(t) if s.dim() <= ndim]
+    merged = merge_sources(ctx, srcs, ndim)
+    for o in outs:
+        ctx.set(o, merged)
+
+
+def identity(ctx, func, args, kwargs, out) -> None:
+    srcs = ctx.get(args[0])
+    for o in _outs(out):
+        if o.dim() == args[0].dim():
+            ctx.set(o, srcs)
+
+
+def copy_(ctx, func, args, kwargs, out) -> None:
+    dst, src = args[0], args[1]
+    srcs = list(ctx.get(dst)) + [align(s, dst.dim()) for s in ctx.get(src) if s.dim() <= dst.dim()]
+    ctx.set(dst, merge_sources(ctx, srcs, dst.dim()))
+
+
+# ---------------------------------------------------------------- data movement
+def _expanded(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    return align(s, t.dim()).expand(t.shape).contiguous()
+
+
+def _lost(ctx, before: torch.Tensor, after_list: list[torch.Tensor], opname: str) -> None:
+    """A constant selection on a labelled dim: the code would keep selecting the same positions."""
+    had = torch.unique(before)
+    kept = torch.unique(torch.cat([a.reshape(-1) for a in after_list])) if after_list else had[:0]
+    if len(kept) < len(had):
+        ctx.uf.mark_fixed(before, f"selected by constant positions in {opname} ({ctx.where()})")
+
+
+def _split_union(ctx, before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
+    """A view that splits one labelled dim into several: keep the outer factors fixed, prune the inner."""
+    after = compress(after)
+    vb, va = varying_dims(compress(before)), varying_dims(after)
+    if len(va) > len(vb) and len(va) >= 2:
+        inner = va[-1]
+        moved = after.movedim(inner, -1)
+        flat = moved.reshape(-1, moved.shape[-1])
+        ctx.uf.union_pairs(flat, flat[:1].expand_as(flat))
+        ctx.record_split(after.shape[inner], flat[0].clone(), [after.shape[d] for d in va])
+    return after
+
+
+_PERMUTING = {"t", "transpose", "permute", "movedim", "alias", "t_copy", "transpose_copy", "permute_copy"}
+_RESHAPING = {"view", "_unsafe_view", "reshape", "view_copy"}
+
+
+def _view_groups(ins: list[int], outs: list[int]) -> list[tuple[list[int], list[int]]]:
+    """Pair runs of input dims with runs of output dims that have the same element count."""
+    groups, i, j = [], 0, 0
+    while i < len(ins) or j < len(outs):
+        gi, gj = [], []
+        pi = pj = 1
+        if i < len(ins):
+            gi.append(i); pi *= ins[i]; i += 1
+        if j < len(outs):
+            gj.append(j); pj *= outs[j]; j += 1
+        while pi != pj or (i < len(ins) and ins[i] == 1 and pi == pj and j >= len(outs)):
+            if pi < pj and i < len(ins) or j >= len(outs):
+                if i >= len(ins):
+                    break
+                gi.append(i); pi *= ins[i]; i += 1
+            else:
+                gj.append(j); pj *= outs[j]; j += 1
+        groups.append((gi, gj))
+    return groups
+
+
+def _fast_view(ctx, s: torch.Tensor, x: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
+    """Reshape a compressed label tensor, expanding only the dim runs that carry labels."""
+    s = align(s, x.dim())
+    ins, outs = list(x.shape), list(o.shape)
+    in_exp, out_exp = [1] * len(ins), [1] * len(outs)
+    for gi, gj in _view_groups(ins, outs):
+        if any(s.shape[d] > 1 for d in gi):
+            for d in gi:
+                in_exp[d] = ins[d]
+            for d in gj:
+                out_exp[d] = outs[d]
+    full = s.expand(in_exp).contiguous()
+    return _split_union(ctx, full, full.reshape(out_exp))
+
+
+def _squeeze_dims(x: torch.Tensor, args) -> list[int]:
+    if len(args) < 2:
+        return [d for d in range(x.dim()) if x.shape[d] == 1]
+    dims = args[1] if isinstance(args[1], (list, tuple)) else [args[1]]
+    return [d % max(1, x.dim()) for d in dims if x.shape[d] == 1]
+
+
+def movement(ctx, func, args, kwargs, out) -> None:
+    """View-like and selection ops: run the same op on the (expanded) int64 label tensor."""
+    x = args[0]
+    outs = _outs(out)
+    name = func.__name__.split(".")[0]
+    if name in _PERMUTING or name in ("unsqueeze", "squeeze", "expand", "expand_copy"):
+        res = []
+        for s in ctx.get(x):
+            s = align(s, x.dim())
+            if name in ("expand", "expand_copy"):
+                r = align(s, outs[0].dim())
+            elif name == "squeeze":
+                keep = [d for d in range(x.dim()) if d not in _squeeze_dims(x, args)]
+                r = s.permute(*keep, *[d for d in range(x.dim()) if d not in keep]).reshape([s.shape[d] for d in keep])
+            else:
+                r = func(s, *args[1:], **kwargs)
+            res.append(r)
+        ctx.set(outs[0], res)
+        return
+    if name in _RESHAPING and len(outs) == 1:
+        ctx.set(outs[0], [_fast_view(ctx, s, x, outs[0]) for s in ctx.get(x)])
+        return
+    per_out: list[list[torch.Tensor]] = [[] for _ in outs]
+    for s in ctx.get(x):
+        full = _expanded(s, x)
+        res = _tensors(func(full, *args[1:], **kwargs))
+        if len(res) != len(outs):
+            raise ctx.error(func, "label propagation returned a different number of outputs")
+        if name in ("view", "_unsafe_view", "reshape", "unflatten", "view_copy"):
+            res = [_split_union(ctx, full, r) for r in res]
+        elif name in ("split", "split_with_sizes", "unbind", "chunk", "tensor_split"):
+            _equal_split(ctx, res, func, full)
+        else:
+            _lost(ctx, full, res, name)
+        for i, r in enumerate(res):
+            per_out[i].append(compress(r))
+    for o, srcs in zip(outs, per_out):
+        ctx.set(o, srcs)
+
+
+def _equal_split(ctx, pieces: list[torch.Tensor], func, full) -> None:
+    shapes = {tuple(p.shape) for p in pieces}
+    if len(shapes) == 1:
+        base = pieces[0]
+        for p in pieces[1:]:
+            ctx.uf.union_pairs(base, p)  # count coupling: every piece keeps the same positions
+    else:
+        _lost(ctx, full, [], func.__name__)
+
+
+def cat(ctx, func, args, kwargs, out) -> None:
+    tensors = list(args[0])
+    dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
+    tensors = [t for t in tensors if not (t.dim() == 1 and t.numel() == 0)]
+    nd = out.dim()
+    slots = max(len(ctx.get(t)) for t in tensors)
+    res = []
+    for k in range(slots):
+        pieces = []
+        for t in tensors:
+            srcs = ctx.get(t)
+            if k < len(srcs):
+                pieces.append(_expanded(srcs[k], t))
+            elif srcs:
+                pieces.append(_expanded(srcs[0], t))
+            else:
+                shape = [1] * nd
+                shape[dim % nd] = t.shape[dim]
+                lab = ctx.fresh_fixed(t.shape[dim], "concatenated with a tensor not derived from parameters")
+                pieces.append(lab.reshape(shape).expand(t.shape).contiguous())
+        res.append(compress(torch.cat(pieces, dim)))
+    ctx.set(out, res)
+
+
+def stack(ctx, func, args, kwargs, out) -> None:
+    dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
+    dim = dim % out.dim()
+    tensors = list(args[0])
+    slots = max(len(ctx.get(t)) for t in tensors)
+    res = []
+    for k in range(slots):
+        pieces = []
+        for t in tensors:
+            srcs = ctx.get(t) or [ctx.fresh_fixed(1, "stacked with a tensor not derived from parameters")]
+            pieces.append(_expanded(srcs[min(k, len(srcs) - 1)], t))
+        res.append(compress(torch.stack(pieces, dim)))
+    ctx.set(out, res)
+
+
+def constant_pad(ctx, func, args, kwargs, out) -> None:
+    x, pad = args[0], list(args[1])
+    res = []
+    for s in ctx.get(x):
+        s = align(s, x.dim())
+        p = list(pad)
+        fix = []
+        for i in range(len(p) // 2):
+            d = x.dim() - 1 - i
+            if s.shape[d] == 1:
+                p[2 * i] = p[2 * i + 1] = 0
+            elif p[2 * i] or p[2 * i + 1]:
+                fix.append(d)
+        if not fix:
+            res.append(s)
+            continue
+        full = _expanded(s, x)
+        padded = F.pad(full, p, value=-1)
+        holes = padded == -1
+        if bool(holes.any()):
+            padded[holes] = ctx.fresh_fixed(int(holes.sum()), "padding")
+        res.append(compress(padded))
+    ctx.set(out, res)
+
+
+def channelwise(nsp: int) -> Rule:
+    """Ops that act on each channel separately over the last `nsp` (spatial) dims: pooling, resizing."""
+
+    def rule(ctx, func, args, kwargs, out) -> None:
+        x = args[0]
+        res = []
+        keep = list(range(x.dim() - nsp))
+        for s in ctx.get(x):
+            s = align(s, x.dim())
+            if not any(s.shape[d] > 1 for d in keep) and s.numel() > 1:
+                continue  # labels only along the pooled/resized dims: consumed
+            lab = along_dims(ctx, s, keep)
+            res.append(lab.reshape(list(lab.shape) + [1] * nsp))
+        for o in _outs(out):
+            if o.dim() == x.dim():
+                ctx.set(o, res)
+
+    return rule
+
+
+def index_like(ctx, func, args, kwargs, out) -> None:
+    """Gather/index ops: labels follow the real index; selecting along a labelled dim pins it."""
+    movement(ctx, func, args, kwargs, out)
+
+
+def mutate_fixed(ctx, func, args, kwargs, out) -> None:
+    for s in ctx.get(args[0]):
+        ctx.uf.mark_fixed(s, f"written by {func.__name__} ({ctx.where()})")
+
+
+# ---------------------------------------------------------------- contractions
+def _contract(ctx, A: torch.Tensor, B: torch.Tensor, out: torch.Tensor, bias=None) -> None:
+    k = A.shape[-1]
+    macs = float(out.numel()) * k
+    wk = ctx.key_of(B) or ctx.key_of(A)
+    ctx.add_macs(B if ctx.key_of(B) else (A if wk else None), macs)
+    ctx.uf.union_pairs(dim_labels(ctx, A, -1, k), dim_labels(ctx, B, -2 if B.dim() > 1 else 0, k))
+    srcs = []
+    for s in ctx.get(A):
+        s = align(s, A.dim())
+        if s.shape[-1] == 1 and varying_dims(s) and A.dim() > 1:
+            srcs.append(s)
+    for s in ctx.get(B):
+        s = align(s, B.dim())
+        if B.dim() > 1 and s.shape[-2] == 1 and varying_dims(s):
+            ctx.uf.mark_produced(s)
+            srcs.append(s)
+    res = []
+    for s in srcs:
+        s = align(s, out.dim())
+        if s.dim() == out.dim():
+            res.append(s)
+    if bias is not None:
+        res = res + [align(b, out.dim()) for b in ctx.get(bias) if b.dim() <= out.dim()]
+    ctx.set(out, merge_sources(ctx, res, out.dim()))
+
+
+def mm(ctx, func, args, kwargs, out) -> None:
+    _contract(ctx, args[0], args[1], out)
+
+
+def addmm(ctx, func, args, kwargs, out) -> None:
+    _contract(ctx, args[1], args[2], out, bias=args[0])
+
+
+def convolution(ctx, func, args, kwargs, out) -> None:
+    x, w, b = args[0], args[1], args[2]
+    transposed, groups = bool(args[6]), int(args[8])
+    uf = ctx.uf
+    cin = x.shape[1]
+    if not transposed:
+        cout, cin_g = w.shape[0], w.shape[1]
+        IL, W0, W1 = dim_labels(ctx, x, 1, cin), dim_labels(ctx, w, 0), dim_labels(ctx, w, 1)
+        if groups == 1:
+            uf.union_pairs(IL, W1)
+        elif cin_g == 1:  # depthwise (with channel multiplier): input k feeds outputs of group k
+            uf.union_pairs(IL.repeat_interleave(cout // groups), W0)
+        else:  # grouped: every group keeps the same positions
+            g_in = IL.reshape(groups, cin_g)
+            uf.union_pairs(g_in, W1.expand(groups, cin_g))
+            g_out = W0.reshape(groups, cout // groups)
+            uf.union_pairs(g_out, g_out[:1].expand_as(g_out))
+        outlab = W0
+    else:
+        cin_w, cout_g = w.shape[0], w.shape[1]
+        IL, W0, W1 = dim_labels(ctx, x, 1, cin), dim_labels(ctx, w, 0), dim_labels(ctx, w, 1)
+        if groups == 1:
+            uf.union_pairs(IL, W0)
+            outlab = W1
+        else:
+            for lab in (IL, W0, W1):
+                uf.mark_fixed(lab, f"grouped transposed convolution ({ctx.where()})")
+            outlab = W1.repeat(groups)
+    uf.mark_produced(outlab)
+    ctx.add_macs(w, float(out.numel()) * w[0].numel() if not transposed else float(x.numel()) * w[0].numel())
+    if b is not None:
+        uf.union_pairs(dim_labels(ctx, b, 0), outlab)
+    ctx.set(out, [placed(outlab, out.dim(), 1)])
+
+
+def embedding(ctx, func, args, kwargs, out) -> None:
+    w = args[0]
+    uf = ctx.uf
+    uf.mark_fixed(dim_labels(ctx, w, 0), "embedding rows are indexed by data")
+    lab = dim_labels(ctx, w, 1)
+    uf.mark_produced(lab)
+    ctx.set(out, [placed(lab, out.dim(), -1)])
+
+
+# ---------------------------------------------------------------- normalisation
+def batch_norm(ctx, func, args, kwargs, out) -> None:
+    x = args[0]
+    c = x.shape[1]
+    IL = dim_labels(ctx, x, 1, c)
+    for t in args[1:5]:
+        if isinstance(t, torch.Tensor) and t.dim() == 1 and t.shape[0] == c:
+            ctx.uf.union_pairs(dim_labels(ctx, t, 0), IL)
+    first = _outs(out)[0]
+    ctx.set(first, ctx.get(x))
+
+
+def layer_norm(ctx, func, args, kwargs, out) -> None:
+    x, shape = args[0], list(args[1])
+    w = args[2] if len(args) > 2 else None
+    b = args[3] if len(args) > 3 and isinstance(args[3], torch.Tensor) else None
+    k = len(shape)
+    dims = list(range(x.dim() - k, x.dim()))
+    for s in ctx.get(x):
+        s = align(s, x.dim())
+        if not any(s.shape[d] > 1 for d in dims):
+            continue
+        tail = along_dims(ctx, s, dims)
+        if tail.numel() > 1:
+            ctx.uf.note(tail, "layer/rms norm normalises over these channels")
+        for p in (w, b):
+            if isinstance(p, torch.Tensor):
+                for ps in ctx.get(p):
+                    a, c = torch.broadcast_tensors(align(ps, k), tail)
+                    ctx.uf.union_pairs(a, c)
+    first = _outs(out)[0]
+    ctx.set(first, ctx.get(x))
+
+
+def group_norm(ctx, func, args, kwargs, out) -> None:
+    x, w, b, groups = args[0], args[1], args[2], int(args[6])
+    c = x.shape[1]
+    IL = dim_labels(ctx, x, 1, c)
+    for p in (w, b):
+        if isinstance(p, torch.Tensor):
+            ctx.uf.union_pairs(dim_labels(ctx, p, 0), IL)
+    g = IL.reshape(groups, c // groups)
+    ctx.uf.union_pairs(g, g[:1].expand_as(g))
+    ctx.uf.note(IL, "group norm normalises over these channels")
+    ctx.set(_outs(out)[0], ctx.get(x))
+
+
+# ---------------------------------------------------------------- reductions
+def reduction(ctx, func, args, kwargs, out) -> None:
+    x = args[0]
+    name = func.__name__.split(".")[0]
+    dims = None
+    if len(args) > 1 and isinstance(args[1], (list, tuple)):
+        dims = list(args[1])
+    elif len(args) > 1 and isinstance(args[1], int) and not isinstance(args[1], bool):
+        dims = [args[1]]
+    elif name == "linalg_vector_norm" and len(args) > 2 and args[2] is not None:
+        dims = list(args[2]) if isinstance(args[2], (list, tuple)) else [args[2]]
+    if "dim" in kwargs and kwargs["dim"] is not None:
+        dims = list(kwargs["dim"]) if isinstance(kwargs["dim"], (list, tuple)) else [kwargs["dim"]]
+    if not dims:
+        dims = list(range(x.dim()))
+    dims = [d % max(1, x.dim()) for d in dims]
+    outs = _outs(out)
+    res = []
+    for s in ctx.get(x):
+        s = align(s, x.dim())
+        if any(s.shape[d] > 1 for d in dims):
+            if name not in _EXACT_REDUCE:
+                ctx.uf.note(s, f"{name} over channels")
+            continue
+        res.append(s)
+    for o in outs:
+        if o.dim() == x.dim():
+            ctx.set(o, res)
+        else:
+            keep = [d for d in range(x.dim()) if d not in dims]
+            ctx.set(o, [r.permute(*keep, *dims).reshape([r.shape[d] for d in keep]) for r in res])
+
+
+def softmax(ctx, func, args, kwargs, out) -> None:
+    x, dim = args[0], args[1]
+    for s in ctx.get(x):
+        s = align(s, x.dim())
+        if s.shape[dim % x.dim()] > 1:
+            ctx.uf.note(s, "softmax over channels")
+    ctx.set(out, ctx.get(x))
+
+
+def position_dependent(ctx, func, args, kwargs, out) -> None:
+    """cumsum/sort/topk along a labelled dim depend on channel positions: pin those channels."""
+    x = args[0]
+    dim = args[1] if len(args) > 1 and isinstance(args[1], int) else kwargs.get("dim", -1)
+    res = []
+    for s in ctx.get(x):
+        s = align(s, x.dim())
+        if s.shape[dim % x.dim()] > 1:
+            ctx.uf.mark_fixed(s, f"{func.__name__} depends on channel order ({ctx.where()})")
+        res.append(s)
+    for o in _outs(out):
+        if o.shape == x.shape:
+            ctx.set(o, res)
+
+
+def sdpa(ctx, func, args, kwargs, out) -> None:
+    q, k, v = args[0], args[1], args[2]
+    e = q.shape[-1]
+    ql, kl = dim_labels(ctx, q, -1, e), dim_labels(ctx, k, -1, e)
+    ctx.uf.union_pairs(ql, kl)
+    if kwargs.get("scale") is None:
+        ctx.uf.note(ql, "attention scale depends on head_dim")
+    res = []
+    for s in ctx.get(v):
+        s = align(s, v.dim())
+        if s.shape[-1] == 1:
+            continue
+        lab = along_dims(ctx, s, [d for d in range(v.dim()) if d != v.dim() - 2])
+        res.append(lab.unsqueeze(-2))
+    ctx.set(_outs(out)[0], res)
+
+
+def no_labels(ctx, func, args, kwargs, out) -> None:
+    """Results that carry no channel identity (shapes, masks from comparisons on indices...)."""
+
+
+def pixel_shuffle(ctx, func, args, kwargs, out) -> None:
+    x, r = args[0], int(args[1])
+    name = func.__name__.split(".")[0]
+    res = []
+    for s in ctx.get(x):
+        s = align(s, x.dim())
+        cdim = x.dim() - 3
+        lab = along(ctx.uf, s, cdim)
+        if name == "pixel_shuffle":
+            blocks = lab.reshape(-1, r * r)
+            ctx.uf.union_pairs(blocks, blocks[:, :1].expand_as(blocks))
+            res.append(placed(blocks[:, 0].contiguous(), x.dim(), cdim))
+        else:
+            res.append(placed(lab.repeat_interleave(r * r), x.dim(), cdim))
+    ctx.set(out, res)
+
+
+# ---------------------------------------------------------------- the table
+_IDENTITY = ["clone", "detach", "alias", "_to_copy", "contiguous", "lift_fresh", "lift_fresh_copy",
+             "native_dropout", "dropout", "feature_dropout", "_conj", "resolve_conj", "resolve_neg",
+             "to", "_local_scalar_dense"]
+_MOVEMENT = ["view", "_unsafe_view", "reshape", "permute", "transpose", "t", "expand", "unsqueeze",
+             "squeeze", "select", "slice", "narrow", "split", "split_with_sizes", "unbind", "chunk",
+             "flip", "roll", "repeat", "unfold", "movedim", "as_strided", "view_copy", "expand_copy",
+             "permute_copy", "t_copy", "transpose_copy", "unsqueeze_copy", "squeeze_copy", "slice_copy",
+             "select_copy", "tensor_split", "channel_shuffle", "native_channel_shuffle", "unflatten",
+             "flatten", "repeat_interleave", "index", "index_select", "gather", "take_along_dim",
+             "_unsafe_index", "masked_select", "diagonal", "tril", "triu"]
+_REDUCE = ["sum", "mean", "amax", "amin", "max", "min", "var", "std", "var_mean", "std_mean", "prod",
+           "logsumexp", "linalg_vector_norm", "norm", "argmax", "argmin", "any", "all", "nansum", "median"]
+_CHANNELWISE = {
+    "max_pool1d": 1, "max_pool2d_with_indices": 2, "max_pool3d_with_indices": 3, "avg_pool1d": 1,
+    "avg_pool2d": 2, "avg_pool3d": 3, "_adaptive_avg_pool2d": 2, "_adaptive_avg_pool3d": 3,
+    "adaptive_max_pool2d": 2, "adaptive_max_pool1d": 1, "adaptive_max_pool3d": 3, "adaptive_avg_pool1d": 1,
+    "upsample_nearest1d": 1, "upsample_nearest2d": 2, "upsample_nearest3d": 3, "upsample_linear1d": 1,
+    "upsample_bilinear2d": 2, "upsample_bicubic2d": 2, "upsample_trilinear3d": 3,
+    "_upsample_bilinear2d_aa": 2, "_upsample_bicubic2d_aa": 2, "_upsample_nearest_exact1d": 1,
+    "_upsample_nearest_exact2d": 2, "_upsample_nearest_exact3d": 3, "reflection_pad1d": 1,
+    "reflection_pad2d": 2, "reflection_pad3d": 3, "replication_pad1d": 1, "replication_pad2d": 2,
+    "replication_pad3d": 3, "_adaptive_avg_pool1d": 1, "max_pool2d": 2, "max_pool3d": 3, "lp_pool2d": 2,
+    "max_unpool2d": 2, "im2col": 2,
+}
+
+RULES: dict[str, Rule] = {
+    **{n: identity for n in _IDENTITY},
+    **{n: movement for n in _MOVEMENT},
+    **{n: reduction for n in _REDUCE},
+    **{n: channelwise(k) for n, k in _CHANNELWISE.items()},
+    "cat": cat, "concat": cat, "stack": stack,
+    "constant_pad_nd": constant_pad, "pad": constant_pad,
+    "copy_": copy_, "copy": pointwise,
+    "mm": mm, "bmm": mm, "matmul": mm, "addmm": addmm, "baddbmm": addmm, "addbmm": addmm,
+    "convolution": convolution, "_convolution": convolution,
+    "embedding": embedding,
+    "native_batch_norm": batch_norm, "_native_batch_norm_legit_no_training": batch_norm,
+    "_native_batch_norm_legit": batch_norm, "_batch_norm_with_update": batch_norm,
+    "_batch_norm_no_update": batch_norm, "cudnn_batch_norm": batch_norm, "miopen_batch_norm": batch_norm,
+    "native_layer_norm": layer_norm, "_fused_rms_norm": layer_norm, "rms_norm": layer_norm,
+    "native_group_norm": group_norm,
+    "_softmax": softmax, "_log_softmax": softmax, "softmax": softmax, "log_softmax": softmax,
+    "cumsum": position_dependent, "cumprod": position_dependent, "sort": position_dependent,
+    "topk": position_dependent, "argsort": position_dependent,
+    "_scaled_dot_product_flash_attention_for_cpu": sdpa, "_scaled_dot_product_flash_attention": sdpa,
+    "_scaled_dot_product_efficient_attention": sdpa, "_scaled_dot_product_cudnn_attention": sdpa,
+    "_scaled_dot_product_attention_math": sdpa, "scaled_dot_product_attention": sdpa,
+    "_scaled_dot_product_fused_attention_overrideable": sdpa,
+    "index_put": mutate_fixed, "index_put_": mutate_fixed, "scatter": mutate_fixed, "scatter_": mutate_fixed,
+    "scatter_add": mutate_fixed, "scatter_add_": mutate_fixed, "masked_scatter": mutate_fixed,
+    "index_add": mutate_fixed, "index_copy": mutate_fixed, "_index_put_impl_": mutate_fixed,
+    "fill_": no_labels, "zero_": no_labels, "sym_size": no_labels, "sym_stride": no_labels,
+    "sym_numel": no_labels, "sym_storage_offset": no_labels, "is_nonzero": no_labels, "equal": no_labels,
+    "nonzero": no_labels, "_assert_async": no_labels, "empty_like": no_labels, "zeros_like": no_labels,
+    "ones_like": no_labels, "full_like": no_labels, "rand_like": no_labels, "randn_like": no_labels,
+    "new_zeros": no_labels, "new_ones": no_labels, "new_empty": no_labels, "new_full": no_labels,
+    "bernoulli": no_labels, "bernoulli_": no_labels, "_assert_tensor_metadata": no_labels,
+    "pixel_shuffle": pixel_shuffle, "pixel_unshuffle": pixel_shuffle,
+}
+
+
+_ACTIVATIONS = {"hardswish", "hardsigmoid", "silu", "mish", "gelu", "relu", "relu6", "hardtanh", "elu", "selu",
+                "celu", "leaky_relu", "softplus", "sigmoid", "tanh", "_prelu_kernel", "prelu", "rrelu",
+                "threshold", "glu_placeholder"}
+
+
+def rule_for(func) -> Rule | None:
+    name = func.__name__.split(".")[0]
+    if name in RULES:
+        return RULES[name]
+    if torch.Tag.pointwise in getattr(func, "tags", ()):
+        return pointwise
+    if name.endswith("_") and name[:-1] in RULES:
+        return RULES[name[:-1]]
+    if name.rstrip("_") in _ACTIVATIONS:
+        return pointwise
+    if name.endswith("_"):
+        packet = getattr(torch.ops.aten, name[:-1], None)
+        for ov in (packet.overloads() if packet is not None else []):
+            if torch.Tag.pointwise in getattr(packet, ov).tags:
+                return pointwise
+    return None

@@ -1,0 +1,373 @@
+"""Trace one eager forward at the ATen level and build channel groups.
+
+A ``TorchDispatchMode`` sees every ATen op after Python control flow ran and composite ops were decomposed,
+so the rules in ``rules.py`` only need to know a small, precise op set. Parameters and buffers are the
+same Python objects at this level, so every tensor maps back to the state_dict keys that made it.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from .groups import ChannelGroup, DependencyGraph, Member
+from .labels import UnionFind, align
+from .rules import _tensors, dim_labels, rule_for
+
+NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm)
+if hasattr(nn, "RMSNorm"):
+    NORM_TYPES = NORM_TYPES + (nn.RMSNorm,)
+
+
+class UnsupportedOpError(RuntimeError):
+    """An operation the tracer has no channel rule for touched a traced tensor."""
+
+
+class TraceContext:
+    def __init__(self, model: nn.Module) -> None:
+        self.uf = UnionFind()
+        self.model = model
+        self.labels: dict[int, list[torch.Tensor]] = {}
+        self.keep: list[torch.Tensor] = []
+        self.stack: list[tuple[str, str]] = []
+        self.splits: list[dict] = []
+        self.atoms: dict[tuple[str, int], tuple[int, int]] = {}
+        self.macs_by_key: dict[str, float] = {}  # MACs per weight element, summed over every use
+        self.macs_other = 0.0  # MACs of contractions without a parameter operand (attention)
+
+    def key_of(self, t: torch.Tensor) -> str | None:
+        """The state_dict key whose atoms label t (t may be a view of a parameter)."""
+        ids = {int(s.reshape(-1)[0]) for s in self.get(t)}
+        for (key, _d), (start, size) in self.atoms.items():
+            if any(start <= i < start + size for i in ids):
+                return key
+        return None
+
+    def add_macs(self, weight: torch.Tensor | None, macs: float) -> None:
+        key = self.key_of(weight) if weight is not None else None
+        if key is None:
+            self.macs_other += macs
+        else:
+            self.macs_by_key[key] = self.macs_by_key.get(key, 0.0) + macs / max(1, weight.numel())
+
+    # -- labels
+    def get(self, t: Any) -> list[torch.Tensor]:
+        if not isinstance(t, torch.Tensor):
+            return []
+        return self.labels.get(id(t), [])
+
+    def set(self, t: torch.Tensor, srcs: list[torch.Tensor]) -> None:
+        if not isinstance(t, torch.Tensor):
+            return
+        good = [s for s in srcs if s.dim() <= t.dim()]
+        if not good:
+            self.labels.pop(id(t), None)
+            return
+        self.labels[id(t)] = [align(s, t.dim()) for s in good]
+        self.keep.append(t)
+
+    def fresh_fixed(self, n: int, reason: str) -> torch.Tensor:
+        start = self.uf.new(n)
+        lab = torch.arange(start, start + n, dtype=torch.int64)
+        self.uf.mark_fixed(lab, reason)
+        return lab
+
+    def label_tensor(self, t: torch.Tensor, key: str, fixed_reason: str | None = None, skip_dims=()) -> None:
+        srcs = []
+        for d, size in enumerate(t.shape):
+            if size <= 1 or d in skip_dims:
+                continue
+            start = self.uf.new(size)
+            lab = torch.arange(start, start + size, dtype=torch.int64)
+            if fixed_reason:
+                self.uf.mark_fixed(lab, fixed_reason)
+            if not key.startswith("<"):
+                self.atoms[(key, d)] = (start, size)
+            shape = [1] * t.dim()
+            shape[d] = size
+            srcs.append(lab.reshape(shape))
+        self.set(t, srcs)
+
+    # -- where we are
+    def where(self) -> str:
+        if not self.stack:
+            return "module '' (root)"
+        name, typ = self.stack[-1]
+        return f"module '{name}' ({typ})"
+
+    def error(self, func, msg: str) -> UnsupportedOpError:
+        return UnsupportedOpError(f"aten op '{func}' in {self.where()}: {msg}. Exclude the module with "
+                                  f"ignore=[...] or report the op so a rule can be added.")
+
+    def record_split(self, inner: int, roots: torch.Tensor, factors: list[int]) -> None:
+        name = self.stack[-1][0] if self.stack else ""
+        self.splits.append({"module": name, "inner": int(inner), "factors": factors, "labels": roots})
+
+
+class _Mode(TorchDispatchMode):
+    def __init__(self, ctx: TraceContext) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.paused = False
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if self.paused:
+            return out
+        ctx = self.ctx
+        if not any(ctx.get(t) for t in _tensors((args, kwargs))):
+            return out
+        rule = rule_for(func)
+        if rule is None:
+            raise ctx.error(func, "no channel-coupling rule for this operation")
+        rule(ctx, func, args, kwargs, out)
+        return out
+
+
+def _mha_rule(ctx: TraceContext, mod: nn.MultiheadAttention, name: str, query: torch.Tensor) -> None:
+    """nn.MultiheadAttention derives q/k/v widths from the query width: tie them together."""
+    e = mod.embed_dim
+    qlab = dim_labels(ctx, query, -1, e)
+    keys = [("in_proj_weight", 3), ("in_proj_bias", 3), ("q_proj_weight", 1), ("k_proj_weight", 1),
+            ("v_proj_weight", 1)]
+    for attr, parts in keys:
+        start_size = ctx.atoms.get((f"{name}.{attr}" if name else attr, 0))
+        if start_size is None:
+            continue
+        start, size = start_size
+        lab = torch.arange(start, start + size, dtype=torch.int64).reshape(parts, e)
+        ctx.uf.union_pairs(lab, qlab.expand(parts, e))
+    for attr in ("bias_k", "bias_v"):
+        t = getattr(mod, attr, None)
+        if t is not None:
+            ctx.uf.union_pairs(dim_labels(ctx, t, -1, e), qlab)
+
+
+@contextlib.contextmanager
+def _module_hooks(ctx: TraceContext, mode: _Mode, model: nn.Module):
+    names = {id(m): n for n, m in model.named_modules()}
+    handles = []
+
+    def pre(mod, args, kwargs):
+        ctx.stack.append((names.get(id(mod), "?"), type(mod).__name__))
+        if isinstance(mod, nn.MultiheadAttention):
+            q = args[0] if args else kwargs.get("query")
+            mode.paused = True
+            try:
+                _mha_rule(ctx, mod, names.get(id(mod), ""), q)
+            finally:
+                mode.paused = False
+
+    def post(mod, args, output):
+        if ctx.stack:
+            ctx.stack.pop()
+
+    for m in model.modules():
+        handles.append(m.register_forward_pre_hook(pre, with_kwargs=True))
+        handles.append(m.register_forward_hook(post))
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def run_model(model: nn.Module, inputs: Any):
+    if isinstance(inputs, dict):
+        return model(**inputs)
+    if isinstance(inputs, (tuple, list)):
+        return model(*inputs)
+    return model(inputs)
+
+
+def _state_entries(model: nn.Module) -> dict[str, torch.Tensor]:
+    out = {}
+    for k, v in model.state_dict(keep_vars=True).items():
+        if isinstance(v, torch.Tensor) and v.is_floating_point():
+            out[k] = v
+    return out
+
+
+def _matches(ignore, key: str, module_name: str, module: nn.Module) -> bool:
+    for item in ignore:
+        if isinstance(item, nn.Module) and item is module:
+            return True
+        if isinstance(item, type) and isinstance(module, item):
+            return True
+        if isinstance(item, str) and (key == item or module_name == item or key.startswith(item + ".")):
+            return True
+        if callable(item) and not isinstance(item, (nn.Module, type)) and item(module, module_name):
+            return True
+    return False
+
+
+def trace(model: nn.Module, example_inputs: Any, ignore: Iterable | None = None, round_to: int = 1,
+          prune_outputs: bool = False, filter_fn: Callable[[nn.Module, str], bool] | None = None) -> DependencyGraph:
+    """Trace one forward of `model` on `example_inputs` and return its channel groups.
+
+    ignore: module names, state_dict keys, module types, module objects or predicates whose tensors must not
+    change. filter_fn(module, name) -> False has the same effect (torchao style). round_to: keep group sizes
+    multiples of this number.
+    """
+    ignore = list(ignore or [])
+    if filter_fn is not None:
+        ignore.append(lambda m, n: not filter_fn(m, n))
+    ctx = TraceContext(model)
+    mods = dict(model.named_modules())
+    entries = _state_entries(model)
+    first_key: dict[int, str] = {}
+    for key, t in entries.items():
+        if id(t) in first_key:  # tied tensor: same atoms under both names
+            for (k0, d), v in list(ctx.atoms.items()):
+                if k0 == first_key[id(t)]:
+                    ctx.atoms[(key, d)] = v
+            continue
+        first_key[id(t)] = key
+        mname = key.rsplit(".", 1)[0] if "." in key else ""
+        mod = mods.get(mname, model)
+        reason = f"excluded by the user ({mname or key})" if _matches(ignore, key, mname, mod) else None
+        ctx.label_tensor(t, key, fixed_reason=reason)
+    inputs = example_inputs
+    for t in _tensors(inputs):
+        ctx.label_tensor(t, "<input>", fixed_reason="model input", skip_dims=(0,) if t.dim() > 1 else ())
+    was_training = model.training
+    model.eval()
+    mode = _Mode(ctx)
+    try:
+        with torch.enable_grad(), _module_hooks(ctx, mode, model), mode:
+            out = run_model(model, inputs)
+    finally:
+        model.train(was_training)
+    if not prune_outputs:
+        for t in _tensors(out):
+            for s in ctx.get(t):
+                ctx.uf.mark_fixed(s, "feeds the model output")
+    shapes = {k: tuple(v.shape) for k, v in entries.items()}
+    groups = build_groups(ctx, model, round_to)
+    splits = [{"module": s["module"], "inner": s["inner"], "factors": s["factors"],
+               "roots": ctx.uf.roots(s["labels"].numpy()).tolist()} for s in ctx.splits]
+    graph = DependencyGraph(model=model, groups=groups, splits=splits, shapes=shapes,
+                            example_inputs=example_inputs)
+    graph.param_keys = [k for k, _ in model.named_parameters() if k in shapes]
+    graph.macs_by_key = dict(ctx.macs_by_key)
+    graph.macs_other = ctx.macs_other
+    graph._uf = ctx.uf  # kept for plan-time split patching
+    graph._root_of = {}
+    for g in groups:
+        for c, r in enumerate(g._roots):
+            graph._root_of[r] = (g.name, c)
+    return graph
+
+
+def _role(key: str, dim: int, produced: bool, module: nn.Module | None) -> str:
+    if isinstance(module, NORM_TYPES):
+        return "norm"
+    if produced:
+        return "out"
+    if isinstance(module, (nn.modules.conv._ConvNd, nn.Linear)) and key.endswith("weight"):
+        transposed = getattr(module, "transposed", False)
+        return "in" if dim == (0 if transposed else 1) else "other"
+    return "other"
+
+
+def build_groups(ctx: TraceContext, model: nn.Module, round_to: int = 1) -> list[ChannelGroup]:
+    uf = ctx.uf
+    mods = dict(model.named_modules())
+    roots_of: dict[tuple[str, int], np.ndarray] = {}
+    produced_dims = []
+    for (key, d), (start, size) in ctx.atoms.items():
+        ids = np.arange(start, start + size)
+        roots_of[(key, d)] = uf.roots(ids)
+        if uf.produced[start:start + size].any():
+            produced_dims.append((key, d))
+    produced_set = set(produced_dims)
+    # group-level union: all channels of one produced dim belong to one group
+    parent: dict[int, int] = {}
+
+    def find(r: int) -> int:
+        while parent.setdefault(r, r) != r:
+            parent[r] = parent[parent[r]]
+            r = parent[r]
+        return r
+
+    for kd in produced_dims:
+        rs = np.unique(roots_of[kd])
+        for r in rs[1:]:
+            a, b = find(int(rs[0])), find(int(r))
+            if a != b:
+                parent[b] = a
+    fixed_ids = np.nonzero(uf.fixed[: uf.n])[0]
+    fixed_roots: dict[int, str] = {}
+    for a in fixed_ids:
+        r = uf.find(int(a))
+        fixed_roots.setdefault(r, uf.fixed_reason.get(int(a), "fixed"))
+    notes: dict[int, set[str]] = {}
+    for a, texts in uf.notes.items():
+        notes.setdefault(uf.find(a), set()).update(texts)
+    # channels of each group, in producer order
+    group_channels: dict[int, list[int]] = {}
+    seen: set[int] = set()
+    for kd in produced_dims:
+        for r in roots_of[kd].tolist():
+            if r in seen:
+                continue
+            seen.add(r)
+            group_channels.setdefault(find(r), []).append(r)
+    chan_of: dict[int, tuple[int, int]] = {}
+    gids = list(group_channels)
+    for gi, gid in enumerate(gids):
+        for c, r in enumerate(group_channels[gid]):
+            chan_of[r] = (gi, c)
+    member_idx: list[dict[tuple[str, int], list[list[int]]]] = [dict() for _ in gids]
+    for kd, roots in roots_of.items():
+        uniq, inv = np.unique(roots, return_inverse=True)
+        order = np.argsort(inv, kind="stable")
+        runs = np.split(order, np.cumsum(np.bincount(inv, minlength=len(uniq)))[:-1])
+        for u, positions in zip(uniq.tolist(), runs):
+            hit = chan_of.get(u)
+            if hit is None:
+                continue
+            gi, c = hit
+            idx = member_idx[gi].get(kd)
+            if idx is None:
+                idx = member_idx[gi][kd] = [[] for _ in group_channels[gids[gi]]]
+            idx[c] = positions.tolist()
+    groups = []
+    for gi, gid in enumerate(gids):
+        chans = group_channels[gid]
+        members = []
+        producer_modules = []
+        for (key, d), idx in member_idx[gi].items():
+            mname = key.rsplit(".", 1)[0] if "." in key else ""
+            produced = (key, d) in produced_set
+            role = _role(key, d, produced, mods.get(mname))
+            members.append(Member(key=key, dim=d, index=idx, module=mname, role=role))
+            if produced and not (key.endswith("bias") and d == 0) and mname not in producer_modules:
+                producer_modules.append(mname)
+        cand = [c for c, r in enumerate(chans) if r not in fixed_roots]
+        reasons = sorted({fixed_roots[r] for r in chans if r in fixed_roots})
+        gnotes = sorted({n for r in chans for n in notes.get(r, ())})
+        name = producer_modules[0] if producer_modules else members[0].key
+        if len(producer_modules) > 1:
+            name += f" (+{len(producer_modules) - 1})"
+        prunable = len(chans) > 1 and len(cand) >= 1
+        reason = "; ".join(reasons) if not prunable or reasons else ""
+        if len(chans) <= 1:
+            reason = "single channel"
+        g = ChannelGroup(name=name, size=len(chans), members=members, prunable=prunable, reason=reason,
+                         candidates=cand, notes=gnotes, round_to=round_to)
+        g._roots = chans
+        groups.append(g)
+    # unique, stable names
+    counts: dict[str, int] = {}
+    for g in groups:
+        n = counts.get(g.name, 0)
+        counts[g.name] = n + 1
+        if n:
+            g.name = f"{g.name}#{n}"
+    return groups

@@ -1,0 +1,176 @@
+"""Apply a PruningPlan: slice parameters, buffers and optimizer state, then patch module attributes."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..graph.plan import PruningPlan
+
+HEAD_DIM_ATTRS = ("head_dim", "dim_head", "d_head", "head_size", "attention_head_size", "d_k", "d_v")
+INNER_ATTRS = ("inner_dim", "all_head_size", "hidden_dim_attn", "attn_dim")
+
+
+class PlanMismatchError(ValueError):
+    """The plan does not fit this model (another architecture, or already pruned)."""
+
+
+def _tensor_slots(model: nn.Module) -> dict[str, tuple[nn.Module, str, bool]]:
+    slots = {}
+    for mname, mod in model.named_modules(remove_duplicate=False):
+        prefix = mname + "." if mname else ""
+        for n, p in mod._parameters.items():
+            if p is not None:
+                slots[prefix + n] = (mod, n, True)
+        for n, b in mod._buffers.items():
+            if b is not None:
+                slots[prefix + n] = (mod, n, False)
+    return slots
+
+
+def validate(model: nn.Module, plan: PruningPlan) -> None:
+    slots = _tensor_slots(model)
+    problems = []
+    for key, shape in plan.shapes.items():
+        if key not in slots:
+            problems.append(f"{key}: not in the model")
+            continue
+        mod, n, _ = slots[key]
+        have = list(getattr(mod, n).shape)
+        if have != list(shape):
+            problems.append(f"{key}: model has shape {have}, plan expects {list(shape)}")
+    for key, dim, idx in plan.removals():
+        if key in slots and key in plan.shapes:
+            size = plan.shapes[key][dim]
+            if idx and (idx[0] < 0 or idx[-1] >= size):
+                problems.append(f"{key}: index out of range for dim {dim} of size {size}")
+    if problems:
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise PlanMismatchError("plan does not match this model: " + "; ".join(problems[:5]) + more)
+
+
+@torch.no_grad()
+def apply(model: nn.Module, plan: PruningPlan, optimizer: torch.optim.Optimizer | None = None) -> nn.Module:
+    """Remove the plan's channels from `model` in place and return it (now physically smaller)."""
+    validate(model, plan)
+    removals = plan.removals()
+    if not removals:
+        return model
+    slots = _tensor_slots(model)
+    by_key: dict[str, list[tuple[int, list[int]]]] = {}
+    for key, dim, idx in removals:
+        by_key.setdefault(key, []).append((dim, idx))
+    replaced: dict[int, nn.Parameter] = {}
+    done: dict[int, torch.Tensor] = {}
+    for key, cuts in by_key.items():
+        mod, name, is_param = slots[key]
+        old = getattr(mod, name)
+        if id(old) in done:  # shared (tied) tensor already sliced under another name
+            new = done[id(old)]
+        else:
+            t = old.detach()
+            keeps = []
+            for dim, idx in cuts:
+                drop = torch.zeros(t.shape[dim], dtype=torch.bool)
+                drop[torch.tensor(idx, dtype=torch.long)] = True
+                keep = torch.nonzero(~drop).reshape(-1).to(t.device)
+                keeps.append((dim, keep))
+                t = t.index_select(dim, keep)
+            if is_param:
+                new = nn.Parameter(t.clone(), requires_grad=old.requires_grad)
+                replaced[id(old)] = new
+                if optimizer is not None:
+                    _move_state(optimizer, old, new, keeps)
+            else:
+                new = t.clone()
+            done[id(old)] = new
+        if is_param:
+            mod._parameters[name] = new
+        else:
+            mod._buffers[name] = new
+    # tied parameters referenced under other names (remove_duplicate=False already covered those)
+    _patch_attributes(model, plan)
+    return model
+
+
+def _move_state(opt: torch.optim.Optimizer, old: nn.Parameter, new: nn.Parameter, keeps) -> None:
+    for group in opt.param_groups:
+        group["params"] = [new if p is old else p for p in group["params"]]
+    state = opt.state.pop(old, None)
+    if state is None:
+        return
+    moved = {}
+    for k, v in state.items():
+        if isinstance(v, torch.Tensor) and v.shape == old.shape:
+            for dim, keep in keeps:
+                v = v.index_select(dim, keep)
+        moved[k] = v
+    opt.state[new] = moved
+
+
+def _patch_attributes(model: nn.Module, plan: PruningPlan) -> None:
+    for name, mod in model.named_modules():
+        if isinstance(mod, nn.modules.conv._ConvNd):
+            w = mod.weight
+            if mod.transposed:
+                depthwise = mod.in_channels // mod.groups == 1 and mod.groups > 1
+                mod.in_channels = w.shape[0]
+                if depthwise:
+                    mod.groups = w.shape[0]
+                mod.out_channels = w.shape[1] * mod.groups
+            else:
+                depthwise = mod.in_channels // mod.groups == 1 and mod.groups > 1
+                per_group_out = mod.out_channels // mod.groups
+                mod.out_channels = w.shape[0]
+                if depthwise:
+                    mod.groups = w.shape[0] // per_group_out
+                mod.in_channels = w.shape[1] * mod.groups
+        elif isinstance(mod, nn.Linear):
+            mod.out_features, mod.in_features = mod.weight.shape
+        elif isinstance(mod, nn.modules.batchnorm._NormBase):
+            ref = mod.weight if mod.weight is not None else mod.running_mean
+            if ref is not None:
+                mod.num_features = ref.shape[0]
+        elif isinstance(mod, nn.GroupNorm):
+            if mod.weight is not None:
+                mod.num_channels = mod.weight.shape[0]
+        elif isinstance(mod, nn.LayerNorm) or (hasattr(nn, "RMSNorm") and isinstance(mod, nn.RMSNorm)):
+            if getattr(mod, "weight", None) is not None:
+                mod.normalized_shape = tuple(mod.weight.shape)
+        elif isinstance(mod, nn.Embedding):
+            mod.num_embeddings, mod.embedding_dim = mod.weight.shape
+        elif isinstance(mod, nn.PReLU):
+            mod.num_parameters = mod.weight.numel()
+        elif isinstance(mod, nn.MultiheadAttention):
+            if mod.in_proj_weight is not None:
+                mod.embed_dim = mod.in_proj_weight.shape[1]
+            else:
+                mod.embed_dim = mod.q_proj_weight.shape[0]
+                mod.kdim, mod.vdim = mod.k_proj_weight.shape[1], mod.v_proj_weight.shape[1]
+            if mod._qkv_same_embed_dim:
+                mod.kdim = mod.vdim = mod.embed_dim
+            mod.head_dim = mod.embed_dim // mod.num_heads
+    mods = dict(model.named_modules())
+    for p in plan.patches:
+        mod = mods.get(p["module"])
+        chain = [mod] if mod is not None else []
+        # the view may run in a child op of the module holding the attribute: look at ancestors too
+        parts = p["module"].split(".") if p["module"] else []
+        for i in range(len(parts) - 1, -1, -1):
+            anc = mods.get(".".join(parts[:i]))
+            if anc is not None:
+                chain.append(anc)
+        outer = 1
+        for f in p["factors"][:-1]:
+            outer *= f
+        for m in chain:
+            changed = False
+            for attr in HEAD_DIM_ATTRS:
+                if getattr(m, attr, None) == p["old"] and isinstance(getattr(m, attr), int):
+                    setattr(m, attr, p["new"])
+                    changed = True
+            for attr in INNER_ATTRS:
+                if getattr(m, attr, None) == outer * p["old"] and isinstance(getattr(m, attr), int):
+                    setattr(m, attr, outer * p["new"])
+                    changed = True
+            if changed:
+                break
