@@ -16,3 +16,13 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 def _seed_torch() -> None:
     """Every test starts from the same torch RNG state, whatever ran before it."""
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def single_thread():
+    """Run a test on one torch thread (restored after): small ops on a busy 2-core machine otherwise spend
+    most of their time in thread hand-offs. Opt in with `pytestmark = pytest.mark.usefixtures("single_thread")`."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

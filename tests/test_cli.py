@@ -11,6 +11,9 @@ import pytest
 from prunekit.cli import SUBCOMMANDS, build_parser, main
 
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
 def run_json(capsys, argv: list[str]) -> dict:
     assert main(argv) == 0
     return json.loads(capsys.readouterr().out)

@@ -9,6 +9,9 @@ from prunekit.data import (TensorImageDataset, dataset_info, get_dataset, get_lo
 from .writers import write_fmnist
 
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
 def test_unknown_dataset_lists_valid():
     with pytest.raises(ValueError) as e:
         get_dataset("imagenet-22k")

@@ -10,6 +10,8 @@ from torch import nn
 from prunekit.models import create, default_input_size, list_models, register_model, spec_of
 from prunekit.models import registry
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 INPUTS = [(1, 28), (3, 32)]  # Fashion-MNIST-like and CIFAR-like
 
 
