@@ -105,6 +105,20 @@ def test_train_fashion_mnist_from_data_dir(tmp_path):
     assert 0.0 <= report["metrics"]["before"]["top1"] <= 1.0
 
 
+def test_info_uses_the_input_shape_a_run_was_trained_on(capsys, tmp_path):
+    """A CIFAR-style model trained on 28x28 Fashion-MNIST is measured at 1x28x28, not its default 3x32x32."""
+    write_tiny_fmnist(tmp_path)
+    out = tmp_path / "r20"
+    assert main(["train", "--model", "resnet20", "--width", "0.25", "--dataset", "fashion-mnist", "--data-dir",
+                 str(tmp_path), "--epochs", "1", "--val-size", "0", "--batch-size", "20", "--out", str(out),
+                 "--latency-runs", "0", "--no-progress"]) == 0
+    capsys.readouterr()
+    info = run_json(capsys, ["info", str(out / "last.pt"), "--json", "--runs", "0"])
+    assert info["input_shape"] == [1, 1, 28, 28]
+    assert info["macs"] == json.loads((out / "report.json").read_text())["metrics"]["before"]["macs"]
+    assert json.loads((out / "model.json").read_text())["input_shape"] == [1, 28, 28]
+
+
 def test_missing_fashion_mnist_is_a_clear_error(capsys, tmp_path, monkeypatch):
     from prunekit.data import fashion_mnist
     monkeypatch.setattr(fashion_mnist, "SYSTEM_DIRS", [tmp_path / "none"])

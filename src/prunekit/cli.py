@@ -86,14 +86,16 @@ def _maybe(module: str) -> ModuleType | None:
     return importlib.import_module(module)
 
 
-def save_model(model, out: Path) -> list[Path]:
-    """Write model.json (registry spec) and, where prunekit.io exists, the safetensors + JSON model."""
+def save_model(model, out: Path, input_shape: Sequence[int] | None = None) -> list[Path]:
+    """Write model.json (registry spec + the (C, H, W) input it was trained on) and, where prunekit.io
+    exists, the safetensors + JSON model."""
     from .models import spec_of
     out.mkdir(parents=True, exist_ok=True)
     written = []
     spec = spec_of(model)
     if spec is not None:
-        (out / MODEL_FILE).write_text(json.dumps(spec.to_dict(), indent=2) + "\n")
+        desc = {**spec.to_dict(), **({"input_shape": list(input_shape)} if input_shape else {})}
+        (out / MODEL_FILE).write_text(json.dumps(desc, indent=2) + "\n")
         written.append(out / MODEL_FILE)
     io = _maybe("prunekit.io")
     if io is not None:
@@ -101,8 +103,13 @@ def save_model(model, out: Path) -> list[Path]:
     return written
 
 
+def _model_file(folder: Path) -> Path | None:
+    return next((d / MODEL_FILE for d in (folder, folder.parent) if (d / MODEL_FILE).exists()), None)
+
+
 def load_model(path: str | Path):
-    """A model from a prunekit.io file, or a trainer checkpoint (.pt) with model.json beside it."""
+    """(model, input (C, H, W) or None) from a prunekit.io file, or from a trainer checkpoint (.pt)
+    with model.json beside it."""
     import torch
 
     from .models import ModelSpec
@@ -116,16 +123,18 @@ def load_model(path: str | Path):
         if not found:
             raise CliError(f"{p} holds no model.safetensors, last.pt or best.pt")
         ckpt = found[0]
+    spec_file = _model_file(ckpt.parent)
+    desc = json.loads(spec_file.read_text()) if spec_file else {}
+    shape = desc.get("input_shape")
     if io is not None and ckpt.suffix != ".pt":
-        return io.load(ckpt)
-    spec_file = next((d / MODEL_FILE for d in (ckpt.parent, ckpt.parent.parent) if (d / MODEL_FILE).exists()), None)
+        return io.load(ckpt), shape
     if spec_file is None:
         raise CliError(f"no {MODEL_FILE} next to {ckpt}: cannot tell which architecture it holds")
     from .train import load_checkpoint
-    model = ModelSpec.from_dict(json.loads(spec_file.read_text())).build()
+    model = ModelSpec.from_dict(desc).build()
     state = load_checkpoint(ckpt) if ckpt.suffix == ".pt" else None
     model.load_state_dict(state["model"] if state else torch.load(ckpt, weights_only=True))
-    return model
+    return model, shape
 
 
 # ----------------------------------------------------------------------------- measurement
@@ -178,8 +187,9 @@ def add_info_parser(sub) -> None:
 
 def cmd_info(args: argparse.Namespace) -> int:
     from .models import create, default_input_size, get_entry, spec_of
+    shape = None
     if Path(args.target).exists():
-        model = load_model(args.target)
+        model, shape = load_model(args.target)
     else:
         get_entry(args.target)  # unknown names list the valid ones
         name = args.target
@@ -187,8 +197,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         model = create(name, **model_kwargs(name, args.num_classes or 10, channels, args.width, args.input_size))
     spec = spec_of(model)
     kw = spec.kwargs if spec else {}
-    channels = args.in_channels or kw.get("in_channels", 3)
-    size = args.input_size or kw.get("input_size") or (default_input_size(spec.name) if spec else 224)
+    channels = args.in_channels or (shape[0] if shape else kw.get("in_channels", 3))
+    size = args.input_size or (shape[1:] if shape else None) or kw.get("input_size") or (
+        default_input_size(spec.name) if spec else 224)
     metrics = measure_model(model, example_input(channels, size), args.runs, args.batches, args.device, args.threads)
     result = {"model": spec.to_dict() if spec else {"name": type(model).__name__},
               "input_shape": list(example_input(channels, size).shape), **metrics}
@@ -247,7 +258,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not is_main_process():
         return 0
     model = trainer.module.cpu()
-    save_model(model, out)
+    save_model(model, out, (kw["in_channels"], *info.image_size))
     metrics = measure_model(model, example_input(kw["in_channels"], info.image_size), args.latency_runs)
     metrics.update(top1=test["top1"], top5=test["top5"], loss=test["loss"])
     write_report(out, {
