@@ -1,8 +1,8 @@
 """The `prunekit` command line: one `add_<name>_parser(sub)` and one `cmd_<name>(args)` per subcommand.
 
 Subcommands implemented in a module `prunekit.cli_cmds.<name>` plug in without editing this file: that
-module defines `add_arguments(parser)` and `run(args) -> int | None` (keep its top-level imports light,
-it is imported whenever the parser is built). `prunekit demo` runs `prunekit.demo:run(args)` likewise."""
+module defines `add_<name>_arguments(parser)` (or `add_arguments`) and `cmd_<name>(args) -> int | None`
+(or `run`); keep its top-level imports light, it is imported whenever the parser is built. `prunekit demo` runs `prunekit.demo:run(args)` likewise."""
 from __future__ import annotations
 
 import argparse
@@ -10,7 +10,6 @@ import json
 import sys
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import Any, Callable, Sequence
 
 from .cli_cmds.common import (CliError, add_data_args, add_model_args, build_loaders, example_input,  # noqa: F401
@@ -156,23 +155,34 @@ def cmd_demo(args: argparse.Namespace) -> int | None:
 
 
 # ----------------------------------------------------------------------------- subcommands others fill in
-def _external(name: str) -> ModuleType | None:
-    return maybe_import(f"prunekit.cli_cmds.{name}")
+_SHARED_MODULE = {"decompress": "compress"}  # subcommands implemented in another subcommand's module
+
+
+def _external(name: str, kind: str) -> Callable | None:
+    """`add_<name>_arguments` / `add_arguments` (kind "add") or `cmd_<name>` / `run` (kind "run") from
+    prunekit.cli_cmds.<name> (or the module it shares), None when not written yet."""
+    wanted = (f"add_{name}_arguments", "add_arguments") if kind == "add" else (f"cmd_{name}", "run")
+    for module in dict.fromkeys([name, _SHARED_MODULE.get(name, name)]):
+        mod = maybe_import(f"prunekit.cli_cmds.{module}")
+        for attr in wanted if module == name else wanted[:1]:
+            if mod is not None and callable(getattr(mod, attr, None)):
+                return getattr(mod, attr)
+    return None
 
 
 def _add_external(sub, name: str, help_text: str, func: Callable[[argparse.Namespace], Any]) -> None:
     p = sub.add_parser(name, help=help_text)
-    mod = _external(name)
-    if mod is not None and hasattr(mod, "add_arguments"):
-        mod.add_arguments(p)
+    add = _external(name, "add")
+    if add is not None:
+        add(p)
     p.set_defaults(func=func)
 
 
 def _run_external(name: str, args: argparse.Namespace) -> int | None:
-    mod = _external(name)
-    if mod is None or not hasattr(mod, "run"):
+    run = _external(name, "run")
+    if run is None:
         raise CliError(f"'prunekit {name}' is not implemented yet")
-    return mod.run(args)
+    return run(args)
 
 
 def add_prune_parser(sub) -> None:
