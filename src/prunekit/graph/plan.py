@@ -145,13 +145,19 @@ def _split_patches(graph: DependencyGraph, kept: dict[str, set[int]]) -> list[di
     for s in graph.splits:
         new = 0
         touched = False
+        seen = set()
         for r in s["roots"]:
             gname, c = root_of.get(r, (None, None))
             if gname in kept:
                 touched = True
+                if (gname, c) in seen:  # several positions of one channel (already joined)
+                    new += c in kept[gname]
+                    continue
+                seen.add((gname, c))
                 new += c in kept[gname]
             else:
                 new += 1
         if touched and new != s["inner"]:
-            patches.append({"module": s["module"], "old": s["inner"], "new": new, "factors": s["factors"]})
+            patches.append({"module": s["module"], "old": s["inner"], "new": new, "factors": s["factors"],
+                            "kind": s.get("kind", "split")})
     return patches

@@ -70,23 +70,35 @@ def placed(lab: torch.Tensor, ndim: int, dim: int) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------- element-wise
-def merge_sources(ctx, srcs: list[torch.Tensor], ndim: int) -> list[torch.Tensor]:
+def merge_sources(ctx, per_arg: list[list[torch.Tensor]], ndim: int) -> list[torch.Tensor]:
+    """Union the label sources of several operands position by position.
+
+    Sources of one operand are independent axes and are never joined with each other; a source of a later
+    operand joins the earlier source with the same varying dims, else the one it overlaps most.
+    """
     merged: list[torch.Tensor] = []
     consts: list[torch.Tensor] = []
-    for s in srcs:
-        s = align(s, ndim)
-        vs = set(varying_dims(s))
-        if not vs:
-            consts.append(s)
-            continue
-        for i, m in enumerate(merged):
-            if vs & set(varying_dims(m)):
-                a, b = torch.broadcast_tensors(m, s)
-                ctx.uf.union_pairs(a, b)
-                merged[i] = compress(a.contiguous())
-                break
-        else:
-            merged.append(s)
+    for srcs in per_arg:
+        mine: list[torch.Tensor] = []
+        for s in srcs:
+            s = align(s, ndim)
+            vs = set(varying_dims(s))
+            if not vs:
+                consts.append(s)
+                continue
+            best, best_score = None, 0
+            for i, m in enumerate(merged):
+                vm = set(varying_dims(m))
+                score = 100 if vm == vs else len(vm & vs)
+                if score > best_score:
+                    best, best_score = i, score
+            if best is None:
+                mine.append(s)
+                continue
+            a, b = torch.broadcast_tensors(merged[best], s)
+            ctx.uf.union_pairs(a, b)
+            merged[best] = compress(a.contiguous())
+        merged.extend(mine)
     return merged or consts[:1]
 
 
@@ -95,8 +107,8 @@ def pointwise(ctx, func, args, kwargs, out) -> None:
     if not outs:
         return
     ndim = outs[0].dim()
-    srcs = [s for t in _tensors((args, kwargs)) for s in ctx.get(t) if s.dim() <= ndim]
-    merged = merge_sources(ctx, srcs, ndim)
+    per_arg = [[s for s in ctx.get(t) if s.dim() <= ndim] for t in _tensors((args, kwargs))]
+    merged = merge_sources(ctx, per_arg, ndim)
     for o in outs:
         ctx.set(o, merged)
 
@@ -110,8 +122,8 @@ def identity(ctx, func, args, kwargs, out) -> None:
 
 def copy_(ctx, func, args, kwargs, out) -> None:
     dst, src = args[0], args[1]
-    srcs = list(ctx.get(dst)) + [align(s, dst.dim()) for s in ctx.get(src) if s.dim() <= dst.dim()]
-    ctx.set(dst, merge_sources(ctx, srcs, dst.dim()))
+    per_arg = [list(ctx.get(dst)), [s for s in ctx.get(src) if s.dim() <= dst.dim()]]
+    ctx.set(dst, merge_sources(ctx, per_arg, dst.dim()))
 
 
 # ---------------------------------------------------------------- data movement
@@ -121,9 +133,11 @@ def _expanded(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 
 def _lost(ctx, before: torch.Tensor, after_list: list[torch.Tensor], opname: str) -> None:
     """A constant selection on a labelled dim: the code would keep selecting the same positions."""
-    had = torch.unique(before)
-    kept = torch.unique(torch.cat([a.reshape(-1) for a in after_list])) if after_list else had[:0]
-    if len(kept) < len(had):
+    had = set(ctx.uf.roots(torch.unique(before).numpy()).tolist())
+    kept = set()
+    for a in after_list:
+        kept.update(ctx.uf.roots(torch.unique(a).numpy()).tolist())
+    if had - kept:
         ctx.uf.mark_fixed(before, f"selected by constant positions in {opname} ({ctx.where()})")
 
 
@@ -177,7 +191,26 @@ def _fast_view(ctx, s: torch.Tensor, x: torch.Tensor, o: torch.Tensor) -> torch.
             for d in gj:
                 out_exp[d] = outs[d]
     full = s.expand(in_exp).contiguous()
-    return _split_union(ctx, full, full.reshape(out_exp))
+    res = _split_union(ctx, full, full.reshape(out_exp))
+    for d in varying_dims(res):
+        if len(varying_dims(res)) == 1:  # a width written into the view's shape (e.g. self.hidden_dim)
+            ctx.record_width(outs[d], along(ctx.uf, res, d))
+    return res
+
+
+_SELECTING = {"select", "slice", "narrow", "index_select", "split", "split_with_sizes", "unbind", "chunk",
+              "tensor_split", "select_copy", "slice_copy"}
+
+
+def _dim_arg(func, args, kwargs) -> int:
+    name = func.__name__.split(".")[0]
+    if "dim" in kwargs:
+        return kwargs["dim"]
+    if name in ("unbind",):
+        return args[1] if len(args) > 1 else 0
+    if name in ("split", "split_with_sizes", "chunk", "tensor_split"):
+        return args[2] if len(args) > 2 else 0
+    return args[1] if len(args) > 1 else 0
 
 
 def _squeeze_dims(x: torch.Tensor, args) -> list[int]:
@@ -205,6 +238,25 @@ def movement(ctx, func, args, kwargs, out) -> None:
                 r = func(s, *args[1:], **kwargs)
             res.append(r)
         ctx.set(outs[0], res)
+        return
+    if name in _SELECTING:
+        d = _dim_arg(func, args, kwargs) % max(1, x.dim())
+        per_out = [[] for _ in outs]
+        for s in ctx.get(x):
+            s = align(s, x.dim())
+            if s.shape[d] == 1:
+                for i, o in enumerate(outs):
+                    per_out[i].append(s.squeeze(d) if o.dim() < x.dim() else s)
+                continue
+            res = _tensors(func(s, *args[1:], **kwargs))
+            if name in ("split", "split_with_sizes", "unbind", "chunk", "tensor_split"):
+                _equal_split(ctx, res, func, s)
+            else:
+                _lost(ctx, s, res, name)
+            for i, r in enumerate(res):
+                per_out[i].append(compress(r))
+        for o, srcs in zip(outs, per_out):
+            ctx.set(o, srcs)
         return
     if name in _RESHAPING and len(outs) == 1:
         ctx.set(outs[0], [_fast_view(ctx, s, x, outs[0]) for s in ctx.get(x)])
@@ -242,6 +294,12 @@ def cat(ctx, func, args, kwargs, out) -> None:
     dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
     tensors = [t for t in tensors if not (t.dim() == 1 and t.numel() == 0)]
     nd = out.dim()
+    d = dim % nd
+    if all(align(s, nd).shape[d] == 1 for t in tensors for s in ctx.get(t)):
+        # joined along a dim that carries no labels (tokens, batch): the pieces share channels
+        per_arg = [list(ctx.get(t)) for t in tensors]
+        ctx.set(out, merge_sources(ctx, per_arg, nd))
+        return
     slots = max(len(ctx.get(t)) for t in tensors)
     res = []
     for k in range(slots):
@@ -348,14 +406,11 @@ def _contract(ctx, A: torch.Tensor, B: torch.Tensor, out: torch.Tensor, bias=Non
         if B.dim() > 1 and s.shape[-2] == 1 and varying_dims(s):
             ctx.uf.mark_produced(s)
             srcs.append(s)
-    res = []
-    for s in srcs:
-        s = align(s, out.dim())
-        if s.dim() == out.dim():
-            res.append(s)
+    res = [align(s, out.dim()) for s in srcs if s.dim() <= out.dim()]
+    per_arg = [res]
     if bias is not None:
-        res = res + [align(b, out.dim()) for b in ctx.get(bias) if b.dim() <= out.dim()]
-    ctx.set(out, merge_sources(ctx, res, out.dim()))
+        per_arg.append([b for b in ctx.get(bias) if b.dim() <= out.dim()])
+    ctx.set(out, merge_sources(ctx, per_arg, out.dim()))
 
 
 def mm(ctx, func, args, kwargs, out) -> None:

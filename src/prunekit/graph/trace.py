@@ -105,7 +105,13 @@ class TraceContext:
 
     def record_split(self, inner: int, roots: torch.Tensor, factors: list[int]) -> None:
         name = self.stack[-1][0] if self.stack else ""
-        self.splits.append({"module": name, "inner": int(inner), "factors": factors, "labels": roots})
+        self.splits.append({"module": name, "inner": int(inner), "factors": factors, "labels": roots,
+                            "kind": "split"})
+
+    def record_width(self, size: int, labels: torch.Tensor) -> None:
+        name = self.stack[-1][0] if self.stack else ""
+        self.splits.append({"module": name, "inner": int(size), "factors": [int(size)], "labels": labels,
+                            "kind": "width"})
 
 
 class _Mode(TorchDispatchMode):
@@ -142,6 +148,7 @@ def _mha_rule(ctx: TraceContext, mod: nn.MultiheadAttention, name: str, query: t
         start, size = start_size
         lab = torch.arange(start, start + size, dtype=torch.int64).reshape(parts, e)
         ctx.uf.union_pairs(lab, qlab.expand(parts, e))
+    ctx.uf.note(qlab, "attention scale depends on head_dim")
     for attr in ("bias_k", "bias_v"):
         t = getattr(mod, attr, None)
         if t is not None:
@@ -207,12 +214,14 @@ def _matches(ignore, key: str, module_name: str, module: nn.Module) -> bool:
 
 
 def trace(model: nn.Module, example_inputs: Any, ignore: Iterable | None = None, round_to: int = 1,
-          prune_outputs: bool = False, filter_fn: Callable[[nn.Module, str], bool] | None = None) -> DependencyGraph:
+          prune_outputs: bool = False, filter_fn: Callable[[nn.Module, str], bool] | None = None,
+          probe: bool = True) -> DependencyGraph:
     """Trace one forward of `model` on `example_inputs` and return its channel groups.
 
     ignore: module names, state_dict keys, module types, module objects or predicates whose tensors must not
     change. filter_fn(module, name) -> False has the same effect (torchao style). round_to: keep group sizes
-    multiples of this number.
+    multiples of this number. probe: check each group by removing one channel in a meta-device copy and
+    running the forward; groups that break it (hidden size couplings) are marked not prunable.
     """
     ignore = list(ignore or [])
     if filter_fn is not None:
@@ -249,7 +258,7 @@ def trace(model: nn.Module, example_inputs: Any, ignore: Iterable | None = None,
                 ctx.uf.mark_fixed(s, "feeds the model output")
     shapes = {k: tuple(v.shape) for k, v in entries.items()}
     groups = build_groups(ctx, model, round_to)
-    splits = [{"module": s["module"], "inner": s["inner"], "factors": s["factors"],
+    splits = [{"module": s["module"], "inner": s["inner"], "factors": s["factors"], "kind": s["kind"],
                "roots": ctx.uf.roots(s["labels"].numpy()).tolist()} for s in ctx.splits]
     graph = DependencyGraph(model=model, groups=groups, splits=splits, shapes=shapes,
                             example_inputs=example_inputs)
@@ -261,6 +270,10 @@ def trace(model: nn.Module, example_inputs: Any, ignore: Iterable | None = None,
     for g in groups:
         for c, r in enumerate(g._roots):
             graph._root_of[r] = (g.name, c)
+    if probe:
+        from .probe import probe_groups
+
+        probe_groups(model, graph, example_inputs)
     return graph
 
 
