@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .cli_cmds.common import (CliError, add_data_args, add_model_args, build_loaders, example_input,  # noqa: F401
-                              load_model, maybe_import, measure_model, metric_rows, model_kwargs, print_table,
+                              load_model, load_model_with_shape, maybe_import, measure_model, metric_rows, model_kwargs, print_table,
                               save_model)
 
 
@@ -34,7 +34,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     from .models import create, default_input_size, get_entry, spec_of
     shape = None
     if Path(args.target).exists():
-        model, shape = load_model(args.target)
+        model, shape = load_model_with_shape(args.target)
     else:
         get_entry(args.target)  # unknown names list the valid ones
         name = args.target

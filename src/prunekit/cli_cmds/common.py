@@ -103,8 +103,12 @@ def _model_file(folder: Path) -> Path | None:
 
 
 def load_model(path: str | Path):
-    """(model, input (C, H, W) or None) from a prunekit.io file, or from a trainer checkpoint (.pt)
-    with model.json beside it."""
+    """A model from a prunekit.io file, or from a trainer checkpoint (.pt) with model.json beside it."""
+    return load_model_with_shape(path)[0]
+
+
+def load_model_with_shape(path: str | Path):
+    """(model, the (C, H, W) input recorded in model.json or None); see `load_model`."""
     import torch
 
     from ..models import ModelSpec
