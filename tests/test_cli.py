@@ -7,8 +7,9 @@ import struct
 
 import numpy as np
 import pytest
+import torch
 
-from prunekit.cli import SUBCOMMANDS, build_parser, main
+from prunekit.cli import SUBCOMMANDS, build_parser, load_model, main
 
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -84,6 +85,9 @@ def test_train_digits_then_info_on_the_run(capsys, tmp_path):
     capsys.readouterr()
     info = run_json(capsys, ["info", str(out), "--json", "--runs", "0"])
     assert info["params"] == before["params"] and info["input_shape"] == [1, 1, 8, 8]
+    model = load_model(out)
+    assert sum(p.numel() for p in model.parameters()) == before["params"]
+    assert torch.equal(model.fc1.weight, torch.load(out / "last.pt", weights_only=True)["model"]["fc1.weight"])
     # a second run into the same folder neither overwrites silently nor fails obscurely
     assert main(argv(3)) == 2
     assert "already exist" in capsys.readouterr().err

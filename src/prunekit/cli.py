@@ -12,9 +12,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+# re-exported: subcommand modules import these from prunekit.cli
 from .cli_cmds.common import (CliError, add_data_args, add_model_args, build_loaders, example_input,  # noqa: F401
-                              load_model, load_model_with_shape, maybe_import, measure_model, metric_rows, model_kwargs, print_table,
-                              save_model)
+                              load_model, load_model_with_shape, maybe_import, measure_model, metric_rows,
+                              model_kwargs, print_table, save_model)
 
 
 # ----------------------------------------------------------------------------- info
