@@ -1,9 +1,10 @@
 """Policy registry, targets and the shared bisection that turns a knob into a target."""
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import torch
 
@@ -129,3 +130,50 @@ def select_kept(graph: DependencyGraph, scores: dict[str, torch.Tensor], counts:
         drop = set(order[:n].tolist())
         kept[g.name] = [c for c in range(g.size) if c not in drop]
     return kept
+
+
+def total_channels(graph: DependencyGraph) -> int:
+    """Channels over all prunable groups (what a plain `ratio` of a sequence policy refers to)."""
+    return sum(g.size for g in graph.prunable_groups())
+
+
+def allocate_sequence(graph: DependencyGraph, sequence: Iterable[str], ratio: float | None = None,
+                      target: Target | None = None, min_channels: int = 1, max_ratio: float = 0.9) -> dict[str, int]:
+    """Counts from the shortest prefix of `sequence` (group names, one per channel taken) that meets `target`,
+    or, for a ratio, from its first round(ratio * total channels) entries.
+
+    Policies that take channels one at a time (global, width, srr) describe their greedy order as a sequence;
+    the first prefix that meets the target is within one channel of it. A sequence that ends before meeting
+    the target gives everything it took (the most pruned allocation the guards allow).
+    """
+    counts: dict[str, int] = {}
+    if target is None:
+        n = int(round(float(ratio or 0.0) * total_channels(graph)))
+        for name in itertools.islice(sequence, n):
+            counts[name] = counts.get(name, 0) + 1
+        return clamp_counts(graph, counts, min_channels, max_ratio)
+    base = predict(graph, {})
+    if target_fraction(graph, {}, target, base) <= 1.0 + 1e-9:
+        return {}
+    for name in sequence:
+        counts[name] = counts.get(name, 0) + 1
+        clamped = clamp_counts(graph, counts, min_channels, max_ratio)
+        if target_fraction(graph, clamped, target, base) <= 1.0 + 1e-9:
+            return clamped
+    return clamp_counts(graph, counts, min_channels, max_ratio)
+
+
+def room(graph: DependencyGraph, min_channels: int = 1, max_ratio: float = 0.9) -> dict[str, int]:
+    """How many channels each prunable group may still lose under the guards."""
+    return {g.name: max_removable(g, min_channels, max_ratio) for g in graph.prunable_groups()}
+
+
+def normalize_scores(s: torch.Tensor, how: str = "mean") -> torch.Tensor:
+    """Scale one group's scores so groups compare: by their mean, max, L2 norm or sum ("none" leaves them)."""
+    s = s.float()
+    if how == "none":
+        return s
+    den = {"mean": s.abs().mean(), "max": s.abs().max(), "l2": s.norm(), "sum": s.abs().sum()}.get(how)
+    if den is None:
+        raise ValueError(f"unknown normalisation {how!r}; choose mean, max, l2, sum or none")
+    return s / den.clamp(min=1e-12)
