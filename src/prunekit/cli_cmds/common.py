@@ -94,7 +94,8 @@ def save_model(model, out: Path, input_shape: Sequence[int] | None = None) -> li
         written.append(out / MODEL_FILE)
     io = maybe_import("prunekit.io")
     if io is not None:
-        written.append(Path(io.save(model, out / "model.safetensors") or out / "model.safetensors"))
+        extra = {"input_shape": list(input_shape)} if input_shape else None
+        written.append(Path(io.save(model, out / "model.safetensors", overwrite=True, extra=extra)))
     return written
 
 
