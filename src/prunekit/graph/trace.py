@@ -36,6 +36,7 @@ class TraceContext:
         self.stack: list[tuple[str, str]] = []
         self.splits: list[dict] = []
         self.atoms: dict[tuple[str, int], tuple[int, int]] = {}
+        self.ignored: set[str] = set()
         self.macs_by_key: dict[str, float] = {}  # MACs per weight element, summed over every use
         self.macs_other = 0.0  # MACs of contractions without a parameter operand (attention)
 
@@ -105,6 +106,11 @@ class TraceContext:
 
     def record_split(self, inner: int, roots: torch.Tensor, factors: list[int]) -> None:
         name = self.stack[-1][0] if self.stack else ""
+        for s in self.splits:
+            # views of the same shape in one module share its attributes (head_dim): same layout
+            if s["kind"] == "split" and s["module"] == name and s["factors"] == factors:
+                self.uf.union_pairs(s["labels"], roots)
+                return
         self.splits.append({"module": name, "inner": int(inner), "factors": factors, "labels": roots,
                             "kind": "split"})
 
@@ -128,11 +134,29 @@ class _Mode(TorchDispatchMode):
         ctx = self.ctx
         if not any(ctx.get(t) for t in _tensors((args, kwargs))):
             return out
+        if ctx.ignored and any(n in ctx.ignored for n, _ in ctx.stack):
+            _opaque(ctx, args, kwargs, out)
+            return out
         rule = rule_for(func)
         if rule is None:
             raise ctx.error(func, "no channel-coupling rule for this operation")
         rule(ctx, func, args, kwargs, out)
         return out
+
+
+def _opaque(ctx: TraceContext, args, kwargs, out) -> None:
+    """Inside an excluded module: pin whatever goes in, and let nothing be coupled through it."""
+    for t in _tensors((args, kwargs)):
+        for src in ctx.get(t):
+            ctx.uf.mark_fixed(src, f"used inside an excluded module ({ctx.where()})")
+    for o in _tensors(out):
+        srcs = []
+        for d, size in enumerate(o.shape):
+            if size > 1 and d > 0:
+                shape = [1] * o.dim()
+                shape[d] = size
+                srcs.append(ctx.fresh_fixed(size, f"output of an excluded module ({ctx.where()})").reshape(shape))
+        ctx.set(o, srcs)
 
 
 def _mha_rule(ctx: TraceContext, mod: nn.MultiheadAttention, name: str, query: torch.Tensor) -> None:
@@ -228,6 +252,7 @@ def trace(model: nn.Module, example_inputs: Any, ignore: Iterable | None = None,
         ignore.append(lambda m, n: not filter_fn(m, n))
     ctx = TraceContext(model)
     mods = dict(model.named_modules())
+    ctx.ignored = {n for n, m in mods.items() if n and _matches(ignore, n, n, m)}
     entries = _state_entries(model)
     first_key: dict[int, str] = {}
     for key, t in entries.items():

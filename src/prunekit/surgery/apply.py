@@ -90,8 +90,10 @@ def apply(model: nn.Module, plan: PruningPlan, optimizer: torch.optim.Optimizer 
             mod._parameters[name] = new
         else:
             mod._buffers[name] = new
-    # tied parameters referenced under other names (remove_duplicate=False already covered those)
     _patch_attributes(model, plan)
+    history = list(getattr(model, "_prunekit_plans", []))
+    history.append(plan.to_dict())
+    object.__setattr__(model, "_prunekit_plans", history)
     return model
 
 
