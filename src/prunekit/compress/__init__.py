@@ -1,7 +1,7 @@
 """Deep Compression storage: k-means weight sharing, Huffman coding and the compressed file format."""
 from prunekit.compress.container import (
-    HEADER_SIZE, MAGIC, VERSION, CompressedFile, CompressedFileError, SaveInfo, is_compressed, load_compressed,
-    read_compressed, save_compressed,
+    HEADER_SIZE, MAGIC, VERSION, CompressedFile, CompressedFileError, SaveInfo, build_model, is_compressed,
+    load_compressed, read_compressed, save_compressed,
 )
 from prunekit.compress.huffman import HuffmanError, HuffmanTable
 from prunekit.compress.kmeans import KMeansResult, kmeans_1d
@@ -13,7 +13,7 @@ from prunekit.compress.sizes import (
 )
 
 __all__ = [
-    "HEADER_SIZE", "MAGIC", "VERSION", "CompressedFile", "CompressedFileError", "SaveInfo", "is_compressed",
+    "HEADER_SIZE", "MAGIC", "VERSION", "CompressedFile", "CompressedFileError", "SaveInfo", "build_model", "is_compressed",
     "load_compressed", "read_compressed", "save_compressed", "HuffmanError", "HuffmanTable", "KMeansResult",
     "kmeans_1d", "SharingInfo", "WeightSharing", "codebooks", "plain_state_dict", "share_weights",
     "unshare_weights", "DEFAULT_INDEX_BITS", "StageSize", "dense_bytes", "filler_count", "quantized_bytes",

@@ -192,16 +192,36 @@ def _decode_tensor(body: memoryview, e: dict[str, Any]) -> torch.Tensor:
 
 
 def _normalise_description(description: Mapping[str, Any] | str | None, model: nn.Module) -> dict[str, Any] | None:
-    if description is None:   # a model built by prunekit.models.create carries its spec
+    """``{"name", "kwargs", "plans"?}``; by default the registry spec of a model built by
+    ``prunekit.models.create`` plus the structured-pruning plans recorded on it (``prunekit.io``)."""
+    plans = list(getattr(model, "_prunekit_plans", []))
+    if description is None:
         spec = getattr(model, "_prunekit_spec", None)
-        return spec.to_dict() if hasattr(spec, "to_dict") else None
-    if isinstance(description, str):
-        return {"name": description, "kwargs": {}}
-    d = dict(description)
-    if "name" not in d:
-        raise ValueError("description needs a 'name' (the prunekit.models registry name) and optional 'kwargs'")
-    d.setdefault("kwargs", {})
+        if not hasattr(spec, "to_dict"):
+            return None
+        d = spec.to_dict()
+    elif isinstance(description, str):
+        d = {"name": description, "kwargs": {}}
+    else:
+        d = dict(description)
+        if "name" not in d:
+            raise ValueError("description needs a 'name' (the prunekit.models registry name) and optional "
+                             "'kwargs' and 'plans'")
+        d.setdefault("kwargs", {})
+    if plans and "plans" not in d:
+        d["plans"] = plans
     return d
+
+
+def build_model(description: Mapping[str, Any]) -> nn.Module:
+    """The model a description names: ``prunekit.models.create(name, **kwargs)``, with any recorded
+    structured-pruning plans replayed (``prunekit.io.rebuild``)."""
+    if description.get("plans"):
+        from prunekit.io import rebuild
+        return rebuild({"arch": {"name": description["name"], "kwargs": dict(description.get("kwargs", {}))},
+                        "plans": list(description["plans"])})
+    from prunekit.models import create
+    return create(description["name"], **dict(description.get("kwargs", {})))
 
 
 def _write_atomic(path: Path, data: bytes, overwrite: bool) -> None:
@@ -293,14 +313,13 @@ def load_compressed(path: str | os.PathLike, model: nn.Module | None = None,
                     device: torch.device | str = "cpu") -> nn.Module:
     """Rebuild the dense model stored at ``path`` (in eval mode).
 
-    Without ``model`` the file's description is used: ``prunekit.models.create(name, **kwargs)``. With a
-    ``model`` its weights are replaced (strict: keys and shapes must match).
+    Without ``model`` the file's description rebuilds it (:func:`build_model`). With a ``model`` its
+    weights are replaced (strict: keys and shapes must match).
     """
     cf = read_compressed(path)
     if model is None:
         if not cf.description:
             raise ValueError(f"{path} has no model description; pass the model to load into")
-        from prunekit.models import create
-        model = create(cf.description["name"], **cf.description.get("kwargs", {}))
+        model = build_model(cf.description)
     model.load_state_dict(cf.state_dict, strict=True)
     return model.to(device).eval()
