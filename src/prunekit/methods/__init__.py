@@ -12,12 +12,12 @@ from typing import Any, Callable
 from .admm import admm
 from .coarse import coarse
 from .common import PlanComposer, Recovery, reinitialize, shrink_graph
-from .oneshot import iterative, oneshot
+from .oneshot import iterative, oneshot, srr
 from .regularized import group_lasso, slimming
 
 METHODS: dict[str, Callable[..., tuple[Any, dict[str, Any]]]] = {
     "oneshot": oneshot, "iterative": iterative, "coarse": coarse, "admm": admm, "slimming": slimming,
-    "group_lasso": group_lasso,
+    "group_lasso": group_lasso, "srr": srr,
 }
 
 
@@ -34,4 +34,4 @@ def run_method(name: str, model, train_loader, val_loader=None, example_inputs=N
 
 
 __all__ = ["METHODS", "PlanComposer", "Recovery", "admm", "coarse", "group_lasso", "iterative", "list_methods",
-           "oneshot", "reinitialize", "run_method", "shrink_graph", "slimming"]
+           "oneshot", "reinitialize", "run_method", "shrink_graph", "slimming", "srr"]

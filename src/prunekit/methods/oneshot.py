@@ -48,6 +48,17 @@ def oneshot(model: nn.Module, train_loader: Iterable, val_loader: Iterable | Non
     return model, summary("oneshot", base, graph, plan, timings, history, criterion=criterion, policy=policy)
 
 
+def srr(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = None, example_inputs: Any = None,
+        *, criterion: str = "l1", policy: str = "srr", **kw: Any) -> tuple[nn.Module, dict[str, Any]]:
+    """Structural Redundancy Reduction (arXiv 2104.03438) as a procedure: allocate with the `srr` policy (take
+    from the most redundant group), remove each group's smallest-L1 filters, fine-tune once."""
+    model, report = oneshot(model, train_loader, val_loader, example_inputs, criterion=criterion, policy=policy,
+                            **kw)
+    report["method"] = "srr"
+    report["plan"].meta["method"] = "srr"
+    return model, report
+
+
 def iterative(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = None, example_inputs: Any = None,
               *, target: Target | dict | None = None, ratio: float | None = None, criterion: str = "l1",
               policy: str = "uniform", steps: int = 4, step_epochs: int = 1, step_max_steps: int | None = None,
