@@ -1,0 +1,502 @@
+"""Latency model: predict a pruned model's latency on this device from per-group removal counts.
+
+NetAdapt-style lookup tables. Every conv / linear / norm layer is timed in isolation (same kind, kernel, stride,
+the input shape seen in a trace, batch, device and thread count) on a grid of (input, output) widths; the
+widths come from the channel groups, so a layer between two groups is a 2-D table. Identical layer configurations
+are timed once. A candidate's latency is ``a + b * sum(layer times interpolated at its widths)``: an additive
+model over layers (and so over groups), plus a constant. ``a`` and ``b`` are fitted on a few real pruned models
+(dense included), which absorbs what isolated layers miss (elementwise ops, framework overhead); other real
+models, held back from the fit, give the prediction error. Tables are cached per device and model in
+``~/.cache/prunekit/latency/`` (``$PRUNEKIT_CACHE`` or ``$XDG_CACHE_HOME`` move it).
+
+Injectable: ``timer(config, c_in, c_out) -> ms`` times one layer and ``model_timer(model) -> ms`` one model,
+so tests run on a fake latency table.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import os
+import platform
+import random
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from ..graph.cost import kept_shapes
+from ..graph.groups import DependencyGraph
+from ..graph.plan import PruningPlan
+from ..measure.inputs import call_model, rebatch, to_device
+from ..measure.latency import _Threads
+from .base import clamp_counts, max_removable
+
+CACHE_VERSION = 1
+Timer = Callable[[dict, int, int], float]
+_KINDS = {nn.Conv1d: "conv", nn.Conv2d: "conv", nn.Conv3d: "conv", nn.Linear: "linear",
+          nn.BatchNorm1d: "norm", nn.BatchNorm2d: "norm", nn.BatchNorm3d: "norm", nn.LayerNorm: "norm"}
+
+
+def cache_dir() -> Path:
+    """Folder of the latency tables: $PRUNEKIT_CACHE/latency, else $XDG_CACHE_HOME (or ~/.cache)/prunekit/latency."""
+    base = os.environ.get("PRUNEKIT_CACHE")
+    if base:
+        return Path(base) / "latency"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "prunekit" / "latency"
+
+
+def device_signature(device: torch.device, threads: int | None) -> str:
+    """Which hardware and software the timings belong to."""
+    if device.type == "cuda":
+        hw = torch.cuda.get_device_name(device)
+    else:
+        hw = platform.processor() or platform.machine()
+        try:
+            for line in Path("/proc/cpuinfo").read_text().splitlines():
+                if line.startswith("model name"):
+                    hw = line.split(":", 1)[1].strip()
+                    break
+        except OSError:
+            pass
+        hw += f" x{os.cpu_count()} threads={threads}"
+    return f"{device.type}: {hw} | torch {torch.__version__}"
+
+
+# ----------------------------------------------------------------------------- layers seen in a trace
+def trace_layers(model: nn.Module, graph: DependencyGraph, example_inputs: Any) -> list[dict]:
+    """Every conv / linear / norm call of one forward: its configuration, full widths and controlling groups."""
+    owner = {(m.key, m.dim): g.name for g in graph.groups if g.prunable for m in g.members}
+    seen: list[dict] = []
+    hooks = []
+    for name, mod in model.named_modules():
+        kind = _KINDS.get(type(mod))
+        if kind is None or getattr(mod, "weight", None) is None and kind != "norm":
+            continue
+
+        def hook(m, args, _out, name=name, kind=kind):
+            if args and isinstance(args[0], torch.Tensor):
+                seen.append(_layer(name, kind, m, tuple(args[0].shape), owner))
+
+        hooks.append(mod.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            call_model(model.eval(), example_inputs)
+    finally:
+        for h in hooks:
+            h.remove()
+    return [layer for layer in seen if layer is not None]
+
+
+def _layer(name: str, kind: str, m: nn.Module, shape: tuple[int, ...], owner: dict) -> dict | None:
+    key = f"{name}.weight" if name else "weight"
+    if kind == "norm" and getattr(m, "weight", None) is None:
+        key = f"{name}.running_mean"
+    cfg: dict[str, Any] = {"kind": kind, "type": type(m).__name__, "shape": list(shape[1:])}
+    if kind == "conv":
+        depthwise = m.groups > 1 and m.groups == m.in_channels == m.out_channels
+        cfg.update(kernel=list(m.kernel_size), stride=list(m.stride), padding=m.padding if isinstance(m.padding, str)
+                   else list(m.padding), dilation=list(m.dilation), groups=1 if depthwise else m.groups,
+                   depthwise=depthwise, bias=m.bias is not None)
+        full, cdim = (m.in_channels, m.out_channels), 1
+        g_in = owner.get((key, 0)) if depthwise else owner.get((key, 1))
+    elif kind == "linear":
+        cfg["bias"] = m.bias is not None
+        full, cdim, g_in = (m.in_features, m.out_features), len(shape) - 1, owner.get((key, 1))
+    else:
+        c = int(m.normalized_shape[-1]) if isinstance(m, nn.LayerNorm) else m.num_features
+        if isinstance(m, nn.LayerNorm) and len(m.normalized_shape) != 1:
+            return None
+        cfg["affine"] = getattr(m, "weight", None) is not None
+        full, cdim = (c, c), (len(shape) - 1 if isinstance(m, nn.LayerNorm) else 1)
+        g_in = owner.get((key, 0))
+    cfg["shape"][cdim - 1] = 0  # the channel dim is filled in per width; dim 0 (the batch) is dropped
+    cfg["cdim"] = cdim
+    return {"name": name, "key": key, "config": cfg, "full": list(full), "in_group": g_in,
+            "out_group": owner.get((key, 0)), "square": kind == "norm" or cfg.get("depthwise", False)}
+
+
+def layer_widths(layer: dict, shapes: dict[str, list[float]]) -> tuple[int, int]:
+    """(c_in, c_out) of a layer once the tensors have `shapes` (from graph.cost.kept_shapes)."""
+    w = shapes.get(layer["key"])
+    if w is None:
+        return tuple(layer["full"])
+    out = max(1, int(round(w[0])))
+    if layer["square"]:
+        return out, out
+    groups = layer["config"].get("groups", 1)
+    return max(1, int(round(w[1])) * groups), out
+
+
+def build_layer(config: dict, c_in: int, c_out: int) -> tuple[nn.Module, list[int]]:
+    """A fresh module of the traced configuration at the given widths, and its input shape (with batch)."""
+    shape = list(config["shape"])
+    cdim = config["cdim"]
+    kind = config["kind"]
+    if kind == "conv":
+        cls = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[len(config["kernel"])]
+        groups = c_in if config["depthwise"] else config["groups"]
+        c_out = c_in if config["depthwise"] else c_out
+        pad = config["padding"] if isinstance(config["padding"], str) else tuple(config["padding"])
+        mod = cls(c_in, c_out, tuple(config["kernel"]), tuple(config["stride"]), pad, tuple(config["dilation"]),
+                  groups, bias=config["bias"])
+    elif kind == "linear":
+        mod = nn.Linear(c_in, c_out, bias=config["bias"])
+    elif config["type"] == "LayerNorm":
+        mod = nn.LayerNorm(c_in, elementwise_affine=config["affine"])
+    else:
+        mod = getattr(nn, config["type"])(c_in, affine=config["affine"])
+    shape[cdim - 1] = c_in
+    return mod.eval(), shape
+
+
+def time_run(fn: Callable[[], Any], device: torch.device, threads: int | None, warmup: int, runs: int,
+             stat: str = "min", clock: str = "auto") -> float:
+    """Milliseconds of fn() at a fixed thread count (CUDA synchronised): the fastest run ("min") or "median".
+
+    clock "cpu" counts the calling thread's CPU time, "wall" elapsed time; "auto" picks "cpu" on a CPU with one
+    torch thread (ops then run in the calling thread), so other processes preempting it on a shared machine do
+    not count, and "wall" otherwise. The fastest of many runs is likewise the robust choice on a busy machine.
+    """
+    sync = torch.cuda.synchronize if device.type == "cuda" else None
+    if clock == "auto":
+        clock = "cpu" if device.type == "cpu" and threads == 1 else "wall"
+    now = time.thread_time if clock == "cpu" else time.perf_counter
+    times = []
+    with _Threads(threads if device.type == "cpu" else None), torch.inference_mode():
+        for i in range(warmup + runs):
+            start = now()
+            fn()
+            if sync:
+                sync()
+            if i >= warmup:
+                times.append((now() - start) * 1000.0)
+    return min(times) if stat == "min" else statistics.median(times)
+
+
+def time_layer(config: dict, c_in: int, c_out: int, batch: int, device: torch.device, threads: int | None,
+               warmup: int = 3, runs: int = 15, stat: str = "min", clock: str = "auto") -> float:
+    """Milliseconds of one isolated layer at the given widths."""
+    mod, shape = build_layer(config, c_in, c_out)
+    mod = mod.to(device)
+    x = torch.randn(batch, *shape, device=device)
+    return time_run(lambda: mod(x), device, threads, warmup, runs, stat, clock)
+
+
+def time_model(model: nn.Module, inputs: Any, device: torch.device, threads: int | None, warmup: int = 5,
+               runs: int = 20, stat: str = "min", clock: str = "auto") -> float:
+    """Milliseconds of one forward pass of the whole model in eval mode (see time_run)."""
+    was = model.training
+    model.eval()
+    try:
+        return time_run(lambda: call_model(model, inputs), device, threads, warmup, runs, stat, clock)
+    finally:
+        model.train(was)
+
+
+# ----------------------------------------------------------------------------- building real candidates
+def build_pruned(model: nn.Module, graph: DependencyGraph, counts: dict[str, int],
+                 scores: dict[str, torch.Tensor] | None = None) -> nn.Module:
+    """A pruned copy of `model` removing `counts[group]` channels (lowest scores; without scores, the last ones)."""
+    from ..surgery import apply
+    from .base import select_kept
+    if scores is None:
+        scores = {g.name: -torch.arange(g.size, dtype=torch.float) for g in graph.prunable_groups()}
+    plan = PruningPlan.from_kept(graph, select_kept(graph, scores, counts))
+    return apply(copy.deepcopy(model), plan)
+
+
+def random_counts(graph: DependencyGraph, rng: random.Random, min_channels: int = 1, max_ratio: float = 0.9,
+                  low: float = 0.0) -> dict[str, int]:
+    """Per group an independent removal fraction in [low, 1] of what may go (a held-back test candidate)."""
+    return clamp_counts(graph, {g.name: int(round(rng.uniform(low, 1.0) * max_removable(g, min_channels, max_ratio)))
+                                for g in graph.prunable_groups()}, min_channels, max_ratio)
+
+
+def uniform_counts(graph: DependencyGraph, ratio: float, min_channels: int = 1, max_ratio: float = 0.9) -> dict:
+    return clamp_counts(graph, {g.name: int(round(ratio * g.size)) for g in graph.prunable_groups()},
+                        min_channels, max_ratio)
+
+
+# ----------------------------------------------------------------------------- the model
+class LatencyModel:
+    """Predicts latency (ms) of a model after per-group removals; see the module docstring."""
+
+    def __init__(self, model: nn.Module, graph: DependencyGraph, example_inputs: Any, batch: int | None = None,
+                 device: str | torch.device | None = None, threads: int | None = None, timer: Timer | None = None,
+                 model_timer: Callable[[nn.Module], float] | None = None, points: int = 6, min_channels: int = 1,
+                 max_ratio: float = 0.9, runs: int = 15, model_runs: int = 6, stat: str = "min",
+                 clock: str = "auto", fine: bool = True, log: Callable[[str], None] | None = None) -> None:
+        self.model, self.graph = model, graph
+        self.device = torch.device(device) if device is not None else next(
+            (p.device for p in model.parameters()), torch.device("cpu"))
+        self.threads = (threads or torch.get_num_threads()) if self.device.type == "cpu" else None
+        first = example_inputs if isinstance(example_inputs, torch.Tensor) else None
+        self.batch = int(batch or (first.shape[0] if first is not None and first.dim() else 1))
+        self.example_inputs = rebatch(example_inputs, self.batch)
+        self.min_channels, self.max_ratio, self.points, self.fine = min_channels, max_ratio, points, fine
+        self.injected = timer is not None or model_timer is not None
+        self.timer = timer or (lambda cfg, ci, co: time_layer(cfg, ci, co, self.batch, self.device, self.threads,
+                                                              runs=runs, stat=stat, clock=clock))
+        inputs = to_device(self.example_inputs, self.device)
+        self.model_timer = model_timer or (lambda m: time_model(m, inputs, self.device, self.threads,
+                                                                2, model_runs, stat,
+                                                                clock))
+        self.log = log or (lambda s: None)
+        self.layers = trace_layers(model, graph, example_inputs)
+        self.table: dict[str, dict[str, float]] = {}
+        self.coef, self.dense_ms, self.drift = [0.0, 1.0], float("nan"), 1.0
+        self.calibration: list[dict] = []
+        self.holdout: dict[str, Any] = {}
+
+    # -- identity and cache
+    @property
+    def device_signature(self) -> str:
+        return "injected timer" if self.injected else device_signature(self.device, self.threads)
+
+    @property
+    def signature(self) -> str:
+        """Hash of device, batch, layers and groups: what the tables and the calibration depend on."""
+        body = json.dumps([self.device_signature, self.batch, [(d["config"], d["full"], d["in_group"],
+                           d["out_group"]) for d in self.layers], [(g.name, g.size) for g in self.graph.groups]],
+                          sort_keys=True, default=str)
+        return hashlib.sha1(body.encode()).hexdigest()[:16]
+
+    def cache_path(self, folder: str | Path | None = None) -> Path:
+        dev = hashlib.sha1(self.device_signature.encode()).hexdigest()[:8]
+        return Path(folder or cache_dir()) / f"{self.device.type}-{dev}-b{self.batch}-{self.signature}.json"
+
+    def to_dict(self) -> dict:
+        return {"version": CACHE_VERSION, "device": self.device_signature, "batch": self.batch,
+                "threads": self.threads, "signature": self.signature, "table": self.table, "coef": self.coef,
+                "dense_ms": self.dense_ms, "calibration": self.calibration, "holdout": self.holdout}
+
+    def load(self, path: Path) -> bool:
+        """Take tables and calibration from a cache file of the same signature; False if absent or stale."""
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return False
+        if data.get("version") != CACHE_VERSION or data.get("signature") != self.signature:
+            return False
+        self.table = {k: dict(v) for k, v in data["table"].items()}
+        self.coef, self.dense_ms = list(data["coef"]), data["dense_ms"]
+        self.calibration, self.holdout = data.get("calibration", []), data.get("holdout", {})
+        return True
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(self.to_dict(), indent=1))
+        tmp.replace(path)
+
+    # -- tables
+    def group_grid(self, name: str) -> list[int]:
+        """Kept widths of a group at which its layers are timed: `points` evenly spaced from the floor to full."""
+        g = self.graph.group(name)
+        lo = g.size - max_removable(g, self.min_channels, self.max_ratio)
+        n = max(2, self.points)
+        return sorted({int(round(lo + (g.size - lo) * i / (n - 1))) for i in range(n)})
+
+    def _dim_grid(self, layer: dict, side: int) -> list[int]:
+        gname = layer["in_group"] if side == 0 else layer["out_group"]
+        full = layer["full"][side]
+        if gname is None:
+            return [full]
+        size = self.graph.group(gname).size
+        return sorted({max(1, int(round(w * full / size))) for w in self.group_grid(gname)})
+
+    def _entry(self, layer: dict, c_in: int, c_out: int) -> float:
+        key = json.dumps(layer["config"], sort_keys=True)
+        cell = self.table.setdefault(key, {})
+        at = f"{c_in},{c_out}"
+        if at not in cell:
+            cell[at] = float(self.timer(layer["config"], c_in, c_out))
+        return cell[at]
+
+    def measure_tables(self) -> None:
+        """Time every layer configuration on its width grid (identical configurations once)."""
+        for layer in self.layers:
+            ins = self._dim_grid(layer, 0)
+            outs = ins if layer["square"] else self._dim_grid(layer, 1)
+            for ci in ins:
+                for co in ([ci] if layer["square"] else outs):
+                    self._entry(layer, ci, co)
+
+    def _bilinear(self, layer: dict, c_in: int, c_out: int) -> float:
+        ins = self._dim_grid(layer, 0)
+        if layer["square"]:
+            (i0, i1), t = _bracket(ins, c_in)
+            return _lerp(self._entry(layer, i0, i0), self._entry(layer, i1, i1), t)
+        outs = self._dim_grid(layer, 1)
+        (i0, i1), s = _bracket(ins, c_in)
+        (o0, o1), t = _bracket(outs, c_out)
+        lo = _lerp(self._entry(layer, i0, o0), self._entry(layer, i0, o1), t)
+        hi = _lerp(self._entry(layer, i1, o0), self._entry(layer, i1, o1), t)
+        return _lerp(lo, hi, s)
+
+    def _interp(self, layer: dict, c_in: int, c_out: int) -> float:
+        """Table time of a layer at any widths: bilinear over the grid, times measured 1-D step corrections.
+
+        With `fine`, a width off the grid is also timed with the other dim at full width, and the ratio to the
+        bilinear value there corrects the estimate (a separable model of width-dependent kernel choices, such as
+        channel blocks of 8 or 16). Norm layers (one width) are simply timed at the width asked for.
+        """
+        if not self.fine:
+            return self._bilinear(layer, c_in, c_out)
+        if layer["square"]:
+            return self._entry(layer, c_in, c_in)
+        f_in, f_out = layer["full"]
+        est = self._bilinear(layer, c_in, c_out)
+        if c_in != f_in and c_in not in self._dim_grid(layer, 0):
+            est *= self._entry(layer, c_in, f_out) / max(1e-12, self._bilinear(layer, c_in, f_out))
+        if c_out != f_out and c_out not in self._dim_grid(layer, 1):
+            est *= self._entry(layer, f_in, c_out) / max(1e-12, self._bilinear(layer, f_in, c_out))
+        return est
+
+    def raw(self, counts: dict[str, int]) -> float:
+        """Sum of the layers' table times at the candidate's widths (before calibration)."""
+        shapes = kept_shapes(self.graph, {k: v for k, v in counts.items() if v})
+        return sum(self._interp(d, *layer_widths(d, shapes)) for d in self.layers)
+
+    def predict(self, counts: dict[str, int]) -> float:
+        """Predicted latency in ms of the model after removing `counts[group]` channels per group."""
+        return self.drift * (self.coef[0] + self.coef[1] * self.raw(counts))
+
+    def ratio(self, counts: dict[str, int]) -> float:
+        """Predicted latency as a fraction of the measured dense latency."""
+        return self.predict(counts) / self.dense_ms
+
+    # -- calibration against real models
+    def measure(self, counts: dict[str, int]) -> float:
+        """Measured latency (ms) of the real pruned model."""
+        return self.measure_many([counts])[0]
+
+    def measure_many(self, candidates: list[dict[str, int]], rounds: int = 5) -> list[float]:
+        """Measured latencies of several real models, timed round-robin in `rounds` passes (fastest kept), so a
+        spell of load on a shared machine is spread over all candidates instead of landing on one."""
+        nets = [build_pruned(self.model, self.graph, c) if c else self.model for c in candidates]
+        best = [math.inf] * len(nets)
+        for _ in range(max(1, rounds)):
+            for i, net in enumerate(nets):
+                best[i] = min(best[i], float(self.model_timer(net)))
+        return best
+
+    def calibrate(self, calib: int = 6, holdout: int = 6, seed: int = 0) -> None:
+        """Fit a, b on the dense model, two uniform and `calib` random candidates; score `holdout` others."""
+        rng = random.Random(seed)
+        cands = [{}, uniform_counts(self.graph, 0.3, self.min_channels, self.max_ratio),
+                 uniform_counts(self.graph, 0.6, self.min_channels, self.max_ratio)]
+        cands += [random_counts(self.graph, rng, self.min_channels, self.max_ratio) for _ in range(calib)]
+        measured = self.measure_many(cands)
+        self.calibration = [{"counts": c, "raw": self.raw(c), "measured_ms": m} for c, m in zip(cands, measured)]
+        self.dense_ms = measured[0]
+        self.coef = _fit([c["raw"] for c in self.calibration], measured)
+        self.log(f"latency model: dense {self.dense_ms:.3f} ms, fit {self.coef[0]:.3f} + {self.coef[1]:.3f} * tables")
+        if holdout:
+            rng2 = random.Random(seed + 7919)
+            self.holdout = self.evaluate([random_counts(self.graph, rng2, self.min_channels, self.max_ratio)
+                                          for _ in range(holdout)])
+            self.log(f"latency model: held-back error mean {100 * self.holdout['mean_abs_err']:.1f}% "
+                     f"max {100 * self.holdout['max_abs_err']:.1f}% over {holdout} real models")
+
+    def evaluate(self, candidates: list[dict[str, int]]) -> dict[str, Any]:
+        """Prediction error on real models (none of them used in the fit): per candidate and summarised."""
+        rows = []
+        for c, meas in zip(candidates, self.measure_many(candidates)):
+            pred = self.predict(c)
+            rows.append({"counts": c, "predicted_ms": pred, "measured_ms": meas, "rel_err": (pred - meas) / meas})
+        errs = [abs(r["rel_err"]) for r in rows]
+        return {"candidates": rows, "mean_abs_err": sum(errs) / max(1, len(errs)), "max_abs_err": max(errs, default=0.0)}
+
+    def refresh_dense(self) -> None:
+        """Re-measure the dense model and scale predictions by the drift since the tables were made."""
+        now = self.measure({})
+        self.drift = now / self.dense_ms if self.dense_ms == self.dense_ms and self.dense_ms > 0 else 1.0
+        self.dense_ms = now
+
+    # -- hardware-friendly widths
+    def group_curve(self, name: str, widths: list[int] | None = None) -> dict[int, float]:
+        """Measured time (ms) of the layers a group touches at each kept width, the other dims at full width."""
+        g = self.graph.group(name)
+        lo = g.size - max_removable(g, self.min_channels, self.max_ratio)
+        widths = widths or list(range(lo, g.size + 1))
+        touching = [(d, side) for d in self.layers for side, key in ((0, "in_group"), (1, "out_group"))
+                    if d[key] == name and not (d["square"] and side == 1)]
+        curve = {}
+        for w in widths:
+            t = 0.0
+            for d, side in touching:
+                dims = list(d["full"])
+                dims[side] = max(1, int(round(w * d["full"][side] / g.size)))
+                if d["square"]:
+                    dims = [dims[0], dims[0]]
+                t += self._entry(d, dims[0], dims[1])
+            curve[w] = t
+        return curve
+
+    def efficient_widths(self, name: str, tol: float = 0.03) -> list[int]:
+        """Kept widths that run faster (by more than `tol`) than every wider one: the rest waste channels."""
+        curve = self.group_curve(name)
+        keep, best = [], math.inf
+        for w in sorted(curve, reverse=True):
+            if curve[w] < best * (1 - tol):
+                keep.append(w)
+                best = curve[w]
+        return sorted(keep)
+
+    # -- one call
+    @classmethod
+    def build(cls, model: nn.Module, example_inputs: Any, graph: DependencyGraph | None = None,
+              calib: int = 6, holdout: int = 6, cache: bool | None = None, cache_folder: str | Path | None = None,
+              refresh: bool = False, seed: int = 0, **kwargs: Any) -> "LatencyModel":
+        """Trace, time the tables, calibrate and score held-back models, or load all that from the cache.
+
+        cache=None caches real timings only (not injected timers) unless `cache_folder` is given.
+        """
+        if graph is None:
+            from ..graph.trace import trace
+            graph = trace(model, example_inputs)
+        lm = cls(model, graph, example_inputs, **kwargs)
+        use_cache = cache if cache is not None else (not lm.injected or cache_folder is not None)
+        path = lm.cache_path(cache_folder)
+        if use_cache and not refresh and lm.load(path):
+            lm.log(f"latency model: loaded {path}")
+            if not lm.injected:
+                lm.refresh_dense()
+            return lm
+        lm.measure_tables()
+        lm.calibrate(calib, holdout, seed)
+        if use_cache:
+            lm.save(path)
+        return lm
+
+
+def _bracket(grid: list[int], x: float) -> tuple[tuple[int, int], float]:
+    if x <= grid[0] or len(grid) == 1:
+        return (grid[0], grid[0]), 0.0
+    if x >= grid[-1]:
+        return (grid[-1], grid[-1]), 0.0
+    for lo, hi in zip(grid, grid[1:]):
+        if lo <= x <= hi:
+            return (lo, hi), (x - lo) / (hi - lo)
+    raise AssertionError("unreachable")
+
+
+def _lerp(a: float, b: float, t: float) -> float:
+    return a + (b - a) * t
+
+
+def _fit(x: list[float], y: list[float]) -> list[float]:
+    """Least squares y = a + b x with b > 0; else the mean offset with b = 1."""
+    n = len(x)
+    mx, my = sum(x) / n, sum(y) / n
+    sxx = sum((xi - mx) ** 2 for xi in x)
+    b = sum((xi - mx) * (yi - my) for xi, yi in zip(x, y)) / sxx if sxx > 0 else 0.0
+    if b <= 0:
+        b = 1.0
+    return [my - b * mx, b]
