@@ -27,39 +27,83 @@ def meta_copy(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model, memo)
 
 
+def shared_copy(model: nn.Module) -> nn.Module:
+    """A copy of the module structure that shares every parameter and buffer with `model`.
+
+    Surgery replaces tensors instead of writing into them, so pruning this copy leaves `model` untouched.
+    """
+    memo: dict[int, Any] = {id(t): t for t in list(model.parameters()) + list(model.buffers())}
+    return copy.deepcopy(model, memo)
+
+
 def _to_meta(obj):
     return torch.utils._pytree.tree_map(lambda t: t.to("meta") if isinstance(t, torch.Tensor) else t, obj)
 
 
-def probe_groups(model: nn.Module, graph: DependencyGraph, example_inputs: Any) -> int:
-    """Mark groups whose single-channel removal breaks the forward; returns how many were marked."""
+def _runner(model: nn.Module, example_inputs: Any):
+    """A function that copies the model (on meta for very large models), applies a plan, runs it."""
     from ..surgery.apply import apply
-    from .plan import PruningPlan
     from .trace import _tensors, run_model
 
-    inputs = _to_meta(example_inputs)
-    try:
-        with torch.no_grad():
-            ref = [t.shape for t in _tensors(run_model(meta_copy(model).eval(), inputs))]
-    except Exception:  # the model cannot run on meta tensors (data-dependent ops): keep the trace's verdict
-        return 0
-    marked = 0
-    for g in graph.prunable_groups():
-        n = max(1, g.round_to)
-        if len(g.candidates) < n or g.size - n < 1:
-            continue
-        drop = set(g.candidates[:n])
-        plan = PruningPlan.from_kept(graph, {g.name: [c for c in range(g.size) if c not in drop]})
-        m = meta_copy(model).eval()
-        try:
+    big = sum(p.numel() for p in model.parameters()) > 150_000_000
+    copy_fn = meta_copy if big else shared_copy
+    inputs = _to_meta(example_inputs) if big else example_inputs
+
+    def run(plan) -> list:
+        m = copy_fn(model).eval()
+        if plan is not None:
             apply(m, plan)
-            with torch.no_grad():
-                shapes = [t.shape for t in _tensors(run_model(m, inputs))]
+        with torch.no_grad():
+            return [t.shape for t in _tensors(run_model(m, inputs))]
+
+    return run
+
+
+def probe_groups(model: nn.Module, graph: DependencyGraph, example_inputs: Any) -> int:
+    """Mark groups whose single-channel removal breaks the forward; returns how many were marked.
+
+    Group testing: remove one channel from every prunable group at once; only when that fails, split the
+    set in halves and recurse, so a model with no hidden coupling costs a single forward.
+    """
+    from .plan import PruningPlan
+
+    run = _runner(model, example_inputs)
+    try:
+        ref = run(None)
+    except Exception:  # the model cannot run this way (data-dependent ops on meta): keep the trace verdict
+        return 0
+    errors: dict[str, str] = {}
+
+    def try_set(groups) -> str | None:
+        kept = {}
+        for g in groups:
+            n = max(1, g.round_to)
+            drop = set(g.candidates[:n])
+            kept[g.name] = [c for c in range(g.size) if c not in drop]
+        try:
+            shapes = run(PruningPlan.from_kept(graph, kept))
             if shapes != ref:
-                raise RuntimeError(f"output shapes change: {ref} -> {shapes}")
-        except Exception as e:  # noqa: BLE001 - any failure means the group cannot be pruned alone
+                return f"RuntimeError: output shapes change: {ref} -> {shapes}"
+        except Exception as e:  # noqa: BLE001 - any failure means these groups cannot be pruned
+            return f"{type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
+        return None
+
+    def search(groups) -> None:
+        err = try_set(groups)
+        if err is None:
+            return
+        if len(groups) == 1:
+            errors[groups[0].name] = err
+            return
+        half = len(groups) // 2
+        search(groups[:half])
+        search(groups[half:])
+
+    cands = [g for g in graph.prunable_groups() if len(g.candidates) >= max(1, g.round_to) and g.size > g.round_to]
+    if cands:
+        search(cands)
+    for g in cands:
+        if g.name in errors:
             g.prunable = False
-            msg = str(e).splitlines()[0][:160]
-            g.reason = f"removing a channel breaks the forward ({type(e).__name__}: {msg})"
-            marked += 1
-    return marked
+            g.reason = f"removing a channel breaks the forward ({errors[g.name]})"
+    return len(errors)

@@ -134,10 +134,10 @@ class _Mode(TorchDispatchMode):
         ctx = self.ctx
         if not any(ctx.get(t) for t in _tensors((args, kwargs))):
             return out
-        if ctx.ignored and any(n in ctx.ignored for n, _ in ctx.stack):
-            _opaque(ctx, args, kwargs, out)
-            return out
         rule = rule_for(func)
+        if rule is None and ctx.ignored and any(n in ctx.ignored for n, _ in ctx.stack):
+            _opaque(ctx, args, kwargs, out)  # no rule, but the user excluded this module: pin through it
+            return out
         if rule is None:
             raise ctx.error(func, "no channel-coupling rule for this operation")
         rule(ctx, func, args, kwargs, out)
@@ -383,6 +383,8 @@ def build_groups(ctx: TraceContext, model: nn.Module, round_to: int = 1) -> list
         for (key, d), idx in member_idx[gi].items():
             mname = key.rsplit(".", 1)[0] if "." in key else ""
             produced = (key, d) in produced_set
+            if key.endswith("bias") and d == 0:  # a producer's bias follows its output channels
+                produced = produced or any((key[:-4] + "weight", wd) in produced_set for wd in (0, 1))
             role = _role(key, d, produced, mods.get(mname))
             members.append(Member(key=key, dim=d, index=idx, module=mname, role=role))
             if produced and not (key.endswith("bias") and d == 0) and mname not in producer_modules:
