@@ -226,6 +226,7 @@ def pipeline(args: argparse.Namespace, extra: dict[str, Any] | None = None, anal
     from ..models import spec_of
     from .common import build_loaders, model_kwargs
     t_start = time.perf_counter()
+    mkw = method_kwargs(args, extra or {})  # argument errors before any training
     timings: dict[str, float] = {}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -261,7 +262,7 @@ def pipeline(args: argparse.Namespace, extra: dict[str, Any] | None = None, anal
     base_widths = {g.name: g.size for g in trace(model, example).prunable_groups()}
     t0 = time.perf_counter()
     name = args.method.replace("-", "_")
-    pruned, rep = run_method(name, model, loaders.train, loaders.val, example, **method_kwargs(args, extra or {}))
+    pruned, rep = run_method(name, model, loaders.train, loaders.val, example, **mkw)
     timings["method"] = time.perf_counter() - t0
     for k, v in rep["timings"].items():
         timings[f"method.{k}"] = v
