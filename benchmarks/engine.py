@@ -1,0 +1,176 @@
+"""Engine coverage and speed: how many torchvision classifiers prunekit prunes and verifies, side by side with
+torch-pruning (optional `bench` extra), and the time to trace+plan+apply ResNet-50 and ViT-B/16.
+
+    python benchmarks/engine.py                 # every torchvision classifier (about an hour on 2 CPU cores)
+    python benchmarks/engine.py --quick         # a handful of models, for the test suite
+Writes benchmarks/results/engine/{results.json,results.md} (or --out).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import torch
+import torchvision
+
+import prunekit as pk
+from prunekit.report import environment_info, markdown_table
+
+QUICK = ["resnet18", "mobilenet_v3_small", "squeezenet1_1", "shufflenet_v2_x0_5"]
+FIXED_SIZE = {"inception_v3": 75, "vit_b_16": 224, "vit_b_32": 224, "vit_l_16": 224, "vit_l_32": 224,
+              "vit_h_14": 224, "maxvit_t": 224}
+
+
+def build(name: str) -> torch.nn.Module:
+    kw = {"aux_logits": False, "init_weights": False} if name in ("googlenet", "inception_v3") else {}
+    return torchvision.models.get_model(name, num_classes=10, **kw).eval()
+
+
+def smallest_input(model, name):
+    for s in ([FIXED_SIZE[name]] if name in FIXED_SIZE else [32, 64, 96, 128, 224]):
+        x = torch.randn(1, 3, s, s)
+        try:
+            with torch.no_grad():
+                model(x)
+            return x
+        except RuntimeError:
+            continue
+    raise RuntimeError("no input size accepted")
+
+
+def n_params(m) -> int:
+    return sum(p.numel() for p in m.parameters())
+
+
+def run_prunekit(model, x, ratio=0.3) -> dict:
+    t0 = time.perf_counter()
+    plan = pk.plan(model, x, ratio=ratio)
+    pruned = pk.apply(copy.deepcopy(model), plan)
+    t1 = time.perf_counter()
+    with torch.no_grad():
+        ref, out = model(x), pruned(x)
+    rep = pk.verify(model, pruned, plan, x)
+    ok = out.shape == ref.shape and n_params(pruned) < n_params(model)
+    return {"ok": bool(ok), "verified": bool(rep.exact or not plan.exact), "exact": bool(rep.exact),
+            "params_kept": n_params(pruned) / n_params(model), "seconds": t1 - t0,
+            "max_rel_diff": rep.max_rel_diff}
+
+
+def _classifier(model):
+    last = None
+    for m in model.modules():  # the layer that produces the logits: Linear, or a 1x1 conv (SqueezeNet)
+        if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)):
+            last = m
+    return [last] if last is not None else []
+
+
+def run_torch_pruning(model, x, ratio=0.3) -> dict:
+    import torch_pruning as tp
+
+    m = copy.deepcopy(model)
+    t0 = time.perf_counter()
+    imp = tp.importance.MagnitudeImportance(p=1)
+    pruner = tp.pruner.MetaPruner(m, x, importance=imp, pruning_ratio=ratio, ignored_layers=_classifier(m))
+    pruner.step()
+    t1 = time.perf_counter()
+    with torch.no_grad():
+        ref, out = model(x), m(x)
+    ok = out.shape == ref.shape and n_params(m) < n_params(model)
+    return {"ok": bool(ok), "params_kept": n_params(m) / n_params(model), "seconds": t1 - t0}
+
+
+def guarded(fn, *args) -> dict:
+    try:
+        return fn(*args)
+    except Exception as e:  # noqa: BLE001 - a benchmark records failures instead of stopping
+        return {"ok": False, "error": f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"}
+
+
+def timing(name: str, tool: str, repeats: int) -> dict:
+    model = build(name)
+    x = torch.randn(1, 3, 224, 224)
+    fn = run_prunekit if tool == "prunekit" else run_torch_pruning
+    times = []
+    for _ in range(repeats):
+        r = guarded(fn, model, x)
+        if not r.get("ok"):
+            return {"error": r.get("error", "failed")}
+        times.append(r["seconds"])
+    return {"median_s": statistics.median(times), "runs": times}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--models", nargs="*")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "engine"))
+    ap.add_argument("--no-peer", action="store_true", help="skip torch-pruning even when installed")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    try:
+        import torch_pruning  # noqa: F401
+
+        peer = not args.no_peer
+    except ImportError:
+        peer = False
+    names = args.models or (QUICK if args.quick else sorted(torchvision.models.list_models(module=torchvision.models)))
+    rows = []
+    for name in names:
+        torch.manual_seed(0)
+        model = build(name)
+        x = smallest_input(model, name)
+        row = {"model": name, "input": list(x.shape), "prunekit": guarded(run_prunekit, model, x)}
+        if peer:
+            row["torch_pruning"] = guarded(run_torch_pruning, model, x)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    timings = {}
+    if not args.quick:
+        for name in ("resnet50", "vit_b_16"):
+            timings[name] = {"prunekit": timing(name, "prunekit", args.repeats)}
+            if peer:
+                timings[name]["torch_pruning"] = timing(name, "torch_pruning", args.repeats)
+    summary = {"models": len(rows), "prunekit_ok": sum(r["prunekit"].get("ok", False) for r in rows),
+               "prunekit_verified": sum(r["prunekit"].get("ok", False) and r["prunekit"].get("verified", False)
+                                        for r in rows),
+               "prunekit_exact": sum(r["prunekit"].get("exact", False) for r in rows)}
+    if peer:
+        summary["torch_pruning_ok"] = sum(r["torch_pruning"].get("ok", False) for r in rows)
+    result = {"summary": summary, "rows": rows, "timings": timings, "command": " ".join(sys.argv),
+              "environment": environment_info()}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(result, indent=1))
+    table = [{"model": r["model"], "input": "x".join(map(str, r["input"][2:])),
+              "prunekit": "ok" if r["prunekit"].get("ok") else r["prunekit"].get("error", "fail")[:60],
+              "verify": ("exact" if r["prunekit"].get("exact") else "approx") if r["prunekit"].get("ok") else "-",
+              "params kept": f"{r['prunekit'].get('params_kept', float('nan')):.2f}",
+              **({"torch-pruning": "ok" if r["torch_pruning"].get("ok") else
+                  r["torch_pruning"].get("error", "fail")[:60]} if peer else {})} for r in rows]
+    cols = list(table[0].keys()) if table else []
+    md = ["# Engine coverage and speed", "", f"Command: `{result['command']}`", "",
+          f"Machine: {json.dumps(result['environment'].get('machine', {}))}", "",
+          f"Versions: {json.dumps(result['environment'].get('versions', {}))}", "", "## Summary", "",
+          "```", json.dumps(summary, indent=1), "```", ""]
+    if timings:
+        md += ["## trace + plan + apply at 224x224, 30% uniform (median seconds)", ""]
+        for n, t in timings.items():
+            md.append(f"- {n}: " + ", ".join(f"{tool} {v.get('median_s', float('nan')):.2f} s"
+                                            if "median_s" in v else f"{tool} {v.get('error')}"
+                                            for tool, v in t.items()))
+        md.append("")
+    md += ["## Per model (30% uniform L1, classifier outputs kept)", "", markdown_table(table, cols)]
+    (out / "results.md").write_text("\n".join(md) + "\n")
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
