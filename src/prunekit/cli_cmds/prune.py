@@ -212,6 +212,8 @@ def method_kwargs(args: argparse.Namespace, extra: dict[str, Any]) -> dict[str, 
               temperature=args.temperature, distill_weight=args.distill_weight, from_scratch=args.from_scratch,
               scratch_epochs=args.scratch_epochs, max_steps_per_epoch=args.max_steps_per_epoch, seed=args.seed,
               min_channels=args.min_channels, max_ratio=args.max_ratio, device=args.device)
+    if not args.no_progress:
+        kw["log"] = print  # one line per fine-tuning epoch
     if args.method in ("oneshot", "iterative", "srr"):
         kw.setdefault("score_batches", args.score_batches)
     return kw
