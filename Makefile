@@ -8,13 +8,17 @@ TORCH_PIN := torch==2.14.1 torchvision==0.29.1
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 TEST_TIMEOUT ?= 300
 
-.PHONY: demo test setup data clean
+.PHONY: demo test test-heavy setup data browser clean
 
 demo: setup data
 	$(VENV)/bin/prunekit demo
 
-test: setup data
-	$(PY) -m pytest -x -q -p no:cacheprovider --timeout=$(TEST_TIMEOUT) tests
+test: setup data browser
+	$(PY) -m pytest -x -q -p no:cacheprovider --timeout=$(TEST_TIMEOUT) -m "not heavy" tests
+
+# The rest of the torchvision zoo (large models): CI runs it after `make test`.
+test-heavy: setup
+	$(PY) -m pytest -q -p no:cacheprovider --timeout=900 -m heavy tests
 
 setup: $(STAMP)
 
@@ -35,6 +39,16 @@ data:
 		  ( apt-get update -qq >/dev/null 2>&1 && \
 		    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 ) ) || \
 		echo "dataset-fashion-mnist not installed (continuing)"; \
+	fi; true
+
+# Headless Chromium renders the HTML report in its test; installed where apt-get exists and we are root.
+browser:
+	@if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		echo "installing chromium (for the HTML report test)"; \
+		( DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1 || \
+		  ( apt-get update -qq >/dev/null 2>&1 && \
+		    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1 ) ) || \
+		echo "chromium not installed (the HTML report test will say so)"; \
 	fi; true
 
 clean:
