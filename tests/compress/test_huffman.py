@@ -80,4 +80,16 @@ def test_errors():
     with pytest.raises(HuffmanError, match="non-negative"):
         HuffmanTable.from_stream(np.array([-1, 2]))
     with pytest.raises(HuffmanError):
-        HuffmanTable.from_bytes(bytes([2, 4, 4]))   # 8 codes of length <= 2: over-subscribed
+        HuffmanTable.from_bytes(bytes([0, 2, 4, 4]))   # 8 codes of length <= 2: over-subscribed
+    with pytest.raises(HuffmanError, match="layout"):
+        HuffmanTable.from_bytes(bytes([7, 1]))
+
+
+def test_table_layouts_pick_the_smaller():
+    dense = HuffmanTable.from_stream(np.random.default_rng(4).integers(0, 32, 1000))
+    sparse = HuffmanTable.from_stream(np.array([5, 1000, 1000, 70000]))
+    assert dense.to_bytes()[0] == 1 and len(dense.to_bytes()) == 2 + 20      # 32 x 5 bits
+    assert sparse.to_bytes()[0] == 0
+    for t in (dense, sparse):
+        back, _ = HuffmanTable.from_bytes(t.to_bytes())
+        assert np.array_equal(back.symbols, t.symbols) and back.counts == t.counts

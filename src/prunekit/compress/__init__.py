@@ -13,8 +13,8 @@ from prunekit.compress.sizes import (
 )
 
 __all__ = [
-    "HEADER_SIZE", "MAGIC", "VERSION", "CompressedFile", "CompressedFileError", "SaveInfo", "build_model", "is_compressed",
-    "load_compressed", "read_compressed", "save_compressed", "HuffmanError", "HuffmanTable", "KMeansResult",
+    "HEADER_SIZE", "MAGIC", "VERSION", "CompressedFile", "CompressedFileError", "SaveInfo", "build_model",
+    "is_compressed", "load_compressed", "read_compressed", "save_compressed", "HuffmanError", "HuffmanTable", "KMeansResult",
     "kmeans_1d", "SharingInfo", "WeightSharing", "codebooks", "plain_state_dict", "share_weights",
     "unshare_weights", "DEFAULT_INDEX_BITS", "StageSize", "dense_bytes", "filler_count", "quantized_bytes",
     "relative_gaps", "sparse_bytes",

@@ -83,16 +83,6 @@ def _raw_bytes(t: torch.Tensor) -> bytes:
     return t.reshape(-1).view(torch.uint8).numpy().tobytes()
 
 
-class _Body:
-    def __init__(self) -> None:
-        self.buf = bytearray()
-
-    def add(self, blob: bytes) -> list[int]:
-        off = len(self.buf)
-        self.buf += blob
-        return [off, len(blob)]
-
-
 def _encode_shared(t: torch.Tensor) -> tuple[dict[str, Any], list[bytes]] | None:
     """Codebook + Huffman encoding of ``t``, or None when it has too many distinct values."""
     if t.dtype not in _INT_VIEW or t.ndim < 2:
@@ -119,14 +109,17 @@ def _encode_shared(t: torch.Tensor) -> tuple[dict[str, Any], list[bytes]] | None
     return entry, blobs
 
 
-_SECTIONS = ("codebook", "index_table", "index_stream", "gap_table", "gap_stream")
+SHARED_SECTIONS = ("codebook", "index_table", "index_stream", "gap_table", "gap_stream")
 
 
 def encode_state_dict(state_dict: Mapping[str, torch.Tensor]) -> tuple[list[dict[str, Any]], bytes]:
-    """Per-tensor header entries and the body bytes; each tensor takes the smaller of raw and shared."""
+    """Per-tensor header entries and the body bytes; each tensor takes the smaller of raw and shared.
+
+    A tensor's sections follow the previous tensor's in the body; its entry lists their lengths
+    (``sizes``), so offsets are implied."""
     if sys.byteorder != "little":
         raise NotImplementedError("the compressed format is little-endian; big-endian hosts are not supported")
-    body = _Body()
+    body = bytearray()
     entries = []
     for key, t in state_dict.items():
         raw = _raw_bytes(t)
@@ -135,50 +128,56 @@ def encode_state_dict(state_dict: Mapping[str, torch.Tensor]) -> tuple[list[dict
         if shared is not None and sum(len(b) for b in shared[1]) < len(raw):
             info, blobs = shared
             entry.update(info)
-            for name, blob in zip(_SECTIONS, blobs):
-                entry[name] = body.add(blob)
         else:
-            entry["encoding"] = "raw"
-            entry["data"] = body.add(raw)
+            entry["encoding"], blobs = "raw", [raw]
+        entry["sizes"] = [len(b) for b in blobs]
+        for b in blobs:
+            body += b
         entries.append(entry)
-    return entries, bytes(body.buf)
+    return entries, bytes(body)
 
 
-def _section(body: memoryview, entry: dict[str, Any], name: str) -> memoryview:
-    try:
-        off, n = (int(x) for x in entry[name])
-    except (KeyError, TypeError, ValueError) as e:
-        raise CompressedFileError(f"tensor {entry.get('key')!r}: missing or bad section {name!r}") from e
-    if off < 0 or n < 0 or off + n > len(body):
-        raise CompressedFileError(f"tensor {entry.get('key')!r}: section {name!r} lies outside the body")
-    return body[off:off + n]
+def _sections(body: memoryview, e: dict[str, Any], start: int, names: tuple[str, ...]) -> dict[str, memoryview]:
+    sizes = e.get("sizes")
+    if not isinstance(sizes, list) or len(sizes) != len(names) or any(not isinstance(n, int) or n < 0 for n in sizes):
+        raise CompressedFileError(f"tensor {e.get('key')!r}: expected {len(names)} section sizes, got {sizes!r}")
+    if start + sum(sizes) > len(body):
+        raise CompressedFileError(f"tensor {e.get('key')!r}: sections run past the end of the body")
+    out, off = {}, start
+    for name, n in zip(names, sizes):
+        out[name] = body[off:off + n]
+        off += n
+    return out
 
 
-def _decode_tensor(body: memoryview, e: dict[str, Any]) -> torch.Tensor:
+def _decode_tensor(body: memoryview, e: dict[str, Any], start: int) -> tuple[torch.Tensor, int]:
+    """Decode the tensor whose sections start at ``start``; returns it and the offset after it."""
     key = e.get("key")
     dtype = _dtype(e["dtype"])
     shape = [int(s) for s in e["shape"]]
     numel = int(np.prod(shape)) if shape else 1
+    end = start + sum(e.get("sizes") or [])
     if e["encoding"] == "raw":
-        data = _section(body, e, "data")
+        data = _sections(body, e, start, ("data",))["data"]
         if len(data) != numel * torch.empty((), dtype=dtype).element_size():
             raise CompressedFileError(f"tensor {key!r}: raw data has {len(data)} bytes for shape {shape}")
         if numel == 0:
-            return torch.empty(shape, dtype=dtype)
-        return torch.frombuffer(bytearray(data), dtype=torch.uint8).view(dtype).reshape(shape).clone()
+            return torch.empty(shape, dtype=dtype), end
+        return torch.frombuffer(bytearray(data), dtype=torch.uint8).view(dtype).reshape(shape).clone(), end
     if e["encoding"] != "shared" or dtype not in _INT_VIEW:
         raise CompressedFileError(f"tensor {key!r}: unknown encoding {e['encoding']!r} for dtype {e['dtype']}")
     nnz, k = int(e["nnz"]), int(e["k"])
-    cb = _section(body, e, "codebook")
-    if len(cb) != 4 * k or nnz > numel:
+    sec = _sections(body, e, start, SHARED_SECTIONS if nnz < numel else SHARED_SECTIONS[:3])
+    if len(sec["codebook"]) != 4 * k or nnz > numel:
         raise CompressedFileError(f"tensor {key!r}: inconsistent codebook size or non-zero count")
+    cb = sec["codebook"]
     codebook = torch.frombuffer(bytearray(cb), dtype=torch.float32).to(dtype) if k else torch.zeros(0, dtype=dtype)
     try:
-        itab, _ = huffman.HuffmanTable.from_bytes(_section(body, e, "index_table"))
-        idx = huffman.decode(_section(body, e, "index_stream"), int(e["index_nbits"]), nnz, itab)
+        itab, _ = huffman.HuffmanTable.from_bytes(sec["index_table"])
+        idx = huffman.decode(sec["index_stream"], int(e["index_nbits"]), nnz, itab)
         if nnz < numel:
-            gtab, _ = huffman.HuffmanTable.from_bytes(_section(body, e, "gap_table"))
-            gaps = huffman.decode(_section(body, e, "gap_stream"), int(e["gap_nbits"]), nnz, gtab)
+            gtab, _ = huffman.HuffmanTable.from_bytes(sec["gap_table"])
+            gaps = huffman.decode(sec["gap_stream"], int(e["gap_nbits"]), nnz, gtab)
             pos = np.cumsum(gaps + 1) - 1
         else:
             pos = np.arange(numel)
@@ -188,7 +187,7 @@ def _decode_tensor(body: memoryview, e: dict[str, Any]) -> torch.Tensor:
         raise CompressedFileError(f"tensor {key!r}: decoded indices or positions out of range")
     out = torch.zeros(numel, dtype=dtype)
     out[torch.from_numpy(pos)] = codebook[torch.from_numpy(idx)]
-    return out.reshape(shape)
+    return out.reshape(shape), end
 
 
 def _normalise_description(description: Mapping[str, Any] | str | None, model: nn.Module) -> dict[str, Any] | None:
@@ -260,9 +259,7 @@ def save_compressed(model: nn.Module, path: str | os.PathLike, description: Mapp
     p = Path(path)
     _write_atomic(p, data, overwrite)
     dense = 4 * sum(v.numel() for v in sd.values() if v.is_floating_point())
-    sizes = {}
-    for e in entries:
-        sizes[e["key"]] = sum(e[s][1] for s in ("data", *_SECTIONS) if s in e)
+    sizes = {e["key"]: sum(e["sizes"]) for e in entries}
     return SaveInfo(str(p), len(data), dense, sizes, {e["key"]: e["encoding"] for e in entries})
 
 
@@ -301,7 +298,11 @@ def read_compressed(path: str | os.PathLike) -> CompressedFile:
         js = bytes(payload[:js_len])
         header = json.loads(zlib.decompress(js) if flags & FLAG_ZLIB_HEADER else js)
         body = payload[js_len:]
-        sd = {e["key"]: _decode_tensor(body, e) for e in header["tensors"]}
+        sd, offset = {}, 0
+        for e in header["tensors"]:
+            sd[e["key"]], offset = _decode_tensor(body, e, offset)
+        if offset != len(body):
+            raise CompressedFileError(f"{path}: the tensors cover {offset} of the body's {len(body)} bytes")
     except (KeyError, TypeError, ValueError, zlib.error) as e:
         if isinstance(e, CompressedFileError):
             raise

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 MAX_CODE_LEN = 24
+_BY_LENGTH, _BY_SYMBOL = 0, 1
 _CHUNK = 1 << 20
 
 
@@ -136,43 +137,75 @@ class HuffmanTable:
         return order[pos]
 
     def to_bytes(self) -> bytes:
-        """Serialise: varint max_len, varint counts, then per length the symbols delta-coded as varints."""
-        out = bytearray()
-        _varint(out, self.max_len)
+        """Serialise in the smaller of two layouts (first varint: 0 = by length, 1 = by symbol).
+
+        By length: varint max_len, varint count per length, then per length its symbols in increasing
+        order, delta-coded as varints (good for few, scattered symbols). By symbol: varint n, then the
+        code length of every symbol 0..n-1 in 5 bits, 0 = unused (good for dense alphabets)."""
+        by_len = bytearray([_BY_LENGTH])
+        _varint(by_len, self.max_len)
         for c in self.counts:
-            _varint(out, c)
+            _varint(by_len, c)
         start = 0
         for c in self.counts:
             prev = 0
             for s in self.symbols[start:start + c].tolist():
-                _varint(out, s - prev)
+                _varint(by_len, s - prev)
                 prev = s
             start += c
-        return bytes(out)
+        if self.symbols.size == 0:
+            return bytes(by_len)
+        n = int(self.symbols.max()) + 1
+        lengths = np.zeros(n, np.int64)
+        lengths[self.symbols] = self.lengths()
+        by_sym = bytearray([_BY_SYMBOL])
+        _varint(by_sym, n)
+        bits = ((lengths[:, None] >> np.arange(4, -1, -1)) & 1).astype(np.uint8).reshape(-1)
+        by_sym += np.packbits(bits).tobytes()
+        return bytes(by_sym if len(by_sym) < len(by_len) else by_len)
 
     @classmethod
     def from_bytes(cls, buf: bytes | memoryview, pos: int = 0) -> tuple[HuffmanTable, int]:
         """Inverse of :meth:`to_bytes`; returns the table and the position after it."""
-        max_len, pos = _read_varint(buf, pos)
-        if max_len > MAX_CODE_LEN:
-            raise HuffmanError(f"corrupt Huffman table: code length {max_len} > {MAX_CODE_LEN}")
-        counts = []
-        for _ in range(max_len):
-            c, pos = _read_varint(buf, pos)
-            counts.append(c)
-        if sum(counts) > len(buf):
-            raise HuffmanError("corrupt Huffman table: more symbols than bytes")
+        layout, pos = _read_varint(buf, pos)
+        if layout == _BY_SYMBOL:
+            n, pos = _read_varint(buf, pos)
+            nbytes = (5 * n + 7) // 8
+            if pos + nbytes > len(buf):
+                raise HuffmanError("truncated Huffman table")
+            bits = np.unpackbits(np.frombuffer(bytes(buf[pos:pos + nbytes]), np.uint8))[:5 * n].astype(np.int64)
+            lengths = (bits.reshape(n, 5) << np.arange(4, -1, -1)).sum(1)
+            present = np.nonzero(lengths)[0]
+            if present.size and lengths.max() > MAX_CODE_LEN:
+                raise HuffmanError(f"corrupt Huffman table: code length > {MAX_CODE_LEN}")
+            order = present[np.lexsort((present, lengths[present]))]
+            max_len = int(lengths.max()) if present.size else 0
+            counts = np.bincount(lengths[present], minlength=max_len + 1)[1:].tolist()
+            symbols, pos = order.astype(np.int64), pos + nbytes
+        elif layout == _BY_LENGTH:
+            max_len, pos = _read_varint(buf, pos)
+            if max_len > MAX_CODE_LEN:
+                raise HuffmanError(f"corrupt Huffman table: code length {max_len} > {MAX_CODE_LEN}")
+            counts = []
+            for _ in range(max_len):
+                c, pos = _read_varint(buf, pos)
+                counts.append(c)
+            if sum(counts) > len(buf):
+                raise HuffmanError("corrupt Huffman table: more symbols than bytes")
+            sym_list = []
+            for c in counts:
+                prev = 0
+                for _ in range(c):
+                    d, pos = _read_varint(buf, pos)
+                    prev += d
+                    sym_list.append(prev)
+            symbols = np.asarray(sym_list, dtype=np.int64)
+        else:
+            raise HuffmanError(f"corrupt Huffman table: unknown layout {layout}")
         # Kraft: a valid complete-or-lone prefix code never over-subscribes the code space.
         if sum(c * (1 << (max_len - (i + 1))) for i, c in enumerate(counts)) > (1 << max_len):
             raise HuffmanError("corrupt Huffman table: code lengths over-subscribe the code space")
-        symbols = []
-        for c in counts:
-            prev = 0
-            for _ in range(c):
-                d, pos = _read_varint(buf, pos)
-                prev += d
-                symbols.append(prev)
-        return cls(np.asarray(symbols, dtype=np.int64), counts), pos
+        return cls(symbols, counts), pos
 
 
 def encode(stream: np.ndarray | Sequence[int], table: HuffmanTable) -> tuple[bytes, int]:

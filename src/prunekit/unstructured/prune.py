@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -37,7 +38,8 @@ def _lowest(flat: torch.Tensor, count: int) -> torch.Tensor:
     return keep
 
 
-def masks_from_scores(scores: Scores, sparsity: float | Mapping[str, float], scope: str = "global") -> dict[str, torch.Tensor]:
+def masks_from_scores(scores: Scores, sparsity: float | Mapping[str, float],
+                      scope: str = "global") -> dict[str, torch.Tensor]:
     """Masks that remove the lowest-scoring weights.
 
     ``scope="global"``: one ranking across all layers, ``round(sparsity * total)`` weights removed
@@ -69,7 +71,8 @@ def masks_from_scores(scores: Scores, sparsity: float | Mapping[str, float], sco
 
 
 def prune_unstructured(model: nn.Module, sparsity: Sparsity, criterion: str | Criterion = "magnitude",
-                       scope: str = "global", filter_fn: FilterFn | None = None, **criterion_kw) -> dict[str, torch.Tensor]:
+                       scope: str = "global", filter_fn: FilterFn | None = None,
+                       **criterion_kw: Any) -> dict[str, torch.Tensor]:
     """Score, build masks and apply them (in place); returns the masks.
 
     ``sparsity`` is a float, or (with ``scope="layer"``) a mapping resolved by :func:`layer_sparsities`.

@@ -73,7 +73,9 @@ class AGPPruner:
 
     def due(self, t: int) -> bool:
         """Whether masks are updated at step ``t``."""
-        return self.begin_step <= t <= self.end_step and ((t - self.begin_step) % self.frequency == 0 or t == self.end_step)
+        if not self.begin_step <= t <= self.end_step:
+            return False
+        return (t - self.begin_step) % self.frequency == 0 or t == self.end_step
 
     def update(self, t: int) -> None:
         """Recompute and apply masks for step ``t`` (regardless of :meth:`due`)."""
