@@ -143,24 +143,47 @@ def allocate_sequence(graph: DependencyGraph, sequence: Iterable[str], ratio: fl
     or, for a ratio, from its first round(ratio * total channels) entries.
 
     Policies that take channels one at a time (global, width, srr) describe their greedy order as a sequence;
-    the first prefix that meets the target is within one channel of it. A sequence that ends before meeting
-    the target gives everything it took (the most pruned allocation the guards allow).
+    the first prefix that meets the target is within one channel of it. The sequence is read lazily and the
+    prefix found by galloping then bisection (costs only grow with the prefix). A sequence that ends before
+    meeting the target gives everything it took (the most pruned allocation the guards allow).
     """
-    counts: dict[str, int] = {}
+    it = iter(sequence)
     if target is None:
         n = int(round(float(ratio or 0.0) * total_channels(graph)))
-        for name in itertools.islice(sequence, n):
-            counts[name] = counts.get(name, 0) + 1
-        return clamp_counts(graph, counts, min_channels, max_ratio)
+        return clamp_counts(graph, _prefix_counts(list(itertools.islice(it, n)), n), min_channels, max_ratio)
     base = predict(graph, {})
-    if target_fraction(graph, {}, target, base) <= 1.0 + 1e-9:
+    seq: list[str] = []
+
+    def counts(n: int) -> dict[str, int]:
+        return clamp_counts(graph, _prefix_counts(seq, n), min_channels, max_ratio)
+
+    def meets(n: int) -> bool:
+        return target_fraction(graph, counts(n), target, base) <= 1.0 + 1e-9
+
+    if meets(0):
         return {}
-    for name in sequence:
-        counts[name] = counts.get(name, 0) + 1
-        clamped = clamp_counts(graph, counts, min_channels, max_ratio)
-        if target_fraction(graph, clamped, target, base) <= 1.0 + 1e-9:
-            return clamped
-    return clamp_counts(graph, counts, min_channels, max_ratio)
+    lo, hi = 0, 1  # meets(lo) is False; find hi with meets(hi)
+    while True:
+        seq.extend(itertools.islice(it, hi - len(seq)))
+        if len(seq) < hi:  # the sequence ended
+            hi = len(seq)
+            if not meets(hi):
+                return counts(hi)
+            break
+        if meets(hi):
+            break
+        lo, hi = hi, hi * 2
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if meets(mid) else (mid, hi)
+    return counts(hi)
+
+
+def _prefix_counts(seq: list[str], n: int) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for name in seq[:n]:
+        out[name] = out.get(name, 0) + 1
+    return out
 
 
 def room(graph: DependencyGraph, min_channels: int = 1, max_ratio: float = 0.9) -> dict[str, int]:
