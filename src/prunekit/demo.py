@@ -10,6 +10,7 @@ digits (resized to 28x28) so that it still runs offline.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -34,7 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--latency-runs", type=int, default=20)
     p.add_argument("--cache-dir", default=None, help="trained bases (default ~/.cache/prunekit/bases)")
     p.add_argument("--no-cache", action="store_true", help="train the base even when one is cached")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads (default: torch's, or 1 when the load average says the CPUs are busy)")
 
 
 def _loaders(args: argparse.Namespace):
@@ -57,6 +59,15 @@ def _loaders(args: argparse.Namespace):
                          make_loader(val_ds, 500), make_loader(test, 500))
 
 
+def _default_threads() -> int | None:
+    """1 on a machine already busy (small convolutions on oversubscribed cores mostly wait), else torch's."""
+    try:
+        busy = os.getloadavg()[0] >= (os.cpu_count() or 1)
+    except OSError:
+        return None
+    return 1 if busy else None
+
+
 def prune_args(args: argparse.Namespace) -> argparse.Namespace:
     """The `prunekit prune` arguments the demo amounts to."""
     from .cli_cmds.prune import add_arguments as add_prune
@@ -77,8 +88,9 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from .cli_cmds.prune import before_after_rows, pipeline, print_before_after
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    threads = args.threads or _default_threads()
+    if threads:
+        torch.set_num_threads(threads)
     t0, cpu0 = time.perf_counter(), time.process_time()
     data = _loaders(args)
     a = prune_args(args)
