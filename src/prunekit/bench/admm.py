@@ -1,0 +1,107 @@
+"""Suite `admm` (single-shot channel pruning with ADMM, arXiv 1902.06382): ADMM training toward k filters per
+layer, one prune by L1, one fine-tune; against one-shot L1 without ADMM (with the shared fine-tuning budget,
+and with as many optimizer steps in all as ADMM gets) and the iterative L1 loop, at equal MAC targets."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from . import common, output
+from .config import BenchConfig
+from .plots import standard_plots
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "default": {"finetune_steps": 30},
+    "quick": {"finetune_steps": 2},
+    # ADMM: K iterations of one capped epoch each (rho grows per iteration), then the shared fine-tune
+    "opts": {"rho": 1.0, "rho_growth": 2.0, "iterations": 4, "policy": "uniform"},
+    "quick_opts": {"iterations": 2},
+}
+
+COLUMNS: list[output.Column] = [
+    ("arch", lambda r: r["arch"]),
+    ("MACs target", lambda r: output.pct(r["target"], 0)),
+    ("method", lambda r: r["method"]),
+    ("optimizer steps", lambda r: output.num(r["train_steps"], ".0f")),
+    ("top-1 % (mean ± sd)", output.acc),
+    ("Δ top-1 vs base (pts)", lambda r: output.num(None if r["delta"] is None else 100 * r["delta"], "+.2f")),
+    ("MACs kept", lambda r: output.pct(r["macs_kept"])),
+    ("params kept", lambda r: output.pct(r["params_kept"])),
+    ("total time (s)", lambda r: output.num(r["total_s"], ".1f")),
+    ("removed / kept filter norm", lambda r: "-" if r.get("removed_norm") is None
+     else f"{r['removed_norm']:.3g} / {r['kept_norm']:.3g}"),
+    ("seeds", lambda r: r["n_seeds"]),
+]
+
+
+def method_specs(cfg: BenchConfig) -> dict[str, tuple[str, dict[str, Any], int]]:
+    """label -> (method, keyword arguments, optimizer steps in all), for a seed-free budget M steps per epoch."""
+    m = int(cfg.finetune_steps or 0)
+    k = int(cfg.opts["iterations"])
+    pol = cfg.opts["policy"]
+    return {
+        "admm + l1": ("admm", {"policy": pol, "rho": cfg.opts["rho"], "rho_growth": cfg.opts["rho_growth"],
+                               "iterations": k, "epochs_per_iteration": 1}, (k + 1) * m),
+        "one-shot l1": ("oneshot", {"criterion": "l1", "policy": pol}, m),
+        "one-shot l1, ADMM's steps": ("oneshot", {"criterion": "l1", "policy": pol, "finetune_epochs": k + 1},
+                                      (k + 1) * m),
+        "iterative l1": ("iterative", {"criterion": "l1", "policy": pol, "steps": k + 1, "step_epochs": 1},
+                         (k + 1) * m),
+    }
+
+
+def run(cfg: BenchConfig) -> dict[str, Any]:
+    started = time.time()
+    common.set_threads(cfg)
+    out = Path(cfg.out or "benchmarks/results/admm")
+    data = common.load_data(cfg)
+    specs = method_specs(cfg)
+    runs: list[dict[str, Any]] = []
+    bases: dict[str, Any] = {}
+    n_all = len(cfg.archs) * len(cfg.targets) * len(specs) * len(cfg.seeds)
+    for arch, width in cfg.archs:
+        base, bases[arch] = common.prepare_base(cfg, data, arch, width)
+        for target in cfg.targets:
+            for label, (method, kw, steps) in specs.items():
+                for seed in cfg.seeds:
+                    t0 = time.perf_counter()
+                    rkw = common.recovery_kwargs(cfg, seed)
+                    rkw.update({k: v for k, v in kw.items() if k in rkw})
+                    mkw = {k: v for k, v in kw.items() if k not in rkw}
+                    model, rep = common.run_method(base, data, method, target={"macs": target}, **rkw, **mkw)
+                    row = common.measure_row(model, data, bases[arch], cfg, dense=base)
+                    row.update(arch=arch, width=width, target=target, method=label, seed=seed, train_steps=steps,
+                               delta=row["top1"] - bases[arch]["top1"], total_s=rep["timings"]["total"],
+                               timings=rep["timings"], removed_norm=rep.get("removed_norm"),
+                               kept_norm=rep.get("kept_norm"), admm=rep["history"].get("admm_iterations"),
+                               wall_s=time.perf_counter() - t0)
+                    runs.append(row)
+                    common.log(f"[{len(runs)}/{n_all}] {arch} {100 * target:.0f}% {label} seed {seed}: top-1 "
+                               f"{100 * row['top1']:.2f}% ({row['wall_s']:.0f} s)")
+    table = common.aggregate(runs, ("arch", "target", "method"),
+                             ("top1", "delta", "macs_kept", "params_kept", "speedup", "total_s", "train_steps",
+                              "removed_norm", "kept_norm"),
+                             order=lambda r: ([a for a, _ in cfg.archs].index(r["arch"]), -r["target"],
+                                              list(specs).index(r["method"])))
+    notes = []
+    for r in table:
+        if r["method"] == "admm + l1" and r.get("removed_norm") is not None:
+            notes.append(f"{r['arch']} at {100 * r['target']:.0f}% MACs: after ADMM the filters it removes have mean "
+                         f"L2 norm {r['removed_norm']:.3g} against {r['kept_norm']:.3g} for the kept ones.")
+    for arch in bases:
+        for target in cfg.targets:
+            rows = sorted((r for r in table if r["arch"] == arch and r["target"] == target), key=lambda r: -r["top1"])
+            if rows:
+                notes.append(f"{arch} at {100 * target:.0f}% MACs: " + " > ".join(
+                    f"{r['method']} {100 * r['top1']:.2f}%" for r in rows) + ".")
+    plots = standard_plots(out, cfg, runs, table, bases)
+    m, k = cfg.finetune_steps, cfg.opts["iterations"]
+    intro = (f"Fashion-MNIST; one cached base per architecture; allocation `{cfg.opts['policy']}` for every method "
+             f"(ADMM's k_i per layer = the uniform allocation on the dense model), L1 picks the filters. Budget per "
+             f"epoch: {m} optimizer steps. ADMM: {k} iterations of one epoch (rho {cfg.opts['rho']}, x"
+             f"{cfg.opts['rho_growth']} per iteration), prune by L1, one epoch of fine-tuning. one-shot l1: prune, "
+             f"one epoch. one-shot l1, ADMM's steps: prune, {k + 1} epochs (the same number of optimizer steps as "
+             f"ADMM). iterative l1: {k + 1} prune steps with one epoch after each. " + common.bases_intro(bases))
+    return output.write_suite(out, cfg, "Single-shot ADMM channel pruning vs one-shot and iterative L1", intro,
+                              table, COLUMNS, runs, plots, notes, info=common.bases_info(bases), started=started)

@@ -1,0 +1,187 @@
+"""What every suite shares: the data, the cached base per architecture, running a method on a fresh copy of
+the base with the shared budget, measuring the result, and summarising seeds."""
+from __future__ import annotations
+
+import copy
+import os
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from .config import BenchConfig
+
+
+def default_cache() -> Path:
+    """~/.cache/prunekit/bench (or $XDG_CACHE_HOME/prunekit/bench): trained bases, reused by every suite."""
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "prunekit" / "bench"
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+@dataclass
+class Data:
+    """The data every method of a suite sees: datasets (fresh seeded loaders per run), a test loader."""
+
+    info: Any
+    train_ds: Any
+    test_loader: Any
+    batch_size: int
+
+    def train_loader(self, seed: int):
+        """A new shuffled loader: every run sees the same batch order for the same seed, whatever ran before."""
+        from ..data import make_loader
+        return make_loader(self.train_ds, self.batch_size, shuffle=True, seed=seed)
+
+    def example(self) -> torch.Tensor:
+        h, w = self.info.image_size
+        return torch.randn(1, self.info.in_channels, h, w, generator=torch.Generator().manual_seed(0))
+
+
+def load_data(cfg: BenchConfig) -> Data:
+    """Seeded subsets: `train_samples` training images (no validation split is used), `test_samples` test ones."""
+    from ..data import dataset_info, get_dataset, make_loader
+    info = dataset_info(cfg.dataset, cfg.data_dir)
+    kw = dict(data_dir=cfg.data_dir, seed=0)
+    train = get_dataset(cfg.dataset, split="train", subset=cfg.train_samples, **kw)
+    test = get_dataset(cfg.dataset, split="test", subset=cfg.test_samples, **kw)
+    return Data(info, train, make_loader(test, 500), cfg.batch_size)
+
+
+def get_base(cfg: BenchConfig, data: Data, arch: str, width: float) -> tuple[nn.Module, dict[str, Any]]:
+    """The trained base of `arch`: from the cache (keyed by model, data subset and training settings) or
+    trained once with seed 0 and cached, so that every method and every suite starts from the same weights."""
+    from ..cli_cmds.prune import get_base as cached_base
+    from ..data import Loaders
+    from ..models import create  # noqa: F401  (registers the models)
+    kw = {"num_classes": data.info.num_classes, "in_channels": data.info.in_channels, "width": width}
+    desc = {"dataset": cfg.dataset, "train_samples": cfg.train_samples, "batch_size": cfg.batch_size,
+            "bench": 1}
+    loaders = Loaders(data.train_loader(0), None, data.test_loader)
+    cache = Path(cfg.cache_dir) if cfg.cache_dir else default_cache()
+    model, info = cached_base(arch, kw, loaders, desc, cfg.base_epochs, cfg.base_lr, 0, cache_dir=str(cache),
+                              max_steps=cfg.base_max_steps, device="cpu", progress=False, log=log)
+    info = {k: v for k, v in info.items() if k != "history"}
+    return model.eval(), info
+
+
+def evaluate(model: nn.Module, data: Data) -> float:
+    from ..train import evaluate as _evaluate
+    return float(_evaluate(model, data.test_loader, "cpu")["top1"])
+
+
+def counts(model: nn.Module, example: torch.Tensor) -> dict[str, int]:
+    from ..measure import count
+    c = count(model, example)
+    return {"params": int(c.params), "macs": int(c.macs)}
+
+
+def widths(model: nn.Module, example: torch.Tensor) -> dict[str, int]:
+    """Channels per prunable group, read from the model itself (so torch-pruning's models are read alike)."""
+    from ..graph.trace import trace
+    return {g.name: g.size for g in trace(model, example).prunable_groups()}
+
+
+def recovery_kwargs(cfg: BenchConfig, seed: int, **over: Any) -> dict[str, Any]:
+    """The shared fine-tuning budget, as method keyword arguments."""
+    from ..train import TrainConfig
+    kw = {"finetune_epochs": cfg.finetune_epochs, "lr": cfg.finetune_lr, "max_steps_per_epoch": cfg.finetune_steps,
+          "seed": seed, "device": "cpu", "train_config": TrainConfig(progress=False, verbose=False)}
+    kw.update(over)
+    return kw
+
+
+def run_method(base: nn.Module, data: Data, method: str, **kwargs: Any) -> tuple[nn.Module, dict]:
+    """`method` on a fresh copy of the base with the suite's data (batch order seeded by kwargs["seed"]);
+    returns (pruned model, method report)."""
+    from ..methods import run_method as _run
+    seed = int(kwargs.get("seed", 0))
+    torch.manual_seed(seed)
+    model = copy.deepcopy(base).train()
+    t0 = time.perf_counter()
+    pruned, rep = _run(method, model, data.train_loader(seed), None, data.example(), **kwargs)
+    rep.setdefault("timings", {})["wall"] = time.perf_counter() - t0
+    return pruned.cpu().eval(), rep
+
+
+def finetune(model: nn.Module, data: Data, cfg: BenchConfig, seed: int) -> dict[str, float]:
+    """Fine-tune a model pruned outside prunekit (the torch-pruning peer) with the shared budget."""
+    from ..methods.common import Recovery, recover
+    rec = Recovery(**{k: v for k, v in recovery_kwargs(cfg, seed).items()})
+    timings: dict[str, float] = {}
+    recover(model.train(), None, data.train_loader(seed), None, rec, timings, {})
+    return timings
+
+
+def measure_row(model: nn.Module, data: Data, base_counts: dict[str, int], cfg: BenchConfig,
+                dense: nn.Module | None = None) -> dict[str, Any]:
+    """Accuracy, MACs and parameters kept, channels per group and (with `dense`) the measured CPU speedup at
+    batch 64 (paired timing, see timing.paired_latency)."""
+    ex = data.example()
+    c = counts(model, ex)
+    row: dict[str, Any] = {"top1": evaluate(model, data), "macs": c["macs"], "params": c["params"],
+                           "macs_kept": c["macs"] / base_counts["macs"], "params_kept": c["params"] / base_counts["params"],
+                           "widths": widths(model, ex)}
+    if dense is not None:
+        from .timing import paired_latency
+        b = max(cfg.latency_batches)
+        lat = paired_latency({"dense": dense, "pruned": model}, ex, b, cfg.latency_runs, threads=cfg.threads)
+        row.update(latency_ms=lat["pruned"], dense_latency_ms=lat["dense"], latency_batch=b,
+                   speedup=lat["dense"] / lat["pruned"])
+    return row
+
+
+def mean_spread(values: list[float]) -> tuple[float | None, float | None]:
+    """(mean, sample standard deviation; 0 for a single value)."""
+    vals = [float(v) for v in values if v is not None]
+    if not vals:
+        return None, None
+    return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
+
+
+def aggregate(runs: list[dict[str, Any]], keys: tuple[str, ...], fields: tuple[str, ...],
+              order: Callable[[dict], Any] | None = None) -> list[dict[str, Any]]:
+    """One row per distinct `keys` tuple: each of `fields` as its mean over seeds (and `<field>_std`), n_seeds."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in runs:
+        groups.setdefault(tuple(r.get(k) for k in keys), []).append(r)
+    rows = []
+    for key, rs in groups.items():
+        row = dict(zip(keys, key))
+        row["n_seeds"] = len(rs)
+        for f in fields:
+            m, s = mean_spread([r.get(f) for r in rs])
+            row[f] = m
+            row[f"{f}_std"] = s
+        rows.append(row)
+    return sorted(rows, key=order) if order else rows
+
+
+def set_threads(cfg: BenchConfig) -> None:
+    if cfg.threads:
+        torch.set_num_threads(int(cfg.threads))
+
+
+def prepare_base(cfg: BenchConfig, data: Data, arch: str, width: float) -> tuple[nn.Module, dict[str, Any]]:
+    """(trained base, its entry for the results: width, top1, params, macs, widths, training info)."""
+    ex = data.example()
+    base, info = get_base(cfg, data, arch, width)
+    c = counts(base, ex)
+    entry = {"width": width, "top1": evaluate(base, data), **c, "widths": widths(base, ex), "train": info}
+    log(f"{arch} (width {width}): base top-1 {100 * entry['top1']:.2f}%, {c['macs']:,} MACs, {c['params']:,} params")
+    return base, entry
+
+
+def bases_intro(bases: dict[str, dict[str, Any]]) -> str:
+    return "Bases: " + "; ".join(f"{a} (width {b['width']:g}) {100 * b['top1']:.2f}%, {b['macs'] / 1e6:.2f}M MACs, "
+                                 f"{b['params'] / 1e3:.1f}K params" for a, b in bases.items()) + "."
+
+
+def bases_info(bases: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return {"bases": {a: {k: v for k, v in b.items() if k != "widths"} for a, b in bases.items()}}

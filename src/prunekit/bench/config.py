@@ -1,0 +1,80 @@
+"""Suite settings: one dataclass for every suite, a preset per suite and size (quick / default), and the
+command-line overrides on top."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class BenchConfig:
+    """What a suite runs on and with which budget. Every method of a suite shares the base, the data, the
+    fine-tuning budget (finetune_epochs x at most finetune_steps optimizer steps, at finetune_lr) and the seeds.
+
+    archs: (registry model name, width multiplier) pairs, one trained base each. targets: fractions of MACs
+    kept. seeds: fine-tuning / random-criterion seeds (the base is trained once, with seed 0).
+    train_samples / test_samples: seeded subsets of Fashion-MNIST's training and test images.
+    opts: suite-specific settings (coarse: every, prunes; admm: rho, iterations, ...).
+    """
+
+    suite: str
+    archs: list[tuple[str, float]] = field(default_factory=lambda: [("resnet20", 0.5), ("vgg11", 0.25)])
+    targets: list[float] = field(default_factory=lambda: [0.5, 0.25])
+    seeds: list[int] = field(default_factory=lambda: [0, 1])
+    dataset: str = "fashion-mnist"
+    data_dir: str | None = None
+    train_samples: int | None = 10000
+    test_samples: int | None = 2000
+    batch_size: int = 128
+    base_epochs: int = 3
+    base_lr: float = 0.1
+    base_max_steps: int | None = None
+    finetune_epochs: int = 1
+    finetune_steps: int | None = 40
+    finetune_lr: float = 0.02
+    score_batches: int = 4
+    latency_runs: int = 20
+    latency_batches: list[int] = field(default_factory=lambda: [1, 64])
+    threads: int | None = 1
+    peer: bool = True
+    cache_dir: str | None = None
+    out: str | None = None
+    quick: bool = False
+    command: str = ""
+    opts: dict[str, Any] = field(default_factory=dict)
+
+    def budget(self) -> dict[str, Any]:
+        """The sizes that decide the cost, for results.md."""
+        return {"size": "quick" if self.quick else "default", "dataset": self.dataset,
+                "train_samples": self.train_samples, "test_samples": self.test_samples,
+                "batch_size": self.batch_size, "base_epochs": self.base_epochs, "base_lr": self.base_lr,
+                "base_max_steps": self.base_max_steps, "finetune_epochs": self.finetune_epochs,
+                "finetune_steps_per_epoch": self.finetune_steps, "finetune_lr": self.finetune_lr,
+                "seeds": list(self.seeds), "targets_macs_kept": list(self.targets),
+                "archs": [f"{n} (width {w:g})" for n, w in self.archs], "torch_threads": self.threads,
+                "latency_runs": self.latency_runs, **{f"opt.{k}": v for k, v in self.opts.items()}}
+
+
+# Quick: a tiny subset, one arch at width 0.25, one seed, one target, a few steps (tests run it, < 40 s).
+QUICK_COMMON: dict[str, Any] = {
+    "archs": [("resnet20", 0.25)], "targets": [0.5], "seeds": [0], "train_samples": 512, "test_samples": 256,
+    "batch_size": 64, "base_epochs": 1, "base_max_steps": 4, "finetune_epochs": 1, "finetune_steps": 2,
+    "score_batches": 1, "latency_runs": 3, "latency_batches": [1, 8], "quick": True,
+}
+
+
+def make_config(suite: str, quick: bool, presets: dict[str, dict[str, Any]], **overrides: Any) -> BenchConfig:
+    """The suite's preset ("quick" or "default"), then every override that is not None."""
+    base = dict(QUICK_COMMON) if quick else {}
+    base.update(presets.get("quick" if quick else "default", {}))
+    opts = {**presets.get("opts", {}), **(presets.get("quick_opts", {}) if quick else {}), **base.pop("opts", {})}
+    names = {f.name for f in dataclasses.fields(BenchConfig)}
+    over_opts = overrides.pop("opts", None) or {}
+    for k, v in overrides.items():
+        if v is None:
+            continue
+        if k not in names:
+            raise TypeError(f"unknown bench setting {k!r}")
+        base[k] = v
+    return BenchConfig(suite=suite, opts={**opts, **over_opts}, **{k: v for k, v in base.items() if k != "suite"})
