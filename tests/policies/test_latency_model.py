@@ -82,6 +82,12 @@ def test_trace_layers_sees_every_layer_and_its_groups(net):
     from prunekit.graph.cost import kept_shapes
     g3 = layers["conv3"]["out_group"]
     assert layer_widths(layers["conv4"], kept_shapes(graph, {g3: 5})) == (19, 32)
+    # the model's fast path gives the same widths for any counts
+    lm = LatencyModel(model, graph, X, timer=fake_timer(), model_timer=lambda m: 1.0)
+    for seed in range(5):
+        counts = random_counts(graph, random.Random(seed))
+        shapes = kept_shapes(graph, counts)
+        assert lm.widths(counts) == [layer_widths(d, shapes) for d in lm.layers]
 
 
 def test_build_layer_matches_shapes():

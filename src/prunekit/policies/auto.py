@@ -7,7 +7,9 @@ Candidates are scored by top-1 on a small validation subset after recalibrating 
 training batches (a cheap stand-in for accuracy after fine-tuning, as in EagleEye, Li et al. 2020). Without
 data the score is a magnitude proxy (the mean log share of each group's criterion score that is kept), with a
 warning. Latency is predicted by `LatencyModel` and the winner's real latency is measured and corrected.
-`hw_widths=True` restricts kept widths to those that run faster than every wider one on this device.
+`hw_widths` (on by default for latency targets) restricts kept widths to those that run faster than every
+wider one on this device: CPU kernels work in channel blocks (16 floats for AVX-512), so 17 channels can cost
+what 32 do.
 """
 from __future__ import annotations
 
@@ -219,7 +221,7 @@ def evolve(project: Projector, score: Callable[[dict], float], evaluations: int,
         a, b = (max(rng.sample(ranked, min(3, len(ranked))), key=lambda c: c.score) for _ in range(2))
         before = len(seen)
         consider(_mutate(rng, a.pref, b.pref, sigma))
-        if len(seen) > before and len(seen) % max(1, population) == 0:
+        if len(seen) > before and len(seen) % max(population, evaluations // 4) == 0:
             say(f"auto: {len(seen)}/{evaluations} candidates, best score {ranked[0].score:.4f}")
     if not reachable:
         warnings.warn("auto: the target cannot be met within min_channels / max_ratio; returning the most "
@@ -227,12 +229,45 @@ def evolve(project: Projector, score: Callable[[dict], float], evaluations: int,
     return sorted(seen.values(), key=lambda c: -c.score)
 
 
+def meet_latency(lm: LatencyModel, counts_at: Callable[[float], dict[str, int]], keep: float,
+                 tolerance: float = 0.03, rounds: int = 3, say: Callable[[str], None] = log.info
+                 ) -> tuple[dict[str, int], float]:
+    """Measure the real model of `counts_at(1.0)` (counts whose predicted latency is `keep` x dense); while its
+    measured latency is over keep * (1 + tolerance), tighten the predicted goal by the overshoot and retry.
+    Returns (counts, measured latency / dense latency), dense and candidate timed together."""
+    scale, counts = 1.0, counts_at(1.0)
+    for i in range(rounds + 1):
+        dense_ms, ms = lm.measure_many([{}, counts])
+        measured = ms / dense_ms
+        if measured <= keep * (1 + tolerance) or i == rounds:
+            break
+        scale *= keep / measured
+        say(f"auto: measured {measured:.3f} of the dense latency, over {keep}; goal tightened by {scale:.3f}")
+        counts = counts_at(scale)
+    return counts, measured
+
+
+def knob_counts(lm: LatencyModel, make_counts: Callable[[float], dict[str, int]], keep: float, hi: float = 0.95,
+                iters: int = 20) -> dict[str, int]:
+    """Counts of the smallest knob in [0, hi] (more knob, more pruning) whose predicted latency is <= keep x dense:
+    how a one-knob policy (uniform ratio, global threshold, SRR steps) is put at a latency."""
+    lo, best = 0.0, make_counts(hi)
+    for _ in range(iters):
+        mid = (lo + hi) / 2
+        c = make_counts(mid)
+        if lm.ratio(c) <= keep:
+            hi, best = mid, c
+        else:
+            lo = mid
+    return best
+
+
 @register_policy("auto")
 def auto(model: nn.Module, graph: DependencyGraph, scores: dict[str, torch.Tensor], ratio: float | None = None,
          target: Target | None = None, min_channels: int = 1, max_ratio: float = 0.9, data=None,
          example_inputs: Any = None, seed: int = 0, *, val_data=None, evaluations: int | None = None,
          population: int = 10, sigma: float = 0.35, calib_samples: int = 512, val_samples: int = 512,
-         hw_widths: bool = False, hw_tolerance: float = 0.03, latency_model: LatencyModel | dict | None = None,
+         hw_widths: bool | None = None, hw_tolerance: float = 0.05, latency_model: LatencyModel | dict | None = None,
          latency_batch: int | None = None, latency_device: str | None = None, latency_threads: int | None = None,
          verify_latency: bool = True, latency_tolerance: float = 0.03, report: dict | None = None,
          log_fn: Callable[[str], None] | None = None, **_: Any) -> dict[str, int]:
@@ -243,7 +278,8 @@ def auto(model: nn.Module, graph: DependencyGraph, scores: dict[str, torch.Tenso
     evaluations: candidates scored (default 40 with data, 300 with the proxy). Latency targets are fractions of
     the dense latency measured on `latency_device` (default: the model's) at `latency_batch` (default: the
     example inputs' batch) and `latency_threads`; pass `latency_model` (a LatencyModel, or LatencyModel.build
-    keyword arguments such as a fake `timer`/`model_timer`) to reuse or inject one.
+    keyword arguments such as a fake `timer`/`model_timer`) to reuse or inject one. hw_widths (default: on for
+    latency targets) keeps only widths faster by more than `hw_tolerance` than every wider one on this device.
     """
     t0 = time.perf_counter()
     say = log_fn or log.info
@@ -252,6 +288,8 @@ def auto(model: nn.Module, graph: DependencyGraph, scores: dict[str, torch.Tenso
             return {}
         base = predict(graph, {})["macs"]
         target = Target(macs=predict(graph, uniform_counts(graph, ratio, min_channels, max_ratio))["macs"] / base)
+    if hw_widths is None:
+        hw_widths = target.latency is not None  # the latency model's step scans come for free then
     lm = latency_model if isinstance(latency_model, LatencyModel) else None
     if lm is None and (target.latency is not None or hw_widths):
         if example_inputs is None:
@@ -287,15 +325,13 @@ def auto(model: nn.Module, graph: DependencyGraph, scores: dict[str, torch.Tenso
 
     measured = None
     if lm is not None and target.latency is not None and verify_latency:
-        for _ in range(3):  # measure the winner; tighten the goal and re-project if it is over
-            dense_ms, ms = lm.measure_many([{}, best.counts])
-            measured = ms / dense_ms
-            if measured <= target.latency * (1 + latency_tolerance):
-                break
-            project.scale *= target.latency / measured
-            counts, _ok = project(best.pref)
-            best = Candidate(best.pref, counts, best.score, project.cost(counts))
-            say(f"auto: measured {measured:.3f} of dense latency, over the target; tightened to {project.scale:.3f}")
+
+        def at_scale(scale: float) -> dict[str, int]:
+            project.scale = scale
+            return project(best.pref)[0]
+
+        counts, measured = meet_latency(lm, at_scale, target.latency, latency_tolerance, say=say)
+        best = Candidate(best.pref, counts, best.score, project.cost(counts))
     now = predict(graph, best.counts)
     base = predict(graph, {})
     info = {"target": target.items(), "scoring": mode, "evaluations": len(ranked), "best_score": best.score,

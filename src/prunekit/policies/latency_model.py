@@ -29,7 +29,6 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from ..graph.cost import kept_shapes
 from ..graph.groups import DependencyGraph
 from ..graph.plan import PruningPlan
 from ..measure.inputs import call_model, rebatch, to_device
@@ -130,6 +129,21 @@ def layer_widths(layer: dict, shapes: dict[str, list[float]]) -> tuple[int, int]
         return out, out
     groups = layer["config"].get("groups", 1)
     return max(1, int(round(w[1])) * groups), out
+
+
+def _rates(graph: DependencyGraph, layer: dict) -> tuple:
+    """(dim-0 size, [(group, positions lost per channel)], dim-1 size, [...]) of a layer's tensor."""
+    key = layer["key"]
+    shape = graph.shapes.get(key)
+    if shape is None:
+        full = layer["full"]
+        return full[1], [], full[0], []
+    per: list[list] = [[], []]
+    for g in graph.groups:
+        for m in g.members:
+            if m.key == key and m.dim in (0, 1):
+                per[m.dim].append((g.name, sum(len(ix) for ix in m.index) / max(1, g.size)))
+    return shape[0], per[0], (shape[1] if len(shape) > 1 else shape[0]), per[1]
 
 
 def build_layer(config: dict, c_in: int, c_out: int) -> tuple[nn.Module, list[int]]:
@@ -248,6 +262,9 @@ class LatencyModel:
                                                                 clock))
         self.log = log or (lambda s: None)
         self.layers = trace_layers(model, graph, example_inputs)
+        for d in self.layers:
+            d["ckey"] = json.dumps(d["config"], sort_keys=True)
+        self._rates: list | None = None
         self.table: dict[str, dict[str, float]] = {}
         self.coef, self.dense_ms, self.drift = [0.0, 1.0], float("nan"), 1.0
         self.calibration: list[dict] = []
@@ -302,30 +319,44 @@ class LatencyModel:
         n = max(2, self.points)
         return sorted({int(round(lo + (g.size - lo) * i / (n - 1))) for i in range(n)})
 
-    def _dim_grid(self, layer: dict, side: int) -> list[int]:
-        gname = layer["in_group"] if side == 0 else layer["out_group"]
-        full = layer["full"][side]
-        if gname is None:
-            return [full]
-        size = self.graph.group(gname).size
-        return sorted({max(1, int(round(w * full / size))) for w in self.group_grid(gname)})
+    def _dim_grid(self, layer: dict, side: int, fine: bool = False) -> list[int]:
+        """Widths of one dim of a layer to time: the group grid, or (fine) every width the group may take."""
+        memo = layer.setdefault("_grids", {})
+        if (side, fine) not in memo:
+            gname = layer["in_group"] if side == 0 else layer["out_group"]
+            full = layer["full"][side]
+            if gname is None:
+                memo[side, fine] = [full]
+            else:
+                g = self.graph.group(gname)
+                widths = range(g.size - max_removable(g, self.min_channels, self.max_ratio), g.size + 1) \
+                    if fine else self.group_grid(gname)
+                memo[side, fine] = sorted({max(1, int(round(w * full / g.size))) for w in widths})
+        return memo[side, fine]
 
     def _entry(self, layer: dict, c_in: int, c_out: int) -> float:
-        key = json.dumps(layer["config"], sort_keys=True)
-        cell = self.table.setdefault(key, {})
+        cell = self.table.setdefault(layer["ckey"], {})
         at = f"{c_in},{c_out}"
         if at not in cell:
             cell[at] = float(self.timer(layer["config"], c_in, c_out))
         return cell[at]
 
     def measure_tables(self) -> None:
-        """Time every layer configuration on its width grid (identical configurations once)."""
+        """Time every layer configuration on its width grid (identical configurations once); with `fine`, also
+        every width a group may take, the layer's other dim at full width (the 1-D step corrections)."""
         for layer in self.layers:
             ins = self._dim_grid(layer, 0)
             outs = ins if layer["square"] else self._dim_grid(layer, 1)
             for ci in ins:
                 for co in ([ci] if layer["square"] else outs):
                     self._entry(layer, ci, co)
+            if self.fine:
+                f_in, f_out = layer["full"]
+                for ci in self._dim_grid(layer, 0, fine=True):
+                    self._entry(layer, ci, ci if layer["square"] else f_out)
+                if not layer["square"]:
+                    for co in self._dim_grid(layer, 1, fine=True):
+                        self._entry(layer, f_in, co)
 
     def _bilinear(self, layer: dict, c_in: int, c_out: int) -> float:
         ins = self._dim_grid(layer, 0)
@@ -358,10 +389,23 @@ class LatencyModel:
             est *= self._entry(layer, f_in, c_out) / max(1e-12, self._bilinear(layer, f_in, c_out))
         return est
 
+    def widths(self, counts: dict[str, int]) -> list[tuple[int, int]]:
+        """(c_in, c_out) of every layer after the removals (what layer_widths gives, without kept_shapes)."""
+        if self._rates is None:
+            self._rates = [_rates(self.graph, d) for d in self.layers]
+        out = []
+        for d, (w0, r0, w1, r1) in zip(self.layers, self._rates):
+            co = max(1, int(round(w0 - sum(r * counts.get(g, 0) for g, r in r0))))
+            if d["square"]:
+                out.append((co, co))
+            else:
+                ci = max(1, int(round(w1 - sum(r * counts.get(g, 0) for g, r in r1))))
+                out.append((ci * d["config"].get("groups", 1), co))
+        return out
+
     def raw(self, counts: dict[str, int]) -> float:
         """Sum of the layers' table times at the candidate's widths (before calibration)."""
-        shapes = kept_shapes(self.graph, {k: v for k, v in counts.items() if v})
-        return sum(self._interp(d, *layer_widths(d, shapes)) for d in self.layers)
+        return sum(self._interp(d, *w) for d, w in zip(self.layers, self.widths(counts)))
 
     def predict(self, counts: dict[str, int]) -> float:
         """Predicted latency in ms of the model after removing `counts[group]` channels per group."""
@@ -439,7 +483,7 @@ class LatencyModel:
             curve[w] = t
         return curve
 
-    def efficient_widths(self, name: str, tol: float = 0.03) -> list[int]:
+    def efficient_widths(self, name: str, tol: float = 0.05) -> list[int]:
         """Kept widths that run faster (by more than `tol`) than every wider one: the rest waste channels."""
         curve = self.group_curve(name)
         keep, best = [], math.inf

@@ -1,0 +1,303 @@
+"""`prunekit bench auto`: the `auto` policy against one-knob policies (uniform, srr, global) at equal measured
+latency (default 50% and 30% of dense) on Fashion-MNIST ResNet-20: test accuracy after a short fine-tune,
+measured latency, and the latency model's prediction error on held-back real models. Writes results.json and
+results.md. Also runnable as `python benchmarks/auto.py`. Top-level imports stay light.
+
+Every method starts from the same trained base, prunes by l1 within the groups its policy chose, and gets the
+same fine-tuning budget and seed. A one-knob policy is put at a latency by bisecting its knob on the latency
+model's prediction; every method (auto included) is then measured for real and tightened while over target.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+DEFAULT_OUT = "benchmarks/results/auto"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", default="fashion-mnist")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--model", default="resnet20")
+    p.add_argument("--methods", nargs="+", default=["auto", "auto-nohw", "uniform", "srr", "global"],
+                   help="auto, auto-nohw (no hardware-friendly widths) and any registered one-knob policy")
+    p.add_argument("--targets", type=float, nargs="+", default=[0.5, 0.3], help="latency fractions of dense")
+    p.add_argument("--criterion", default="l1")
+    p.add_argument("--train-subset", type=int, default=20000, help="training images used (of 55,000)")
+    p.add_argument("--val-size", type=int, default=5000)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--epochs", type=int, default=3, help="base training epochs (short: a benchmark budget)")
+    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--finetune-epochs", type=int, default=1)
+    p.add_argument("--finetune-lr", type=float, default=0.01)
+    p.add_argument("--max-steps-per-epoch", type=int, default=None, help="cap for smoke runs")
+    p.add_argument("--evaluations", type=int, default=40, help="candidates the auto search scores")
+    p.add_argument("--latency-batch", type=int, default=64)
+    p.add_argument("--threads", type=int, default=1, help="torch threads for everything (timing included)")
+    p.add_argument("--holdout", type=int, default=8, help="held-back real models scoring the latency model")
+    p.add_argument("--reuse-latency", action="store_true", help="load the latency tables from the user cache")
+    p.add_argument("--base", default=None, help="state dict (.pt) of a trained base to start from")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true", help="tiny smoke run (digits-sized budget, minutes)")
+    p.add_argument("--out", default=DEFAULT_OUT)
+
+
+def add_bench_auto_parser(sub) -> argparse.ArgumentParser:
+    """Add `auto` to a `prunekit bench` subparsers object."""
+    p = sub.add_parser("auto", help="auto vs uniform / srr / global at equal measured latency")
+    add_arguments(p)
+    p.set_defaults(func=cmd_bench_auto)
+    return p
+
+
+def _machine() -> dict[str, Any]:
+    import os
+
+    import torch
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    return {"cpu": cpu, "cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+            "torch": torch.__version__, "load_average_at_start": load}
+
+
+def _command() -> str:
+    prog = Path(sys.argv[0]).name if sys.argv else "prunekit"
+    prog = "prunekit" if prog == "prunekit" else f"python {sys.argv[0]}"
+    return " ".join([prog] + [shlex.quote(a) for a in sys.argv[1:]])
+
+
+def _loaders(args):
+    from ..data import get_dataset, make_loader
+    kw = dict(data_dir=args.data_dir, val_size=args.val_size, seed=args.seed)
+    train = get_dataset(args.dataset, split="train", subset=args.train_subset, **kw)
+    val = get_dataset(args.dataset, split="val", **kw)
+    test = get_dataset(args.dataset, split="test", **kw)
+    return (make_loader(train, args.batch_size, shuffle=True, seed=args.seed), make_loader(val, 256),
+            make_loader(test, 256), {"train": len(train), "val": len(val), "test": len(test)})
+
+
+def _train(model, loader, epochs, lr, args, log):
+    from ..train import TrainConfig, Trainer
+    cfg = TrainConfig(epochs=epochs, lr=lr, seed=args.seed, max_steps_per_epoch=args.max_steps_per_epoch,
+                      progress=False, verbose=False)
+    return Trainer(model, loader, None, cfg, device="cpu", log=log).fit()
+
+
+def _base(args, train, log):
+    import hashlib
+
+    import torch
+
+    from ..models import create
+    from ..policies.latency_model import cache_dir
+    model = create(args.model, in_channels=1, num_classes=10)
+    if args.base:
+        model.load_state_dict(torch.load(args.base, weights_only=True))
+        return model, {"source": args.base, "train_s": 0.0}
+    desc = json.dumps([args.model, args.dataset, args.train_subset, args.val_size, args.batch_size, args.epochs,
+                       args.lr, args.seed, args.max_steps_per_epoch])
+    path = cache_dir().parent / "bench-auto" / f"base-{hashlib.sha1(desc.encode()).hexdigest()[:12]}.pt"
+    if path.exists():
+        model.load_state_dict(torch.load(path, weights_only=True))
+        log(f"base: reusing {path}")
+        return model, {"source": str(path), "train_s": 0.0, "cached": True}
+    torch.manual_seed(args.seed)
+    model = create(args.model, in_channels=1, num_classes=10)
+    t0 = time.perf_counter()
+    _train(model, train, args.epochs, args.lr, args, log)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), path)
+    return model.eval(), {"source": "trained", "train_s": time.perf_counter() - t0, "cached_to": str(path)}
+
+
+def cmd_bench_auto(args: argparse.Namespace) -> int:
+    import copy
+    import warnings
+
+    import torch
+
+    import prunekit as pk
+    from ..criteria import get_criterion
+    from ..graph.plan import PruningPlan
+    from ..measure import measure_latency
+    from ..policies import get_policy, select_kept
+    from ..policies.auto import knob_counts, meet_latency
+    from ..policies.latency_model import LatencyModel
+    from ..train import evaluate
+
+    if args.quick:
+        args.train_subset, args.epochs, args.max_steps_per_epoch = min(args.train_subset, 2000), 1, 10
+        args.evaluations, args.holdout, args.val_size = min(args.evaluations, 6), min(args.holdout, 3), 1000
+    t_start = time.perf_counter()
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def log(msg: str) -> None:
+        print(f"[{time.perf_counter() - t_start:7.1f} s] {msg}", flush=True)
+
+    timings: dict[str, float] = {}
+    try:
+        train, val, test, sizes = _loaders(args)
+        t0 = time.perf_counter()
+        base, base_info = _base(args, train, log)
+        timings["base"] = time.perf_counter() - t0
+        base.eval()
+        example = torch.randn(1, 1, 28, 28)
+        dense_test = evaluate(base, test, "cpu")
+        log(f"base: test top-1 {100 * dense_test['top1']:.2f}%")
+        graph = pk.trace(base, example)
+        scores = get_criterion(args.criterion)(base, graph)
+
+        t0 = time.perf_counter()
+        lm = LatencyModel.build(base, example, graph=graph, batch=args.latency_batch, threads=args.threads,
+                                holdout=args.holdout, seed=args.seed, refresh=not args.reuse_latency, log=log)
+        timings["latency_model"] = time.perf_counter() - t0
+        entries = sum(len(v) for v in lm.table.values())
+        log(f"latency model: {len(lm.layers)} layers, {len(lm.table)} configurations, {entries} timings")
+
+        rows: list[dict[str, Any]] = []
+        for keep in args.targets:
+            for method in args.methods:
+                log(f"--- {method} at {keep:.2f} of dense latency")
+                t0 = time.perf_counter()
+                rep: dict[str, Any] = {}
+                if method.startswith("auto"):
+                    counts = get_policy("auto")(base, graph, scores, target=pk.Target(latency=keep), data=train,
+                                                val_data=val, example_inputs=example, seed=args.seed,
+                                                evaluations=args.evaluations, latency_model=lm, report=rep,
+                                                hw_widths=method != "auto-nohw", log_fn=log)
+                    measured = rep["latency_measured_ratio"]
+                else:
+                    policy = get_policy(method)
+
+                    def make(r: float, policy=policy):
+                        with warnings.catch_warnings():
+                            warnings.simplefilter("ignore")
+                            return policy(base, graph, scores, ratio=r)
+
+                    counts, measured = meet_latency(lm, lambda s: knob_counts(lm, make, keep * s), keep, say=log)
+                t_search = time.perf_counter() - t0
+                pruned = pk.apply(copy.deepcopy(base), PruningPlan.from_kept(graph, select_kept(graph, scores, counts)))
+                before_ft = evaluate(pruned, test, "cpu")
+                t0 = time.perf_counter()
+                _train(pruned, train, args.finetune_epochs, args.finetune_lr, args, log)
+                t_ft = time.perf_counter() - t0
+                after = evaluate(pruned.eval(), test, "cpu")
+                c0, c1 = pk.count(base, example), pk.count(pruned, example)
+                rows.append({"target": keep, "method": method, "counts": counts,
+                             "widths": {g.name: g.size - counts.get(g.name, 0) for g in graph.prunable_groups()},
+                             "predicted_ratio": lm.ratio(counts), "measured_ratio_at_search": measured,
+                             "top1_pruned": before_ft["top1"], "top1": after["top1"], "macs_kept": c1.macs / c0.macs,
+                             "params_kept": c1.params / c0.params, "search_s": t_search, "finetune_s": t_ft,
+                             "auto": {k: rep[k] for k in ("best_score", "evaluations", "scoring", "time_s")
+                                      if k in rep} or None})
+                log(f"{method} @ {keep}: top-1 {100 * after['top1']:.2f}% (pruned {100 * before_ft['top1']:.2f}%), "
+                    f"MACs {c1.macs / c0.macs:.3f}, latency {measured:.3f} of dense")
+
+        log("final latency: every model timed together, round-robin")
+        t0 = time.perf_counter()
+        final = lm.measure_many([{}] + [r["counts"] for r in rows], rounds=7)
+        dense_b1 = measure_latency(base, example, threads=args.threads, warmup=10, runs=100).median_ms
+        for r, ms in zip(rows, final[1:]):
+            r["latency_ms"] = ms
+            r["latency_ratio"] = ms / final[0]
+            r["prediction_error"] = (lm.predict(r["counts"]) - ms) / ms
+            net = pk.apply(copy.deepcopy(base), PruningPlan.from_kept(graph, select_kept(graph, scores, r["counts"])))
+            r["latency_b1_ratio"] = measure_latency(net, example, threads=args.threads, warmup=10,
+                                                    runs=100).median_ms / dense_b1
+        timings["final_latency"] = time.perf_counter() - t0
+        timings["total"] = time.perf_counter() - t_start
+        finals = [abs(r["prediction_error"]) for r in rows]
+        result = {
+            "command": _command(),
+            "args": {k: v for k, v in vars(args).items() if k != "func"},
+            "machine": _machine(), "prunekit": pk.__version__, "data": {"dataset": args.dataset, **sizes},
+            "base": {**base_info, "epochs": args.epochs, "test_top1": dense_test["top1"]},
+            "latency": {"batch": lm.batch, "threads": lm.threads, "device": lm.device_signature,
+                        "clock": "thread CPU time (1 thread)" if lm.threads == 1 else "wall",
+                        "statistic": "fastest of round-robin runs", "dense_ms": final[0], "dense_b1_ms": dense_b1,
+                        "fit": lm.coef, "holdout": lm.holdout,
+                        "final_models": {"mean_abs_err": sum(finals) / max(1, len(finals)),
+                                         "max_abs_err": max(finals, default=0.0)},
+                        "table_timings": sum(len(v) for v in lm.table.values())},
+            "rows": rows, "timings": timings,
+        }
+        (out / "results.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
+        (out / "results.md").write_text(render_markdown(result))
+        log(f"wrote {out / 'results.json'} and {out / 'results.md'}")
+        print(render_markdown(result))
+    finally:
+        torch.set_num_threads(threads_before)
+    return 0
+
+
+run = cmd_bench_auto
+
+
+def render_markdown(r: dict[str, Any]) -> str:
+    lat, a = r["latency"], r["args"]
+    lines = [
+        "# auto vs one-knob policies at equal measured latency",
+        "",
+        f"`{r['command']}`",
+        "",
+        f"- Model: {a['model']} on {r['data']['dataset']} ({r['data']['train']:,} training images, "
+        f"{r['data']['val']:,} validation, {r['data']['test']:,} test); base trained **{a['epochs']} epochs only** "
+        f"(benchmark budget), test top-1 {100 * r['base']['test_top1']:.2f}%.",
+        f"- Every method: same base, l1 channel choice within groups, then {a['finetune_epochs']} fine-tuning "
+        f"epoch(s) at lr {a['finetune_lr']}, seed {a['seed']}. auto scores {a['evaluations']} candidates by "
+        "validation top-1 after BatchNorm recalibration.",
+        f"- Latency: batch {lat['batch']}, {lat['threads']} thread(s), {lat['clock']}, {lat['statistic']}; dense "
+        f"{lat['dense_ms']:.2f} ms (batch 1: {lat['dense_b1_ms']:.3f} ms, wall median). One-knob policies are "
+        "bisected on the latency model, every method measured and tightened while over target (3% tolerance).",
+        f"- Machine: {r['machine']['cpu']} ({r['machine']['cpus']} CPUs, load average at start "
+        f"{', '.join(f'{x:.1f}' for x in r['machine']['load_average_at_start'] or [])}), {r['machine']['platform']}, "
+        f"Python {r['machine']['python']}, torch {r['machine']['torch']}, prunekit {r['prunekit']}.",
+        "",
+        "| target | method | top-1 (%) | delta vs dense | top-1 before fine-tune | latency (of dense) | speedup "
+        "| batch-1 latency | MACs kept | params kept |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in r["rows"]:
+        lines.append(
+            f"| {row['target']:.2f} | {row['method']} | {100 * row['top1']:.2f} | "
+            f"{100 * (row['top1'] - r['base']['test_top1']):+.2f} | {100 * row['top1_pruned']:.2f} | "
+            f"{row['latency_ratio']:.3f} | {1 / row['latency_ratio']:.2f}x | {row['latency_b1_ratio']:.3f} | "
+            f"{row['macs_kept']:.3f} | {row['params_kept']:.3f} |")
+    h = lat["holdout"]
+    lines += [
+        "",
+        "## Latency model",
+        "",
+        f"Per-layer width tables ({lat['table_timings']} timings), fit {lat['fit'][0]:.3f} ms + "
+        f"{lat['fit'][1]:.3f} x tables. Prediction error on {len(h.get('candidates', []))} held-back random "
+        f"real models: mean {100 * h.get('mean_abs_err', 0):.1f}%, max {100 * h.get('max_abs_err', 0):.1f}%; "
+        f"on the {len(r['rows'])} benchmark models above (final timing): mean "
+        f"{100 * lat['final_models']['mean_abs_err']:.1f}%, max {100 * lat['final_models']['max_abs_err']:.1f}%.",
+        "",
+        "| held-back model | predicted ms | measured ms | error |",
+        "|---|---|---|---|",
+    ]
+    for i, c in enumerate(h.get("candidates", [])):
+        lines.append(f"| {i} | {c['predicted_ms']:.2f} | {c['measured_ms']:.2f} | {100 * c['rel_err']:+.1f}% |")
+    lines += ["", "## Widths chosen", "", "| target | method | " + " | ".join(r["rows"][0]["widths"]) + " |",
+              "|---|---|" + "---|" * len(r["rows"][0]["widths"])] if r["rows"] else []
+    for row in r["rows"]:
+        lines.append(f"| {row['target']:.2f} | {row['method']} | " + " | ".join(str(w) for w in row["widths"].values())
+                     + " |")
+    t = r["timings"]
+    lines += ["", "Time: " + ", ".join(f"{k} {v:.0f} s" for k, v in t.items()) + ".", ""]
+    return "\n".join(lines)
