@@ -82,10 +82,21 @@ def counts(model: nn.Module, example: torch.Tensor) -> dict[str, int]:
     return {"params": int(c.params), "macs": int(c.macs)}
 
 
-def widths(model: nn.Module, example: torch.Tensor) -> dict[str, int]:
-    """Channels per prunable group, read from the model itself (so torch-pruning's models are read alike)."""
-    from ..graph.trace import trace
-    return {g.name: g.size for g in trace(model, example).prunable_groups()}
+def widths(model: nn.Module, example: torch.Tensor, ref: Any = None, prunable_only: bool = False) -> dict[str, int]:
+    """Channels per channel group. With `ref` (the base's DependencyGraph) they are read off the model's
+    tensors, group by group of the base (so torch-pruning's models are read alike, and a group pruned to a
+    single channel, which the tracer no longer reports as a group, keeps its name); else the model is traced."""
+    if ref is None:
+        from ..graph.trace import trace
+        graph = trace(model, example)
+        return {g.name: g.size for g in (graph.prunable_groups() if prunable_only else graph.groups)}
+    state = model.state_dict()
+    out = {}
+    for g in ref.groups:
+        m = next((m for m in g.members if m.role == "out" and m.key in state), None)
+        if m is not None and m.index and (not prunable_only or g.prunable):
+            out[g.name] = int(state[m.key].shape[m.dim]) // max(1, len(m.index[0]))
+    return out
 
 
 def recovery_kwargs(cfg: BenchConfig, seed: int, **over: Any) -> dict[str, Any]:
@@ -119,15 +130,15 @@ def finetune(model: nn.Module, data: Data, cfg: BenchConfig, seed: int) -> dict[
     return timings
 
 
-def measure_row(model: nn.Module, data: Data, base_counts: dict[str, int], cfg: BenchConfig,
+def measure_row(model: nn.Module, data: Data, base: dict[str, Any], cfg: BenchConfig,
                 dense: nn.Module | None = None) -> dict[str, Any]:
     """Accuracy, MACs and parameters kept, channels per group and (with `dense`) the measured CPU speedup at
-    batch 64 (paired timing, see timing.paired_latency)."""
+    batch 64 (paired timing, see timing.paired_latency). `base`: the entry of prepare_base."""
     ex = data.example()
     c = counts(model, ex)
     row: dict[str, Any] = {"top1": evaluate(model, data), "macs": c["macs"], "params": c["params"],
-                           "macs_kept": c["macs"] / base_counts["macs"], "params_kept": c["params"] / base_counts["params"],
-                           "widths": widths(model, ex)}
+                           "macs_kept": c["macs"] / base["macs"], "params_kept": c["params"] / base["params"],
+                           "widths": widths(model, ex, ref=base.get("graph"))}
     if dense is not None:
         from .timing import paired_latency
         b = max(cfg.latency_batches)
@@ -169,11 +180,15 @@ def set_threads(cfg: BenchConfig) -> None:
 
 
 def prepare_base(cfg: BenchConfig, data: Data, arch: str, width: float) -> tuple[nn.Module, dict[str, Any]]:
-    """(trained base, its entry for the results: width, top1, params, macs, widths, training info)."""
+    """(trained base, its entry for the results: width, top1, params, macs, widths (prunable groups), its
+    traced graph (not written out), training info)."""
     ex = data.example()
+    from ..graph.trace import trace
     base, info = get_base(cfg, data, arch, width)
     c = counts(base, ex)
-    entry = {"width": width, "top1": evaluate(base, data), **c, "widths": widths(base, ex), "train": info}
+    graph = trace(base, ex)
+    entry = {"width": width, "top1": evaluate(base, data), **c,
+             "widths": {g.name: g.size for g in graph.prunable_groups()}, "graph": graph, "train": info}
     log(f"{arch} (width {width}): base top-1 {100 * entry['top1']:.2f}%, {c['macs']:,} MACs, {c['params']:,} params")
     return base, entry
 
@@ -184,4 +199,4 @@ def bases_intro(bases: dict[str, dict[str, Any]]) -> str:
 
 
 def bases_info(bases: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    return {"bases": {a: {k: v for k, v in b.items() if k != "widths"} for a, b in bases.items()}}
+    return {"bases": {a: {k: v for k, v in b.items() if k not in ("widths", "graph")} for a, b in bases.items()}}

@@ -52,7 +52,7 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
     total = len(cfg.archs) * len(cfg.targets) * len(labels) * len(cfg.seeds)
     for arch, width in cfg.archs:
         base, bases[arch] = common.prepare_base(cfg, data, arch, width)
-        base_counts, base_top1 = {k: bases[arch][k] for k in ("params", "macs")}, bases[arch]["top1"]
+        base_top1 = bases[arch]["top1"]
         for target in cfg.targets:
             for label in labels:
                 for seed in cfg.seeds:
@@ -75,7 +75,7 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
                                                        **common.recovery_kwargs(cfg, seed), **kw)
                         timings = rep["timings"]
                         extra = {}
-                    row = common.measure_row(model, data, base_counts, cfg, dense=base)
+                    row = common.measure_row(model, data, bases[arch], cfg, dense=base)
                     row.update(arch=arch, width=width, target=target, method=label, seed=seed, base_top1=base_top1,
                                delta=row["top1"] - base_top1, timings=timings, wall_s=time.perf_counter() - t0,
                                **extra)

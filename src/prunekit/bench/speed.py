@@ -70,7 +70,7 @@ def rebuild(arch: str, width: float, widths: dict[str, int], example: torch.Tens
     torch.manual_seed(0)
     dense = create(arch, num_classes=num_classes, in_channels=in_channels, width=width).eval()
     graph = trace(dense, example)
-    sizes = {g.name: g.size for g in graph.prunable_groups()}
+    sizes = {g.name: g.size for g in graph.groups}
     unknown = sorted(set(widths) - set(sizes))
     if unknown:
         raise ValueError(f"{arch}: groups {unknown} are not in the base architecture")
@@ -88,9 +88,10 @@ def quick_entries(cfg: BenchConfig, example: torch.Tensor) -> list[dict[str, Any
     entries = []
     for policy in ("uniform", "global"):
         m = create(arch, num_classes=10, in_channels=1, width=width).eval()
+        ref = pk.trace(m, example)
         plan = pk.plan(m, example, target=pk.Target(macs=cfg.targets[0]), criterion="l1", policy=policy)
         p = pk.apply(m, plan)
-        entries.append({"arch": arch, "width": width, "widths": common.widths(p, example), "macs": None,
+        entries.append({"arch": arch, "width": width, "widths": common.widths(p, example, ref), "macs": None,
                         "macs_kept": None, "models": [f"quick: {100 * cfg.targets[0]:.0f}%, {policy} l1"]})
     return entries
 
