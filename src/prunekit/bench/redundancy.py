@@ -34,7 +34,7 @@ COLUMNS: list[output.Column] = [
     ("Δ top-1 vs base (pts)", lambda r: output.num(None if r["delta"] is None else 100 * r["delta"], "+.2f")),
     ("MACs kept", lambda r: output.pct(r["macs_kept"])),
     ("params kept", lambda r: output.pct(r["params_kept"])),
-    ("CPU speedup (torch, batch 64)", lambda r: output.num(r["speedup"], ".2f", "x")),
+    ("CPU speedup (torch, large batch)", lambda r: output.num(r["speedup"], ".2f", "x")),
     ("seeds", lambda r: r["n_seeds"]),
 ]
 
@@ -118,7 +118,7 @@ def observations(table: list[dict], bases: dict) -> list[str]:
             srr = next((r for r in rows if r["method"] == "srr+l1"), None)
             text = (f"{arch} at {100 * target:.0f}% MACs: best {best['method']} {100 * best['top1']:.2f}%, worst "
                     f"{worst['method']} {100 * worst['top1']:.2f}%")
-            if srr is not None:
+            if srr is not None and srr is not best:
                 text += f"; srr+l1 ranks {rank['srr+l1']} of {len(rows)} ({100 * (srr['top1'] - best['top1']):+.2f} pts from the best)"
             notes.append(text + ".")
     return notes

@@ -1,0 +1,16 @@
+"""The `redundancy` benchmark suite: the same as `prunekit bench redundancy [flags]` (see prunekit.bench.redundancy).
+
+    python benchmarks/redundancy.py            # default size, writes benchmarks/results/redundancy/
+    python benchmarks/redundancy.py --quick    # minutes-sized smoke run (--out elsewhere to keep the committed results)
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from prunekit.cli import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main(["bench", "redundancy", *sys.argv[1:]]))
