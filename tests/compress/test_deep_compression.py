@@ -47,6 +47,7 @@ def test_pipeline_stages_sizes_and_exact_file(tmp_path):
     assert len(res.notes["agp_history"]) >= 2
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(), reason="needs Fashion-MNIST")
 def test_benchmark_quick(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "deep_compression.py"), "--quick",

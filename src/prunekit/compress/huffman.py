@@ -156,13 +156,15 @@ class HuffmanTable:
         if self.symbols.size == 0:
             return bytes(by_len)
         n = int(self.symbols.max()) + 1
+        if 1 + (n.bit_length() + 6) // 7 + (5 * n + 7) // 8 >= len(by_len):
+            return bytes(by_len)
         lengths = np.zeros(n, np.int64)
         lengths[self.symbols] = self.lengths()
         by_sym = bytearray([_BY_SYMBOL])
         _varint(by_sym, n)
         bits = ((lengths[:, None] >> np.arange(4, -1, -1)) & 1).astype(np.uint8).reshape(-1)
         by_sym += np.packbits(bits).tobytes()
-        return bytes(by_sym if len(by_sym) < len(by_len) else by_len)
+        return bytes(by_sym)
 
     @classmethod
     def from_bytes(cls, buf: bytes | memoryview, pos: int = 0) -> tuple[HuffmanTable, int]:
