@@ -176,3 +176,7 @@ def test_scores_by_accuracy_with_data_and_meets_target(trained):
     assert predict(graph, counts)["macs"] / predict(graph, {})["macs"] <= 0.5 + 1e-9
     assert report["best_score"] > 0.5  # 3 classes: well above chance after recalibration
     assert report["top"][0]["score"] >= report["top"][-1]["score"]
+    # stage 2: the 4 best and the uniform-like start, each briefly fine-tuned; the best of them wins
+    assert 4 <= len(report["finalists"]) <= 5
+    assert report["final_score"] == max(f["score"] for f in report["finalists"])
+    assert any(f["counts"] == counts for f in report["finalists"])

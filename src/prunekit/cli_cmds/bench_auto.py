@@ -108,17 +108,21 @@ def _base(args, train, log):
     desc = json.dumps([args.model, args.dataset, args.train_subset, args.val_size, args.batch_size, args.epochs,
                        args.lr, args.seed, args.max_steps_per_epoch])
     path = cache_dir().parent / "bench-auto" / f"base-{hashlib.sha1(desc.encode()).hexdigest()[:12]}.pt"
+    info_path = path.with_suffix(".json")
     if path.exists():
         model.load_state_dict(torch.load(path, weights_only=True))
         log(f"base: reusing {path}")
-        return model, {"source": str(path), "train_s": 0.0, "cached": True}
+        info = json.loads(info_path.read_text()) if info_path.exists() else {}
+        return model, {**info, "source": str(path), "cached": True}
     torch.manual_seed(args.seed)
     model = create(args.model, in_channels=1, num_classes=10)
     t0 = time.perf_counter()
     _train(model, train, args.epochs, args.lr, args, log)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), path)
-    return model.eval(), {"source": "trained", "train_s": time.perf_counter() - t0, "cached_to": str(path)}
+    info = {"train_s": time.perf_counter() - t0, "threads": torch.get_num_threads()}
+    info_path.write_text(json.dumps(info) + "\n")
+    return model.eval(), {**info, "source": "trained", "cached_to": str(path)}
 
 
 def cmd_bench_auto(args: argparse.Namespace) -> int:
@@ -214,7 +218,7 @@ def cmd_bench_auto(args: argparse.Namespace) -> int:
         for r, ms in zip(rows, final[1:]):
             r["latency_ms"] = ms
             r["latency_ratio"] = ms / final[0]
-            r["prediction_error"] = (lm.predict(r["counts"]) - ms) / ms
+            r["prediction_error"] = (lm.ratio(r["counts"]) - r["latency_ratio"]) / r["latency_ratio"]
             net = pk.apply(copy.deepcopy(base), PruningPlan.from_kept(graph, select_kept(graph, scores, r["counts"])))
             r["latency_b1_ratio"] = measure_latency(net, example, threads=args.threads, warmup=10,
                                                     runs=100).median_ms / dense_b1
@@ -256,7 +260,8 @@ def render_markdown(r: dict[str, Any]) -> str:
         "",
         f"- Model: {a['model']} on {r['data']['dataset']} ({r['data']['train']:,} training images, "
         f"{r['data']['val']:,} validation, {r['data']['test']:,} test); base trained **{a['epochs']} epochs only** "
-        f"(benchmark budget), test top-1 {100 * r['base']['test_top1']:.2f}%.",
+        f"(benchmark budget; {r['base'].get('train_s', 0):.0f} s on {r['base'].get('threads', '?')} thread(s)), "
+        f"test top-1 {100 * r['base']['test_top1']:.2f}%.",
         f"- Every method: same base, l1 channel choice within groups, then {a['finetune_epochs']} fine-tuning "
         f"epoch(s) at lr {a['finetune_lr']}, seed {a['seed']}. auto scores {a['evaluations']} candidates by "
         "validation top-1 after BatchNorm recalibration.",
@@ -285,7 +290,8 @@ def render_markdown(r: dict[str, Any]) -> str:
         f"Per-layer width tables ({lat['table_timings']} timings), fit {lat['fit'][0]:.3f} ms + "
         f"{lat['fit'][1]:.3f} x tables. Prediction error on {len(h.get('candidates', []))} held-back random "
         f"real models: mean {100 * h.get('mean_abs_err', 0):.1f}%, max {100 * h.get('max_abs_err', 0):.1f}%; "
-        f"on the {len(r['rows'])} benchmark models above (final timing): mean "
+        f"on the {len(r['rows'])} benchmark models above (final timing, as fractions of the dense latency timed "
+        "with them, since the machine's speed drifts between timings): mean "
         f"{100 * lat['final_models']['mean_abs_err']:.1f}%, max {100 * lat['final_models']['max_abs_err']:.1f}%.",
         "",
         "| held-back model | predicted ms | measured ms | error |",

@@ -13,6 +13,7 @@ what 32 do.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import random
@@ -86,6 +87,38 @@ def _take(loader, samples: int, skip: int = 0) -> list:
     return out
 
 
+def _batches(loader, count: int) -> list:
+    """`count` batches of `loader`, going through it again as often as needed."""
+    out: list = []
+    while len(out) < count:
+        before = len(out)
+        out.extend(itertools.islice(loader, count - len(out)))
+        if len(out) == before:
+            break
+    return out
+
+
+def _train_of(data):
+    if hasattr(data, "_fields") and "train" in data._fields:
+        return data.train
+    return data.get("train") if isinstance(data, dict) else data
+
+
+def short_finetune(model: nn.Module, batches: list, device: torch.device, lr: float = 0.01) -> None:
+    """A few SGD steps (momentum 0.9, weight decay 5e-4) over `batches`: the stage-2 score's fine-tune."""
+    import torch.nn.functional as F
+
+    from ..train.evaluation import forward, move, split_batch
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
+    model.train()
+    for batch in batches:
+        x, y = move(split_batch(batch), device)
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(forward(model, x), y).backward()
+        opt.step()
+    model.eval()
+
+
 def split_data(data, val_data, calib_samples: int, val_samples: int) -> tuple[list, list]:
     """(calibration batches, validation batches) from a train loader plus `val_data`, a (train, val, test)
     Loaders tuple, a {"train", "val"} dict, or one loader (calibration first, validation after it)."""
@@ -146,6 +179,7 @@ class Candidate:
     counts: dict[str, int]
     score: float = -math.inf
     cost: dict[str, float] = field(default_factory=dict)
+    final: float = -math.inf  # stage-2 score (after a short fine-tune), when there is one
 
 
 class Projector:
@@ -266,7 +300,8 @@ def knob_counts(lm: LatencyModel, make_counts: Callable[[float], dict[str, int]]
 def auto(model: nn.Module, graph: DependencyGraph, scores: dict[str, torch.Tensor], ratio: float | None = None,
          target: Target | None = None, min_channels: int = 1, max_ratio: float = 0.9, data=None,
          example_inputs: Any = None, seed: int = 0, *, val_data=None, evaluations: int | None = None,
-         population: int = 10, sigma: float = 0.35, calib_samples: int = 512, val_samples: int = 512,
+         population: int = 10, sigma: float = 0.35, calib_samples: int = 512, val_samples: int = 1024,
+         finalists: int = 4, finetune_steps: int = 40, finetune_lr: float = 0.01, final_val_samples: int = 2048,
          hw_widths: bool | None = None, hw_tolerance: float = 0.05, latency_model: LatencyModel | dict | None = None,
          latency_batch: int | None = None, latency_device: str | None = None, latency_threads: int | None = None,
          verify_latency: bool = True, latency_tolerance: float = 0.03, report: dict | None = None,
@@ -275,7 +310,9 @@ def auto(model: nn.Module, graph: DependencyGraph, scores: dict[str, torch.Tenso
 
     data: training loader (BN recalibration) and val_data: validation loader (scoring); a Loaders tuple or a
     {"train", "val"} dict also works; without data a magnitude proxy scores candidates (with a warning).
-    evaluations: candidates scored (default 40 with data, 300 with the proxy). Latency targets are fractions of
+    evaluations: candidates scored (default 40 with data, 300 with the proxy). With data, the `finalists` best
+    (and the uniform-like starting point) then get `finetune_steps` SGD steps each and are re-scored on
+    `final_val_samples` validation samples: accuracy after a short fine-tune decides (0 skips this stage). Latency targets are fractions of
     the dense latency measured on `latency_device` (default: the model's) at `latency_batch` (default: the
     example inputs' batch) and `latency_threads`; pass `latency_model` (a LatencyModel, or LatencyModel.build
     keyword arguments such as a fake `timer`/`model_timer`) to reuse or inject one. hw_widths (default: on for
@@ -321,7 +358,22 @@ def auto(model: nn.Module, graph: DependencyGraph, scores: dict[str, torch.Tenso
     say(f"auto: target {target.items()}, scoring by {mode}, {evaluations} candidates")
     seeds = [[1.0] * len(project.groups)]
     ranked = evolve(project, score, evaluations, population, sigma, seeds, rng, say)
-    best = ranked[0]
+    best, stage2 = ranked[0], []
+    if data is not None and finalists > 0 and finetune_steps > 0:
+        # the few best, and the uniform-like seed, each get a short fine-tune and a larger validation subset
+        pool = ranked[:finalists] + [c for c in ranked[finalists:] if c.pref == seeds[0]]
+        batches = _batches(_train_of(data), finetune_steps)
+        big_val = split_data(data, val_data, 0, final_val_samples)[1]
+        for c in pool:
+            net = build_pruned(model, graph, c.counts, scores)
+            recalibrate_bn(net, calib, device)
+            short_finetune(net, batches, device, finetune_lr)
+            r = evaluate(net, big_val, device)
+            stage2.append({"stage1": c.score, "score": r["top1"] - 1e-3 * r["loss"], "counts": c.counts})
+            c.final = stage2[-1]["score"]
+        best = max(pool, key=lambda c: c.final)
+        say(f"auto: {len(pool)} finalists fine-tuned {finetune_steps} steps; best top-1 {best.final:.4f} "
+            f"(stage-1 rank {ranked.index(best) + 1})")
 
     measured = None
     if lm is not None and target.latency is not None and verify_latency:
@@ -335,10 +387,11 @@ def auto(model: nn.Module, graph: DependencyGraph, scores: dict[str, torch.Tenso
     now = predict(graph, best.counts)
     base = predict(graph, {})
     info = {"target": target.items(), "scoring": mode, "evaluations": len(ranked), "best_score": best.score,
+            "final_score": best.final if stage2 else None,
             "counts": best.counts, "cost": project.cost(best.counts), "macs_kept": now["macs"] / base["macs"],
             "params_kept": now["params"] / base["params"], "latency_measured_ratio": measured,
             "hw_widths": widths, "time_s": time.perf_counter() - t0,
-            "top": [{"score": c.score, "counts": c.counts} for c in ranked[:5]]}
+            "top": [{"score": c.score, "counts": c.counts} for c in ranked[:5]], "finalists": stage2}
     if lm is not None:
         info["latency_model"] = {"dense_ms": lm.dense_ms, "predicted_ratio": lm.ratio(best.counts),
                                  "holdout": {k: v for k, v in lm.holdout.items() if k != "candidates"},

@@ -375,8 +375,12 @@ class LatencyModel:
 
         With `fine`, a width off the grid is also timed with the other dim at full width, and the ratio to the
         bilinear value there corrects the estimate (a separable model of width-dependent kernel choices, such as
-        channel blocks of 8 or 16). Norm layers (one width) are simply timed at the width asked for.
+        channel blocks of 8 or 16). Norm layers (one width) are simply timed at the width asked for, and any
+        entry timed exactly (a grid point, a step scan) is used as it is.
         """
+        exact = self.table.get(layer["ckey"], {}).get(f"{c_in},{c_out}")
+        if exact is not None:
+            return exact
         if not self.fine:
             return self._bilinear(layer, c_in, c_out)
         if layer["square"]:
