@@ -61,7 +61,7 @@ def acc(row: dict[str, Any], key: str = "top1") -> str:
     m, s = row.get(key), row.get(f"{key}_std")
     if m is None:
         return "-"
-    return f"{100 * m:.2f} ± {100 * s:.2f}" if s else f"{100 * m:.2f}"
+    return f"{100 * m:.2f} ± {100 * s:.2f}" if s is not None and row.get("n_seeds", 1) > 1 else f"{100 * m:.2f}"
 
 
 def num(v: Any, fmt: str = ".2f", suffix: str = "") -> str:
