@@ -29,6 +29,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--policy", default=None, help="uniform, global, width, srr (default: the method's)")
     p.add_argument("--target-macs", type=float, default=None, help="fraction of MACs to keep, e.g. 0.5")
     p.add_argument("--target-params", type=float, default=None, help="fraction of parameters to keep")
+    p.add_argument("--target-latency", type=float, default=None,
+                   help="fraction of the dense latency measured here (batch of the example input; --policy auto)")
+    p.add_argument("--target-size", type=float, default=None, help="fraction of the file size (--policy auto)")
     p.add_argument("--ratio", type=float, default=None, help="fraction of channels to remove (no target)")
     p.add_argument("--min-channels", type=int, default=1)
     p.add_argument("--max-ratio", type=float, default=0.9, help="at most this fraction of a group is removed")
@@ -197,13 +200,15 @@ def save_pruned(model, path: Path, plan, spec) -> str | None:
 def method_kwargs(args: argparse.Namespace, extra: dict[str, Any]) -> dict[str, Any]:
     from ..policies import Target
     kw: dict[str, Any] = dict(extra)
-    t = {k: v for k, v in (("macs", args.target_macs), ("params", args.target_params)) if v is not None}
+    t = {k: v for k, v in (("macs", args.target_macs), ("params", args.target_params),
+                           ("latency", getattr(args, "target_latency", None)),
+                           ("size", getattr(args, "target_size", None))) if v is not None}
     if t:
         kw["target"] = Target(**t)
     elif args.ratio:
         kw["ratio"] = args.ratio
     else:
-        raise ValueError("give --target-macs, --target-params or --ratio")
+        raise ValueError("give --target-macs, --target-params, --target-latency, --target-size or --ratio")
     if args.criterion:
         kw["criterion"] = args.criterion
     if args.policy:
@@ -226,7 +231,7 @@ def pipeline(args: argparse.Namespace, extra: dict[str, Any] | None = None, anal
     from ..graph.trace import trace
     from ..methods import run_method
     from ..models import spec_of
-    from .common import build_loaders, model_kwargs
+    from .common import build_loaders, example_input, model_kwargs
     t_start = time.perf_counter()
     mkw = method_kwargs(args, extra or {})  # argument errors before any training
     timings: dict[str, float] = {}
@@ -239,7 +244,6 @@ def pipeline(args: argparse.Namespace, extra: dict[str, Any] | None = None, anal
     data_desc = {"dataset": info.name, "data_dir": args.data_dir, "subset": args.subset, "seed": args.seed,
                  "batch_size": args.batch_size, "augment": args.augment, "val_size": args.val_size}
     if args.base:
-        from ..models import spec_of
         from .common import load_model
         spec = spec_of(load_model(args.base))
         kw = dict(spec.kwargs) if spec is not None else kw
@@ -247,7 +251,6 @@ def pipeline(args: argparse.Namespace, extra: dict[str, Any] | None = None, anal
                                 args.cache_dir, not args.no_cache, args.max_steps_per_epoch, args.device,
                                 not args.no_progress, log)
     timings["base"] = base_info["time_s"]
-    from .common import example_input
     example = example_input(kw["in_channels"], info.image_size)
     t0 = time.perf_counter()
     before = measure(model, example, loaders.test, args.latency_runs, args.device)
@@ -278,7 +281,9 @@ def pipeline(args: argparse.Namespace, extra: dict[str, Any] | None = None, anal
     timings["total"] = time.perf_counter() - t_start
     hist = rep["history"].get("finetune") or rep["history"].get("scratch") or []
     method_desc = {"name": name, **{k: rep.get(k) for k in ("criterion", "policy")},
-                   "target": {k: v for k, v in (("macs", args.target_macs), ("params", args.target_params)) if v},
+                   "target": {k: v for k, v in (("macs", args.target_macs), ("params", args.target_params),
+                                                 ("latency", getattr(args, "target_latency", None)),
+                                                 ("size", getattr(args, "target_size", None))) if v},
                    "ratio": args.ratio, "finetune_epochs": args.finetune_epochs, "finetune_lr": args.finetune_lr,
                    "distill": args.distill, "from_scratch": args.from_scratch, "extra": extra or {}}
     report = {"model": {"name": args.model, **kw}, "data": {**data_desc, "train": len(loaders.train.dataset),

@@ -4,7 +4,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Iterable
+from typing import Callable, Iterable
 
 import torch
 
