@@ -111,6 +111,8 @@ def main(argv=None) -> int:
     ap.add_argument("--models", nargs="*")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "engine"))
+    ap.add_argument("--resume", action="store_true", help="keep the models already in <out>/rows.jsonl")
+    ap.add_argument("--skip-timings", action="store_true")
     ap.add_argument("--no-peer", action="store_true", help="skip torch-pruning even when installed")
     args = ap.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -121,8 +123,25 @@ def main(argv=None) -> int:
     except ImportError:
         peer = False
     names = args.models or (QUICK if args.quick else sorted(torchvision.models.list_models(module=torchvision.models)))
+    out = Path(args.out)
     rows = []
+    if args.resume and (out / "rows.jsonl").exists():
+        rows = [json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines() if line.strip()]
+    done = {r["model"] for r in rows}
+    out.mkdir(parents=True, exist_ok=True)
+    timings = {}
+    tfile = out / "timings.json"
+    if args.resume and tfile.exists():
+        timings = json.loads(tfile.read_text())
+    elif not args.quick and not args.skip_timings:
+        for name in ("resnet50", "vit_b_16"):
+            timings[name] = {"prunekit": timing(name, "prunekit", args.repeats)}
+            if peer:
+                timings[name]["torch_pruning"] = timing(name, "torch_pruning", args.repeats)
+        tfile.write_text(json.dumps(timings, indent=1))
     for name in names:
+        if name in done:
+            continue
         torch.manual_seed(0)
         model = build(name)
         x = smallest_input(model, name)
@@ -131,12 +150,9 @@ def main(argv=None) -> int:
             row["torch_pruning"] = guarded(run_torch_pruning, model, x)
         rows.append(row)
         print(json.dumps(row), flush=True)
-    timings = {}
-    if not args.quick:
-        for name in ("resnet50", "vit_b_16"):
-            timings[name] = {"prunekit": timing(name, "prunekit", args.repeats)}
-            if peer:
-                timings[name]["torch_pruning"] = timing(name, "torch_pruning", args.repeats)
+        with open(out / "rows.jsonl", "a") as f:  # one line per model, so a long run can resume
+            f.write(json.dumps(row) + "\n")
+    rows.sort(key=lambda r: names.index(r["model"]) if r["model"] in names else len(names))
     summary = {"models": len(rows), "prunekit_ok": sum(r["prunekit"].get("ok", False) for r in rows),
                "prunekit_verified": sum(r["prunekit"].get("ok", False) and r["prunekit"].get("verified", False)
                                         for r in rows),
@@ -145,8 +161,6 @@ def main(argv=None) -> int:
         summary["torch_pruning_ok"] = sum(r["torch_pruning"].get("ok", False) for r in rows)
     result = {"summary": summary, "rows": rows, "timings": timings, "command": " ".join(sys.argv),
               "environment": environment_info()}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(result, indent=1))
     table = [{"model": r["model"], "input": "x".join(map(str, r["input"][2:])),
               "prunekit": "ok" if r["prunekit"].get("ok") else r["prunekit"].get("error", "fail")[:60],
