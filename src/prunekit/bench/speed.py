@@ -19,7 +19,7 @@ from .config import BenchConfig
 
 SOURCES = ("redundancy", "coarse", "admm")
 PRESETS: dict[str, dict[str, Any]] = {
-    "default": {"latency_runs": 30, "archs": []},
+    "default": {"latency_runs": 50, "archs": []},
     "quick": {"latency_runs": 3, "latency_batches": [1, 8]},
     "opts": {"results_dir": "benchmarks/results", "onnx": True},
 }
@@ -28,7 +28,8 @@ def columns(batches: list[int]) -> list[output.Column]:
     cols: list[output.Column] = [
         ("arch", lambda r: r["arch"]),
         ("MACs kept", lambda r: output.pct(r["macs_kept"])),
-        ("MAC ratio", lambda r: output.num(r["mac_ratio"], ".2f", "x"))]
+        ("MAC ratio", lambda r: output.num(r["mac_ratio"], ".2f", "x")),
+        ("groups with a multiple of 8 channels", lambda r: output.pct(r.get("aligned8"), 0))]
     for kind, name in (("torch", "torch"), ("onnx", "onnxruntime")):
         for b in batches:
             cols.append((f"{name} b{b}", lambda r, k=f"{kind}_{b}": output.num(r.get(k), ".2f", "x")))
@@ -79,6 +80,14 @@ def rebuild(arch: str, width: float, widths: dict[str, int], example: torch.Tens
     return dense, pruned.eval()
 
 
+def aligned(widths: dict[str, int], dense: torch.nn.Module, example: torch.Tensor, multiple: int = 8) -> float:
+    """Share of the base's prunable groups whose pruned width is a multiple of `multiple` (vectorised CPU
+    kernels, e.g. onnxruntime's blocked convolutions, work in blocks of 8 or 16 channels)."""
+    from ..graph.trace import trace
+    names = [g.name for g in trace(dense, example).prunable_groups() if g.name in widths]
+    return sum(1 for n in names if int(widths[n]) % multiple == 0) / max(1, len(names))
+
+
 def quick_entries(cfg: BenchConfig, example: torch.Tensor) -> list[dict[str, Any]]:
     """Without --sources in quick mode: two plans (uniform and global l1 at the first target) of the first arch."""
     import prunekit as pk
@@ -126,7 +135,8 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
         cd, cp = common.counts(dense, ex), common.counts(pruned, ex)
         row = {k: e[k] for k in ("arch", "width", "models")}
         row.update(macs=cp["macs"], params=cp["params"], macs_kept=cp["macs"] / cd["macs"],
-                   mac_ratio=cd["macs"] / cp["macs"], recorded_macs=e.get("macs"), widths=e["widths"])
+                   mac_ratio=cd["macs"] / cp["macs"], recorded_macs=e.get("macs"), widths=e["widths"],
+                   aligned8=aligned(e["widths"], dense, ex))
         from .timing import paired_latency, paired_onnx_latency
         for b in cfg.latency_batches:
             lat = paired_latency({"dense": dense, "pruned": pruned}, ex, b, cfg.latency_runs, threads=cfg.threads)
