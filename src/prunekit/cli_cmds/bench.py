@@ -43,7 +43,7 @@ def add_suite_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--base-epochs", type=int, default=None)
     p.add_argument("--finetune-epochs", type=int, default=None)
-    p.add_argument("--finetune-steps", type=int, default=None, help="optimizer steps per fine-tuning epoch (cap)")
+    p.add_argument("--finetune-steps", type=int, default=None, help="optimizer steps per fine-tuning epoch (cap; 0 = whole epochs)")
     p.add_argument("--finetune-lr", type=float, default=None)
     p.add_argument("--latency-runs", type=int, default=None)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default 1: a shared small machine)")
@@ -78,9 +78,9 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
     over = {"out": args.out, "cache_dir": args.cache_dir, "archs": args.archs, "targets": args.targets,
             "seeds": args.seeds, "dataset": args.dataset, "data_dir": args.data_dir,
             "batch_size": args.batch_size, "base_epochs": args.base_epochs, "finetune_epochs": args.finetune_epochs,
-            "finetune_steps": args.finetune_steps, "finetune_lr": args.finetune_lr,
+            "finetune_lr": args.finetune_lr,
             "latency_runs": args.latency_runs, "threads": args.threads, "opts": opts}
-    for key in ("train_samples", "test_samples"):
+    for key in ("train_samples", "test_samples", "finetune_steps"):
         v = getattr(args, key)
         if v is not None:
             over[key] = zero_none(v)
