@@ -129,7 +129,8 @@ def test_prediction_within_15_percent_on_held_back_candidates(net):
     fitted = [c["counts"] for c in lm.calibration]
     assert all(c["counts"] not in fitted for c in lm.holdout["candidates"])
     assert len({tuple(sorted(c["counts"].items())) for c in lm.holdout["candidates"]}) == 10
-    assert lm.ratio({}) == pytest.approx(lm.predict({}) / lm.dense_ms)
+    assert lm.ratio({}) == pytest.approx(1.0)
+    assert lm.predict({}) == pytest.approx(lm.dense_ms, rel=0.05)  # the fit passes near the measured dense model
 
 
 def test_cache_round_trip(net, tmp_path):

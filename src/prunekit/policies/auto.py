@@ -383,7 +383,7 @@ def auto(model: nn.Module, graph: DependencyGraph, scores: dict[str, torch.Tenso
             return project(best.pref)[0]
 
         counts, measured = meet_latency(lm, at_scale, target.latency, latency_tolerance, say=say)
-        best = Candidate(best.pref, counts, best.score, project.cost(counts))
+        best = Candidate(best.pref, counts, best.score, project.cost(counts), best.final)
     now = predict(graph, best.counts)
     base = predict(graph, {})
     info = {"target": target.items(), "scoring": mode, "evaluations": len(ranked), "best_score": best.score,

@@ -416,8 +416,9 @@ class LatencyModel:
         return self.drift * (self.coef[0] + self.coef[1] * self.raw(counts))
 
     def ratio(self, counts: dict[str, int]) -> float:
-        """Predicted latency as a fraction of the measured dense latency."""
-        return self.predict(counts) / self.dense_ms
+        """Predicted latency as a fraction of the dense latency, both predicted (the fit passes through the
+        measured dense model; one slow dense timing on a busy machine must not make every candidate "fast")."""
+        return self.predict(counts) / self.predict({})
 
     # -- calibration against real models
     def measure(self, counts: dict[str, int]) -> float:
