@@ -15,7 +15,8 @@ from .policies import Target, get_policy, select_kept
 def plan(model: nn.Module, example_inputs: Any, ratio: float | None = None, target: Target | None = None,
          criterion: str = "l1", policy: str = "uniform", data=None, graph: DependencyGraph | None = None,
          round_to: int = 1, ignore=None, min_channels: int = 1, max_ratio: float = 0.9, seed: int = 0,
-         scores: dict | None = None, check: bool = True, **policy_kwargs) -> PruningPlan:
+         scores: dict | None = None, check: bool = True, criterion_kwargs: dict | None = None,
+         **policy_kwargs) -> PruningPlan:
     """Decide which channels to remove: `ratio` of every group, or whatever meets `target`.
 
     ratio=0 (or None without target) gives an empty plan, which changes nothing. check: run the pruned
@@ -31,7 +32,7 @@ def plan(model: nn.Module, example_inputs: Any, ratio: float | None = None, targ
     if target is None and not ratio:
         return PruningPlan.from_kept(graph, {}, meta)
     if scores is None:
-        scores = get_criterion(criterion, seed=seed)(model, graph, data=data)
+        scores = get_criterion(criterion, **{"seed": seed, **(criterion_kwargs or {})})(model, graph, data=data)
     counts = get_policy(policy)(model, graph, scores, ratio=ratio, target=target, min_channels=min_channels,
                                 max_ratio=max_ratio, data=data, example_inputs=example_inputs, seed=seed,
                                 **policy_kwargs)
