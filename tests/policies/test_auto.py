@@ -180,3 +180,18 @@ def test_scores_by_accuracy_with_data_and_meets_target(trained):
     assert 4 <= len(report["finalists"]) <= 5
     assert report["final_score"] == max(f["score"] for f in report["finalists"])  # (kept through verification)
     assert any(f["counts"] == counts for f in report["finalists"])
+
+
+def test_meet_latency_tightens_and_loosens():
+    """The real latency is 0.8 x what the model predicts: the goal is loosened until the measurement is on target;
+    at 1.2 x it is tightened. The result is always within the target."""
+    from prunekit.policies.auto import meet_latency
+
+    for bias in (0.8, 1.2):
+        class Stub:
+            def measure_many(self, cands):
+                return [10.0, 10.0 * cands[1]["predicted"] * bias]
+
+        counts, measured = meet_latency(Stub(), lambda s: {"predicted": round(0.5 * s, 6)}, 0.5, say=lambda m: None)
+        assert 0.5 * 0.94 <= measured <= 0.5 * 1.03, bias
+        assert counts["predicted"] == pytest.approx(0.5 / bias, rel=0.03)

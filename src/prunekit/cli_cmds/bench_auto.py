@@ -5,7 +5,7 @@ results.md. Also runnable as `python benchmarks/auto.py`. Top-level imports stay
 
 Every method starts from the same trained base, prunes by l1 within the groups its policy chose, and gets the
 same fine-tuning budget and seed. A one-knob policy is put at a latency by bisecting its knob on the latency
-model's prediction; every method (auto included) is then measured for real and tightened while over target.
+model's prediction; every method (auto included) is then measured for real and its goal corrected toward the target.
 """
 from __future__ import annotations
 
@@ -269,7 +269,8 @@ def render_markdown(r: dict[str, Any]) -> str:
         "hardware-friendly widths.",
         f"- Latency: batch {lat['batch']}, {lat['threads']} thread(s), {lat['clock']}, {lat['statistic']}; dense "
         f"{lat['dense_ms']:.2f} ms (batch 1: {lat['dense_b1_ms']:.3f} ms, wall median). One-knob policies are "
-        "bisected on the latency model, every method measured and tightened while over target (3% tolerance).",
+        "bisected on the latency model; every method is then measured and its predicted goal corrected, tighter "
+        "while over the target by more than 3%, looser while under it by more than 6% (at most 3 times).",
         f"- Machine: {r['machine']['cpu']} ({r['machine']['cpus']} CPUs, load average at start "
         f"{', '.join(f'{x:.1f}' for x in r['machine']['load_average_at_start'] or [])}), {r['machine']['platform']}, "
         f"Python {r['machine']['python']}, torch {r['machine']['torch']}, prunekit {r['prunekit']}.",

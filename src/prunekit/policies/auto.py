@@ -266,19 +266,27 @@ def evolve(project: Projector, score: Callable[[dict], float], evaluations: int,
 def meet_latency(lm: LatencyModel, counts_at: Callable[[float], dict[str, int]], keep: float,
                  tolerance: float = 0.03, rounds: int = 3, say: Callable[[str], None] = log.info
                  ) -> tuple[dict[str, int], float]:
-    """Measure the real model of `counts_at(1.0)` (counts whose predicted latency is `keep` x dense); while its
-    measured latency is over keep * (1 + tolerance), tighten the predicted goal by the overshoot and retry.
-    Returns (counts, measured latency / dense latency), dense and candidate timed together."""
-    scale, counts = 1.0, counts_at(1.0)
+    """Measure the real model of `counts_at(1.0)` (counts whose predicted latency is `keep` x dense) and correct
+    the predicted goal by measured / wanted: tighter while over keep * (1 + tolerance), looser while under
+    keep * (1 - 2 tolerance), at most `rounds` times. Returns the last candidate within the target (else the
+    last one) and its measured latency / dense latency, dense and candidate timed together."""
+    scale, counts, feasible = 1.0, counts_at(1.0), None
     for i in range(rounds + 1):
         dense_ms, ms = lm.measure_many([{}, counts])
         measured = ms / dense_ms
-        if measured <= keep * (1 + tolerance) or i == rounds:
+        if measured <= keep * (1 + tolerance):
+            feasible = (counts, measured)
+            if measured >= keep * (1 - 2 * tolerance):
+                break
+        if i == rounds:
             break
         scale *= keep / measured
-        say(f"auto: measured {measured:.3f} of the dense latency, over {keep}; goal tightened by {scale:.3f}")
-        counts = counts_at(scale)
-    return counts, measured
+        say(f"auto: measured {measured:.3f} of the dense latency for a goal of {keep}; predicted goal x {scale:.3f}")
+        nxt = counts_at(scale)
+        if nxt == counts:
+            break
+        counts = nxt
+    return feasible or (counts, measured)
 
 
 def knob_counts(lm: LatencyModel, make_counts: Callable[[float], dict[str, int]], keep: float, hi: float = 0.95,

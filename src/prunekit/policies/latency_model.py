@@ -225,9 +225,12 @@ def build_pruned(model: nn.Module, graph: DependencyGraph, counts: dict[str, int
 
 
 def random_counts(graph: DependencyGraph, rng: random.Random, min_channels: int = 1, max_ratio: float = 0.9,
-                  low: float = 0.0) -> dict[str, int]:
-    """Per group an independent removal fraction in [low, 1] of what may go (a held-back test candidate)."""
-    return clamp_counts(graph, {g.name: int(round(rng.uniform(low, 1.0) * max_removable(g, min_channels, max_ratio)))
+                  spread: float = 0.35) -> dict[str, int]:
+    """A random candidate: a level drawn in [0, 1], then per group a removal fraction of what may go within
+    `spread` of it, so candidates span near-dense to near-empty and their groups still differ."""
+    level = rng.random()
+    return clamp_counts(graph, {g.name: int(round(min(1.0, max(0.0, level + rng.uniform(-spread, spread)))
+                                                  * max_removable(g, min_channels, max_ratio)))
                                 for g in graph.prunable_groups()}, min_channels, max_ratio)
 
 
@@ -436,10 +439,9 @@ class LatencyModel:
         return best
 
     def calibrate(self, calib: int = 6, holdout: int = 6, seed: int = 0) -> None:
-        """Fit a, b on the dense model, two uniform and `calib` random candidates; score `holdout` others."""
+        """Fit a, b on the dense model, three uniform and `calib` random candidates; score `holdout` others."""
         rng = random.Random(seed)
-        cands = [{}, uniform_counts(self.graph, 0.3, self.min_channels, self.max_ratio),
-                 uniform_counts(self.graph, 0.6, self.min_channels, self.max_ratio)]
+        cands = [{}] + [uniform_counts(self.graph, r, self.min_channels, self.max_ratio) for r in (0.3, 0.6, 0.85)]
         cands += [random_counts(self.graph, rng, self.min_channels, self.max_ratio) for _ in range(calib)]
         measured = self.measure_many(cands)
         self.calibration = [{"counts": c, "raw": self.raw(c), "measured_ms": m} for c, m in zip(cands, measured)]
@@ -447,9 +449,14 @@ class LatencyModel:
         self.coef = _fit([c["raw"] for c in self.calibration], measured)
         self.log(f"latency model: dense {self.dense_ms:.3f} ms, fit {self.coef[0]:.3f} + {self.coef[1]:.3f} * tables")
         if holdout:
-            rng2 = random.Random(seed + 7919)
-            self.holdout = self.evaluate([random_counts(self.graph, rng2, self.min_channels, self.max_ratio)
-                                          for _ in range(holdout)])
+            rng2, held = random.Random(seed + 7919), []
+            for _ in range(50 * holdout):  # distinct, and none of them used in the fit
+                c = random_counts(self.graph, rng2, self.min_channels, self.max_ratio)
+                if c not in cands and c not in held:
+                    held.append(c)
+                if len(held) == holdout:
+                    break
+            self.holdout = self.evaluate(held)
             self.log(f"latency model: held-back error mean {100 * self.holdout['mean_abs_err']:.1f}% "
                      f"max {100 * self.holdout['max_abs_err']:.1f}% over {holdout} real models")
 
@@ -541,11 +548,14 @@ def _lerp(a: float, b: float, t: float) -> float:
 
 
 def _fit(x: list[float], y: list[float]) -> list[float]:
-    """Least squares y = a + b x with b > 0; else the mean offset with b = 1."""
-    n = len(x)
-    mx, my = sum(x) / n, sum(y) / n
-    sxx = sum((xi - mx) ** 2 for xi in x)
-    b = sum((xi - mx) * (yi - my) for xi, yi in zip(x, y)) / sxx if sxx > 0 else 0.0
+    """y = a + b x minimising the squared *relative* error (small models matter as much as the dense one), with
+    b > 0; else the mean ratio y / x as b with a = 0."""
+    w = [1.0 / max(1e-12, yi) ** 2 for yi in y]
+    sw = sum(w)
+    mx = sum(wi * xi for wi, xi in zip(w, x)) / sw
+    my = sum(wi * yi for wi, yi in zip(w, y)) / sw
+    sxx = sum(wi * (xi - mx) ** 2 for wi, xi in zip(w, x))
+    b = sum(wi * (xi - mx) * (yi - my) for wi, xi, yi in zip(w, x, y)) / sxx if sxx > 0 else 0.0
     if b <= 0:
-        b = 1.0
+        return [0.0, sum(yi / max(1e-12, xi) for xi, yi in zip(x, y)) / len(x)]
     return [my - b * mx, b]
