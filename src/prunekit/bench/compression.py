@@ -90,7 +90,8 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
                          f"{-r['drop']:+.2f} pts) against the paper's {p['ratio']:.0f}x with no loss on MNIST.")
     intro = ("Deep Compression (prune -> retrain -> k-means weight sharing -> Huffman coding) on Fashion-MNIST, "
              "gathered from benchmarks/deep_compression.py. Ratio = dense float32 bytes / compressed file bytes; "
-             "top-1 on the test set. Per-stage sizes and per-layer settings: the source results.md.")
+             "top-1 on the test set (10,000 images). Per-stage sizes, per-layer settings and the training budget: the "
+             "source results.md. This suite trains nothing: the Budget section below does not apply to it.")
     machine = src.get("machine") or {}
     info = {"source": str(source), "source_command": src.get("command"), "source_machine": machine,
             "source_date": src.get("date")}
