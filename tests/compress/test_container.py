@@ -132,3 +132,10 @@ def test_description_rebuilds_through_registry(tmp_path, monkeypatch):
     save_compressed(model, tmp_path / "n.pkz")
     with pytest.raises(ValueError, match="no model description"):
         load_compressed(tmp_path / "n.pkz")
+
+
+def test_written_file_has_umask_permissions(tmp_path):
+    save_compressed(_compressed_net(), tmp_path / "m.pkz")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "m.pkz").stat().st_mode & 0o777 == 0o666 & ~umask
