@@ -14,11 +14,11 @@ demo: setup data
 	$(VENV)/bin/prunekit demo
 
 test: setup data browser
-	$(PY) -m pytest -x -q -p no:cacheprovider --timeout=$(TEST_TIMEOUT) -m "not heavy" tests
+	$(PY) -m pytest -x -p no:cacheprovider --timeout=$(TEST_TIMEOUT) -m "not heavy" tests
 
 # The rest of the torchvision zoo (large models): CI runs it after `make test`.
 test-heavy: setup
-	$(PY) -m pytest -q -p no:cacheprovider --timeout=900 -m heavy tests
+	$(PY) -m pytest -p no:cacheprovider --timeout=900 -m heavy tests
 
 setup: $(STAMP)
 
