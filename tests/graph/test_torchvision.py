@@ -1,7 +1,7 @@
 """Every torchvision classification model traces, prunes 30% uniform, runs, shrinks and verifies.
 
 The smallest family members run by default; the rest carry the `heavy` marker and run with
-`make test-heavy` (CI runs it after the main suite).
+`make test-heavy`.
 """
 import copy
 
