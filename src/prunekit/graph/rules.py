@@ -198,6 +198,7 @@ def _fast_view(ctx, s: torch.Tensor, x: torch.Tensor, o: torch.Tensor) -> torch.
     return res
 
 
+_SPLITTING = {"split", "split_with_sizes", "unbind", "chunk", "tensor_split"}
 _SELECTING = {"select", "slice", "narrow", "index_select", "split", "split_with_sizes", "unbind", "chunk",
               "tensor_split", "select_copy", "slice_copy"}
 
@@ -249,7 +250,7 @@ def movement(ctx, func, args, kwargs, out) -> None:
                     per_out[i].append(s.squeeze(d) if o.dim() < x.dim() else s)
                 continue
             res = _tensors(func(s, *args[1:], **kwargs))
-            if name in ("split", "split_with_sizes", "unbind", "chunk", "tensor_split"):
+            if name in _SPLITTING:
                 _equal_split(ctx, res, func, s)
             else:
                 _lost(ctx, s, res, name)
@@ -267,10 +268,8 @@ def movement(ctx, func, args, kwargs, out) -> None:
         res = _tensors(func(full, *args[1:], **kwargs))
         if len(res) != len(outs):
             raise ctx.error(func, "label propagation returned a different number of outputs")
-        if name in ("view", "_unsafe_view", "reshape", "unflatten", "view_copy"):
+        if name in _RESHAPING or name == "unflatten":  # splits are handled by the selecting path above
             res = [_split_union(ctx, full, r) for r in res]
-        elif name in ("split", "split_with_sizes", "unbind", "chunk", "tensor_split"):
-            _equal_split(ctx, res, func, full)
         else:
             _lost(ctx, full, res, name)
         for i, r in enumerate(res):
