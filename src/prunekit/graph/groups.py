@@ -81,6 +81,16 @@ class DependencyGraph:
         sd = self.model.state_dict(keep_vars=True)
         return sd[key]
 
+    def after(self, plan, model: nn.Module | None = None) -> "DependencyGraph":
+        """The graph of the model once `plan` is applied, derived without a new forward pass.
+
+        Group names stay; channels and tensor positions are renumbered to the kept ones. Pass the pruned
+        `model` so that criteria read its tensors (default: the graph's model). Graphs with reshapes other
+        than plain splits are traced again on `model`.
+        """
+        from .shrink import shrink
+        return shrink(self, plan, model)
+
     def summary(self) -> str:
         lines = [f"{len(self.groups)} channel groups, {len(self.prunable_groups())} prunable"]
         for g in self.groups:

@@ -1,0 +1,64 @@
+"""Following a model through prunes: the graph of the pruned model derived from the graph of the original."""
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING
+
+from torch import nn
+
+from .groups import DependencyGraph
+
+if TYPE_CHECKING:
+    from .plan import PruningPlan
+
+
+def shrink(graph: DependencyGraph, plan: PruningPlan, model: nn.Module | None = None) -> DependencyGraph:
+    """The graph of the model after `plan`, without tracing again (no forward pass): same group names, channels
+    and tensor positions renumbered, split views (flatten widths, heads x head_dim) shrunk to the kept roots."""
+    if any(s.get("kind", "split") not in ("split", "width") for s in getattr(graph, "splits", [])):
+        from .trace import trace
+        return trace(model if model is not None else graph.model, graph.example_inputs)
+    removed: dict[tuple[str, int], set[int]] = {(k, d): set(ix) for k, d, ix in plan.removals()}
+    remap: dict[tuple[str, int], dict[int, int]] = {}
+    for (key, dim), gone in removed.items():
+        keep = [i for i in range(graph.shapes[key][dim]) if i not in gone]
+        remap[(key, dim)] = {old: new for new, old in enumerate(keep)}
+    kept = plan.kept()
+    groups = []
+    newidx: dict[str, dict[int, int]] = {}
+    for g in graph.groups:
+        k = kept.get(g.name, list(range(g.size)))
+        newidx[g.name] = {c: i for i, c in enumerate(k)}
+        cand = set(g.candidates)
+        members = []
+        for m in g.members:
+            r = remap.get((m.key, m.dim))
+            index = [list(m.index[c]) if r is None else [r[p] for p in m.index[c]] for c in k]
+            members.append(dataclasses.replace(m, index=index))
+        new = dataclasses.replace(g, size=len(k), members=members,
+                                  candidates=[i for i, c in enumerate(k) if c in cand])
+        roots = getattr(g, "_roots", None)
+        if roots is not None:
+            new._roots = [roots[c] for c in k]
+        groups.append(new)
+    shapes = {key: tuple(s) for key, s in graph.shapes.items()}
+    for (key, dim), gone in removed.items():
+        s = list(shapes[key])
+        s[dim] -= len(gone)
+        shapes[key] = tuple(s)
+    root_of = {r: (gname, newidx[gname][c]) for r, (gname, c) in getattr(graph, "_root_of", {}).items()
+               if c in newidx.get(gname, {})}
+    splits = []
+    for s in getattr(graph, "splits", []):
+        old_of = getattr(graph, "_root_of", {})
+        roots = [r for r in s["roots"] if r not in old_of or r in root_of]
+        factors = list(s["factors"][:-1]) + [len(roots)]
+        splits.append({**s, "roots": roots, "inner": len(roots), "factors": factors})
+    out = DependencyGraph(model=model if model is not None else graph.model, groups=groups, splits=splits,
+                          shapes=shapes, example_inputs=graph.example_inputs, macs_by_key=dict(graph.macs_by_key),
+                          macs_other=graph.macs_other)
+    for attr in ("param_keys", "params_untracked", "_uf"):
+        if hasattr(graph, attr):
+            setattr(out, attr, getattr(graph, attr))
+    out._root_of = root_of
+    return out
