@@ -3,7 +3,9 @@ torch-pruning (optional `bench` extra), and the time to trace+plan+apply ResNet-
 
     python benchmarks/engine.py                 # every torchvision classifier (about an hour on 2 CPU cores)
     python benchmarks/engine.py --quick         # a handful of models, for the test suite
-Writes benchmarks/results/engine/{results.json,results.md} (or --out).
+Writes benchmarks/results/engine/{results.json,results.md} (or --out); --resume continues a run from its
+rows.jsonl. Each tool runs on each model in a fresh process limited to --limit-seconds and --limit-memory-gb,
+so a tool that hangs or exhausts memory on one model gives that model an error row and the run goes on.
 """
 from __future__ import annotations
 
@@ -85,20 +87,61 @@ def run_torch_pruning(model, x, ratio=0.3) -> dict:
     return {"ok": bool(ok), "params_kept": n_params(m) / n_params(model), "seconds": t1 - t0}
 
 
-def guarded(fn, *args) -> dict:
+LIMITS = {"seconds": 900.0, "memory_gb": 16.0}  # per tool and model; set from the command line
+TOOLS = {"prunekit": run_prunekit, "torch_pruning": run_torch_pruning}
+
+
+def _call(fn, args) -> dict:
     try:
         return fn(*args)
     except Exception as e:  # noqa: BLE001 - a benchmark records failures instead of stopping
         return {"ok": False, "error": f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"}
 
 
-def timing(name: str, tool: str, repeats: int) -> dict:
+def _child(conn, fn, args, memory_gb, threads) -> None:
+    import resource
+
+    torch.set_num_threads(threads)
+    limit = int(memory_gb * 2**30)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))  # an allocation past it raises, not the OOM killer
+    conn.send(_call(fn, args))
+    conn.close()
+
+
+def guarded(fn, *args) -> dict:
+    """Run fn(*args) in a fresh (spawned) process under a time and address-space limit, so that one tool
+    hanging or exhausting memory on one model becomes a row instead of ending the run. fn and args must pickle."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")  # not fork: OpenMP in a forked child of a process that ran torch can hang
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(child, fn, args, LIMITS["memory_gb"], torch.get_num_threads()))
+    proc.start()
+    child.close()
+    if parent.poll(LIMITS["seconds"]):
+        try:
+            result = parent.recv()
+        except EOFError:
+            result = {"ok": False, "error": f"the process died (exit code {proc.join(5) or proc.exitcode})"}
+    else:
+        result = {"ok": False, "error": f"timeout: more than {LIMITS['seconds']:.0f} s"}
+    proc.kill()
+    proc.join()
+    return result
+
+
+def model_row(tool: str, name: str, size: int | None = None) -> dict:
+    """Build `name` (seed 0), pick its smallest input (or size x size), run `tool` on it; in the child process."""
+    torch.manual_seed(0)
     model = build(name)
-    x = torch.randn(1, 3, 224, 224)
-    fn = run_prunekit if tool == "prunekit" else run_torch_pruning
+    x = smallest_input(model, name) if size is None else torch.randn(1, 3, size, size)
+    return {**_call(TOOLS[tool], (model, x)), "input": list(x.shape)}
+
+
+def timing(name: str, tool: str, repeats: int) -> dict:
     times = []
     for _ in range(repeats):
-        r = guarded(fn, model, x)
+        r = guarded(model_row, tool, name, 224)
         if not r.get("ok"):
             return {"error": r.get("error", "failed")}
         times.append(r["seconds"])
@@ -114,7 +157,10 @@ def main(argv=None) -> int:
     ap.add_argument("--resume", action="store_true", help="keep the models already in <out>/rows.jsonl")
     ap.add_argument("--skip-timings", action="store_true")
     ap.add_argument("--no-peer", action="store_true", help="skip torch-pruning even when installed")
+    ap.add_argument("--limit-seconds", type=float, default=LIMITS["seconds"], help="per tool and model")
+    ap.add_argument("--limit-memory-gb", type=float, default=LIMITS["memory_gb"], help="address space per tool and model")
     args = ap.parse_args(argv)
+    LIMITS.update(seconds=args.limit_seconds, memory_gb=args.limit_memory_gb)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     try:
         import torch_pruning  # noqa: F401
@@ -142,12 +188,12 @@ def main(argv=None) -> int:
     for name in names:
         if name in done:
             continue
-        torch.manual_seed(0)
-        model = build(name)
-        x = smallest_input(model, name)
-        row = {"model": name, "input": list(x.shape), "prunekit": guarded(run_prunekit, model, x)}
-        if peer:
-            row["torch_pruning"] = guarded(run_torch_pruning, model, x)
+        row = {"model": name, "input": None}
+        for tool in ["prunekit"] + (["torch_pruning"] if peer else []):
+            res = guarded(model_row, tool, name)
+            row["input"] = row["input"] or res.pop("input", None)
+            res.pop("input", None)
+            row[tool] = res
         rows.append(row)
         print(json.dumps(row), flush=True)
         with open(out / "rows.jsonl", "a") as f:  # one line per model, so a long run can resume
@@ -159,10 +205,10 @@ def main(argv=None) -> int:
                "prunekit_exact": sum(r["prunekit"].get("exact", False) for r in rows)}
     if peer:
         summary["torch_pruning_ok"] = sum(r["torch_pruning"].get("ok", False) for r in rows)
-    result = {"summary": summary, "rows": rows, "timings": timings, "command": " ".join(sys.argv),
+    result = {"summary": summary, "rows": rows, "timings": timings, "command": " ".join(["python", "benchmarks/engine.py", *(sys.argv[1:] if argv is None else argv)]),
               "environment": environment_info()}
     (out / "results.json").write_text(json.dumps(result, indent=1))
-    table = [{"model": r["model"], "input": "x".join(map(str, r["input"][2:])),
+    table = [{"model": r["model"], "input": "x".join(map(str, (r["input"] or [])[2:])),
               "prunekit": "ok" if r["prunekit"].get("ok") else r["prunekit"].get("error", "fail")[:60],
               "verify": ("exact" if r["prunekit"].get("exact") else "approx") if r["prunekit"].get("ok") else "-",
               "params kept": f"{r['prunekit'].get('params_kept', float('nan')):.2f}",

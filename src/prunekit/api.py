@@ -16,17 +16,18 @@ def plan(model: nn.Module, example_inputs: Any, ratio: float | None = None, targ
          criterion: str = "l1", policy: str = "uniform", data=None, graph: DependencyGraph | None = None,
          round_to: int = 1, ignore=None, min_channels: int = 1, max_ratio: float = 0.9, seed: int = 0,
          scores: dict | None = None, check: bool = True, criterion_kwargs: dict | None = None,
-         **policy_kwargs) -> PruningPlan:
+         heads: bool = False, **policy_kwargs) -> PruningPlan:
     """Decide which channels to remove: `ratio` of every group, or whatever meets `target`.
 
     ratio=0 (or None without target) gives an empty plan, which changes nothing. check: run the pruned
-    structure once on the example inputs before returning the plan.
+    structure once on the example inputs before returning the plan. heads: remove whole attention heads
+    (num_heads shrinks) rather than head_dim; see `trace`.
     """
     if ratio is not None and not 0 <= ratio < 1:
         raise ValueError(f"ratio={ratio}: give the fraction of channels to remove, in [0, 1)")
     if isinstance(target, dict):
         target = Target(**target)
-    graph = graph or trace(model, example_inputs, ignore=ignore, round_to=round_to)
+    graph = graph or trace(model, example_inputs, ignore=ignore, round_to=round_to, heads=heads)
     meta = {"criterion": str(criterion), "policy": str(policy), "ratio": ratio,
             "target": target.items() if target else None}
     if target is None and not ratio:

@@ -175,6 +175,39 @@ class SDPANet(nn.Module):
         return self.head((h + self.att(h)).mean(1))
 
 
+class HFStyleAttention(nn.Module):
+    """Attention written the way many hub models are: head count and sizes as attributes, explicit
+    matmul + softmax with the 1/sqrt(head size) scale, permute/view to split and merge heads."""
+
+    def __init__(self, dim=24, heads=3):
+        super().__init__()
+        self.num_attention_heads, self.attention_head_size = heads, dim // heads
+        self.all_head_size = heads * self.attention_head_size
+        self.query, self.key, self.value = (nn.Linear(dim, self.all_head_size) for _ in range(3))
+        self.dense = nn.Linear(self.all_head_size, dim)
+
+    def split(self, x):
+        return x.view(*x.shape[:-1], self.num_attention_heads, self.attention_head_size).permute(0, 2, 1, 3)
+
+    def forward(self, x):
+        q, k, v = self.split(self.query(x)), self.split(self.key(x)), self.split(self.value(x))
+        att = torch.softmax(q @ k.transpose(-1, -2) / self.attention_head_size ** 0.5, dim=-1)
+        y = (att @ v).permute(0, 2, 1, 3).reshape(*x.shape[:-1], self.all_head_size)
+        return self.dense(y)
+
+
+class HFStyleNet(nn.Module):
+    def __init__(self, dim=24):
+        super().__init__()
+        self.inp = nn.Linear(6, dim)
+        self.att = HFStyleAttention(dim)
+        self.head = nn.Linear(dim, 2)
+
+    def forward(self, x):
+        h = torch.tanh(self.inp(x))
+        return self.head((h + self.att(h)).mean(1))
+
+
 class Conv1dNet(nn.Module):
     """Conv1d over sequences with BatchNorm1d, a residual and global pooling."""
 

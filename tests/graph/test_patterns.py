@@ -100,3 +100,79 @@ def test_sdpa_head_dim_patched_and_exact_with_fixed_scale():
     p = pk.apply(copy.deepcopy(m), plan)
     assert p.att.head_dim < 8 and p.att.q.out_features == 4 * p.att.head_dim
     assert pk.verify(m, p, plan, x).exact
+
+
+# ---------------------------------------------------------------- whole attention heads (heads=True)
+def test_whole_heads_sdpa_exact_with_attributes_and_save_load(tmp_path):
+    from .patterns import SDPANet
+
+    torch.manual_seed(0)
+    m = SDPANet().eval()
+    x = torch.randn(2, 5, 8)
+    g = pk.trace(m, x, heads=True)
+    grp = g.group("att.q (+2)")
+    assert grp.size == 4  # one channel per head
+    assert grp.member("att.q.weight", 0).index == [list(range(8 * h, 8 * h + 8)) for h in range(4)]
+    assert grp.member("att.o.weight", 1).index == [list(range(8 * h, 8 * h + 8)) for h in range(4)]
+    plan = pk.plan(m, x, ratio=0.5, graph=g)
+    p = pk.apply(copy.deepcopy(m), plan)
+    assert (p.att.heads, p.att.head_dim, p.att.q.out_features, p.att.o.in_features) == (2, 8, 16, 16)
+    rep = pk.verify(m, p, plan, x)
+    assert plan.exact and rep.exact and rep.max_rel_diff < 1e-5
+    # the file replays the plan (head count included) on a fresh model
+    pk.save(p, tmp_path / "m.safetensors", arch={"factory": "tests.graph.patterns:SDPANet"})
+    back = pk.load(tmp_path / "m.safetensors")
+    assert back.att.heads == 2 and torch.allclose(back(x), p(x))
+
+
+def test_whole_heads_keep_the_scale_exact_where_head_dim_pruning_is_not():
+    from .patterns import HFStyleNet
+
+    torch.manual_seed(0)
+    m = HFStyleNet().eval()
+    x = torch.randn(2, 5, 6)
+    plan = pk.plan(m, x, ratio=0.34, heads=True)
+    p = pk.apply(copy.deepcopy(m), plan)
+    att = p.att
+    assert (att.num_attention_heads, att.attention_head_size, att.all_head_size) == (2, 8, 16)
+    assert plan.exact and pk.verify(m, p, plan, x).exact
+    # head_dim pruning changes 1/sqrt(head size): the plan says so instead of claiming exactness
+    plan_hd = pk.plan(m, x, ratio=0.34)
+    p_hd = pk.apply(copy.deepcopy(m), plan_hd)
+    assert p_hd.att.num_attention_heads == 3 and p_hd.att.attention_head_size < 8
+    assert not plan_hd.exact and any("attention scores" in r for r in plan_hd.reasons())
+
+
+def test_whole_heads_multihead_attention():
+    from .patterns import TransformerNet
+
+    torch.manual_seed(0)
+    m = TransformerNet().eval()
+    x = torch.randint(0, 50, (2, 7))
+    plan = pk.plan(m, x, ratio=0.5, heads=True)
+    p = pk.apply(copy.deepcopy(m), plan)
+    for layer in p.enc.layers:
+        att = layer.self_attn
+        assert (att.num_heads, att.head_dim, att.embed_dim) == (2, 8, 16)
+        assert att.in_proj_weight.shape == (48, 16)
+    assert p(x).shape == (2, 3)
+    assert "attention scale depends on head_dim" not in plan.reasons()  # heads go whole: the scale stays
+    again = pk.apply(copy.deepcopy(p), pk.plan(p, x, ratio=0.5, heads=True))
+    assert again.enc.layers[0].self_attn.num_heads == 1 and again(x).shape == (2, 3)
+
+
+def test_whole_heads_torchvision_vit():
+    import torchvision
+
+    torch.manual_seed(0)
+    m = torchvision.models.VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=4, hidden_dim=32,
+                                             mlp_dim=64, num_classes=10).eval()
+    torch.nn.init.normal_(m.heads.head.weight)  # torchvision zero-initialises the classifier
+    x = torch.randn(2, 3, 32, 32)
+    plan = pk.plan(m, x, ratio=0.25, heads=True)
+    p = pk.apply(copy.deepcopy(m), plan)
+    for layer in p.encoder.layers:
+        assert (layer.self_attention.num_heads, layer.self_attention.head_dim) == (3, 8)
+    assert p(x).shape == (2, 10) and p.conv_proj.out_channels == 24
+    rep = pk.verify(m, p, plan, x)
+    assert plan.reasons() == ["layer/rms norm normalises over these channels"] and not rep.exact

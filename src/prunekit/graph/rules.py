@@ -146,12 +146,35 @@ def _split_union(ctx, before: torch.Tensor, after: torch.Tensor) -> torch.Tensor
     after = compress(after)
     vb, va = varying_dims(compress(before)), varying_dims(after)
     if len(va) > len(vb) and len(va) >= 2:
+        if ctx.heads and _head_union(ctx, after, va):
+            return after
         inner = va[-1]
         moved = after.movedim(inner, -1)
         flat = moved.reshape(-1, moved.shape[-1])
         ctx.uf.union_pairs(flat, flat[:1].expand_as(flat))
         ctx.record_split(after.shape[inner], flat[0].clone(), [after.shape[d] for d in va])
     return after
+
+
+def _head_union(ctx, after: torch.Tensor, va: list[int]) -> bool:
+    """Whole-head mode: when the view splits off the head count of the module running it (an outer factor
+    equal to, or with the batch folded in a multiple of, `num_heads`), every position of one head is one unit."""
+    found = ctx.head_module()
+    if found is None:
+        return False
+    module, h, head_size = found
+    d = after.shape[va[-1]]
+    if head_size is not None and head_size != d:
+        return False  # e.g. nn.MultiheadAttention's (3, embed_dim) split of the packed projection
+    for j in reversed(va[:-1]):
+        f = after.shape[j]
+        if f == h or (f % h == 0 and head_size is not None):
+            rows = after.movedim(j, 0).reshape(f, -1)
+            per_head = rows.reshape(f // h, h, -1).transpose(0, 1).reshape(h, -1)  # row r is head r % h
+            ctx.uf.union_pairs(per_head, per_head[:, :1].expand_as(per_head))
+            ctx.record_heads(module, h, d, per_head[:, 0].clone())
+            return True
+    return False
 
 
 _PERMUTING = {"t", "transpose", "permute", "movedim", "alias", "t_copy", "transpose_copy", "permute_copy"}
@@ -389,12 +412,46 @@ def mutate_fixed(ctx, func, args, kwargs, out) -> None:
 
 
 # ---------------------------------------------------------------- contractions
+def _per_batch(ctx, t: torch.Tensor, drop: int) -> torch.Tensor | None:
+    """Labels of t's contracted positions, batch dims kept (dim `drop`, the free matrix dim, unioned away)."""
+    found = None
+    keep = [d for d in range(t.dim()) if d != drop % t.dim()]
+    for s in ctx.get(t):
+        s = align(s, t.dim())
+        if s.shape[keep[-1]] == 1:
+            continue
+        lab = along_dims(ctx, s, keep)
+        if found is None:
+            found = lab
+        else:
+            found, lab = torch.broadcast_tensors(found, lab)
+            ctx.uf.union_pairs(found, lab)
+    return found
+
+
+def _union_per_batch(ctx, A: torch.Tensor, drop_a: int, B: torch.Tensor, drop_b: int) -> bool:
+    """Whole-head mode: a batched contraction couples A and B position by position in every batch entry
+    (head h of q with head h of k), not across the batch. False when a side carries no labels."""
+    la, lb = _per_batch(ctx, A, drop_a), _per_batch(ctx, B, drop_b)
+    if la is None or lb is None:
+        return False
+    la, lb = align(la, lb.dim()), align(lb, la.dim())
+    ctx.uf.union_pairs(*torch.broadcast_tensors(la, lb))
+    return True
+
+
 def _contract(ctx, A: torch.Tensor, B: torch.Tensor, out: torch.Tensor, bias=None) -> None:
     k = A.shape[-1]
     macs = float(out.numel()) * k
-    wk = ctx.key_of(B) or ctx.key_of(A)
-    ctx.add_macs(B if ctx.key_of(B) else (A if wk else None), macs)
-    ctx.uf.union_pairs(dim_labels(ctx, A, -1, k), dim_labels(ctx, B, -2 if B.dim() > 1 else 0, k))
+    kb = ctx.key_of(B)
+    wk = kb or ctx.key_of(A)
+    ctx.add_macs(B if kb else (A if wk else None), macs)
+    if not (ctx.heads and A.dim() > 1 and B.dim() > 1 and _union_per_batch(ctx, A, -2, B, -1)):
+        ctx.uf.union_pairs(dim_labels(ctx, A, -1, k), dim_labels(ctx, B, -2 if B.dim() > 1 else 0, k))
+    if not (ctx.is_state(A) or ctx.is_state(B)):  # attention scores: often scaled by 1/sqrt(head size)
+        for s in ctx.get(A):
+            if align(s, A.dim()).shape[-1] > 1:
+                ctx.uf.note(s, SCORES_NOTE)
     srcs = []
     for s in ctx.get(A):
         s = align(s, A.dim())
@@ -568,13 +625,21 @@ def position_dependent(ctx, func, args, kwargs, out) -> None:
             ctx.set(o, res)
 
 
+HEAD_DIM_NOTE = "attention scale depends on head_dim"
+SCORES_NOTE = "a product of two activations (attention scores) may be scaled by head_dim"
+
+
 def sdpa(ctx, func, args, kwargs, out) -> None:
     q, k, v = args[0], args[1], args[2]
     e = q.shape[-1]
-    ql, kl = dim_labels(ctx, q, -1, e), dim_labels(ctx, k, -1, e)
-    ctx.uf.union_pairs(ql, kl)
+    if ctx.heads and _union_per_batch(ctx, q, -2, k, -2):
+        qls = ctx.get(q)  # whole heads go: the note is dropped for those whose head_dim cannot change
+    else:
+        qls, kl = [dim_labels(ctx, q, -1, e)], dim_labels(ctx, k, -1, e)
+        ctx.uf.union_pairs(qls[0], kl)
     if kwargs.get("scale") is None:
-        ctx.uf.note(ql, "attention scale depends on head_dim")
+        for ql in qls:
+            ctx.uf.note(ql, HEAD_DIM_NOTE)
     res = []
     for s in ctx.get(v):
         s = align(s, v.dim())

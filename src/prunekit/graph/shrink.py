@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 def shrink(graph: DependencyGraph, plan: PruningPlan, model: nn.Module | None = None) -> DependencyGraph:
     """The graph of the model after `plan`, without tracing again (no forward pass): same group names, channels
     and tensor positions renumbered, split views (flatten widths, heads x head_dim) shrunk to the kept roots."""
-    if any(s.get("kind", "split") not in ("split", "width") for s in getattr(graph, "splits", [])):
+    if any(s.get("kind", "split") not in ("split", "width", "heads") for s in getattr(graph, "splits", [])):
         from .trace import trace
         return trace(model if model is not None else graph.model, graph.example_inputs)
     removed: dict[tuple[str, int], set[int]] = {(k, d): set(ix) for k, d, ix in plan.removals()}
@@ -52,7 +52,7 @@ def shrink(graph: DependencyGraph, plan: PruningPlan, model: nn.Module | None = 
     for s in getattr(graph, "splits", []):
         old_of = getattr(graph, "_root_of", {})
         roots = [r for r in s["roots"] if r not in old_of or r in root_of]
-        factors = list(s["factors"][:-1]) + [len(roots)]
+        factors = [len(roots), s["factors"][-1]] if s.get("kind") == "heads" else list(s["factors"][:-1]) + [len(roots)]
         splits.append({**s, "roots": roots, "inner": len(roots), "factors": factors})
     out = DependencyGraph(model=model if model is not None else graph.model, groups=groups, splits=splits,
                           shapes=shapes, example_inputs=graph.example_inputs, macs_by_key=dict(graph.macs_by_key),

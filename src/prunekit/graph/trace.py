@@ -16,7 +16,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from .groups import ChannelGroup, DependencyGraph, Member
 from .labels import UnionFind, align
-from .rules import _tensors, dim_labels, rule_for
+from .rules import HEAD_DIM_NOTE, SCORES_NOTE, _tensors, dim_labels, rule_for
 
 NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm)
 if hasattr(nn, "RMSNorm"):
@@ -27,10 +27,17 @@ class UnsupportedOpError(RuntimeError):
     """An operation the tracer has no channel rule for touched a traced tensor."""
 
 
+HEADS_ATTRS = ("num_heads", "n_heads", "num_attention_heads", "heads", "n_head", "nhead", "num_head")
+HEAD_DIM_ATTRS = ("head_dim", "dim_head", "d_head", "head_size", "attention_head_size", "d_k", "d_v")
+
+
 class TraceContext:
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, heads: bool = False) -> None:
         self.uf = UnionFind()
         self.model = model
+        self.heads = heads  # prune whole attention heads instead of head_dim
+        self.modules = dict(model.named_modules())
+        self._state_ptrs: set[int] | None = None
         self.labels: dict[int, list[torch.Tensor]] = {}
         self.keep: list[torch.Tensor] = []
         self.stack: list[tuple[str, str]] = []
@@ -47,6 +54,13 @@ class TraceContext:
             if any(start <= i < start + size for i in ids):
                 return key
         return None
+
+    def is_state(self, t: torch.Tensor) -> bool:
+        """Whether t is (a view of) a parameter or buffer of the model rather than an activation."""
+        if self._state_ptrs is None:
+            self._state_ptrs = {v.untyped_storage().data_ptr() for v in self.model.state_dict(keep_vars=True).values()
+                                if isinstance(v, torch.Tensor)}
+        return t.untyped_storage().data_ptr() in self._state_ptrs
 
     def add_macs(self, weight: torch.Tensor | None, macs: float) -> None:
         key = self.key_of(weight) if weight is not None else None
@@ -114,6 +128,28 @@ class TraceContext:
         self.splits.append({"module": name, "inner": int(inner), "factors": factors, "labels": roots,
                             "kind": "split"})
 
+    def head_module(self) -> tuple[str, int, int | None] | None:
+        """(name, head count, head size or None) of the innermost module on the stack with a head-count attribute."""
+        for name, _typ in reversed(self.stack):
+            mod = self.modules.get(name)
+            for attr in HEADS_ATTRS:
+                h = getattr(mod, attr, None)
+                if isinstance(h, int) and not isinstance(h, bool) and h > 1:
+                    d = next((getattr(mod, a) for a in HEAD_DIM_ATTRS if isinstance(getattr(mod, a, None), int)),
+                             None)
+                    return name, h, d
+        return None
+
+    def record_heads(self, module: str, heads: int, head_size: int, roots: torch.Tensor) -> None:
+        """A view that splits a width into (heads, head_size) where whole heads are the pruning unit."""
+        for s in self.splits:
+            # q, k and v of one module share its head count: head i of each is one unit
+            if s["kind"] == "heads" and s["module"] == module and s["factors"] == [heads, head_size]:
+                self.uf.union_pairs(s["labels"], roots)
+                return
+        self.splits.append({"module": module, "inner": int(heads), "factors": [int(heads), int(head_size)],
+                            "labels": roots, "kind": "heads"})
+
     def record_width(self, size: int, labels: torch.Tensor) -> None:
         name = self.stack[-1][0] if self.stack else ""
         self.splits.append({"module": name, "inner": int(size), "factors": [int(size)], "labels": labels,
@@ -172,7 +208,7 @@ def _mha_rule(ctx: TraceContext, mod: nn.MultiheadAttention, name: str, query: t
         start, size = start_size
         lab = torch.arange(start, start + size, dtype=torch.int64).reshape(parts, e)
         ctx.uf.union_pairs(lab, qlab.expand(parts, e))
-    ctx.uf.note(qlab, "attention scale depends on head_dim")
+    ctx.uf.note(qlab, HEAD_DIM_NOTE)
     for attr in ("bias_k", "bias_v"):
         t = getattr(mod, attr, None)
         if t is not None:
@@ -239,18 +275,20 @@ def _matches(ignore, key: str, module_name: str, module: nn.Module) -> bool:
 
 def trace(model: nn.Module, example_inputs: Any, ignore: Iterable | None = None, round_to: int = 1,
           prune_outputs: bool = False, filter_fn: Callable[[nn.Module, str], bool] | None = None,
-          probe: bool = True) -> DependencyGraph:
+          probe: bool = True, heads: bool = False) -> DependencyGraph:
     """Trace one forward of `model` on `example_inputs` and return its channel groups.
 
     ignore: module names, state_dict keys, module types, module objects or predicates whose tensors must not
     change. filter_fn(module, name) -> False has the same effect (torchao style). round_to: keep group sizes
     multiples of this number. probe: check each group by removing one channel in a meta-device copy and
     running the forward; groups that break it (hidden size couplings) are marked not prunable.
+    heads: in attention modules with a head-count attribute (num_heads, n_heads, ...), make whole heads the
+    pruning unit (num_heads shrinks, head_dim stays) instead of head_dim (the default).
     """
     ignore = list(ignore or [])
     if filter_fn is not None:
         ignore.append(lambda m, n: not filter_fn(m, n))
-    ctx = TraceContext(model)
+    ctx = TraceContext(model, heads=heads)
     mods = dict(model.named_modules())
     ctx.ignored = {n for n, m in mods.items() if n and _matches(ignore, n, n, m)}
     entries = _state_entries(model)
@@ -345,8 +383,10 @@ def build_groups(ctx: TraceContext, model: nn.Module, round_to: int = 1) -> list
         r = uf.find(int(a))
         fixed_roots.setdefault(r, uf.fixed_reason.get(int(a), "fixed"))
     notes: dict[int, set[str]] = {}
+    whole_heads = {int(r) for s in ctx.splits if s["kind"] == "heads" for r in uf.roots(s["labels"].numpy())}
     for a, texts in uf.notes.items():
-        notes.setdefault(uf.find(a), set()).update(texts)
+        r = uf.find(a)
+        notes.setdefault(r, set()).update(t for t in texts if not (t in (HEAD_DIM_NOTE, SCORES_NOTE) and r in whole_heads))
     # channels of each group, in producer order
     group_channels: dict[int, list[int]] = {}
     seen: set[int] = set()

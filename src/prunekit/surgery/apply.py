@@ -5,11 +5,11 @@ import torch
 from torch import nn
 
 from ..graph.plan import PruningPlan
+from ..graph.trace import HEAD_DIM_ATTRS, HEADS_ATTRS
 
 WIDTH_ATTRS = ("hidden_dim", "embed_dim", "dim", "d_model", "hidden_size", "channels", "num_channels", "width",
                "in_dim", "out_dim", "num_features", "feat_dim", "embedding_dim", "inner_dim", "mid_channels",
                "hidden_features", "embed_dims")
-HEAD_DIM_ATTRS = ("head_dim", "dim_head", "d_head", "head_size", "attention_head_size", "d_k", "d_v")
 INNER_ATTRS = ("inner_dim", "all_head_size", "hidden_dim_attn", "attn_dim")
 
 
@@ -167,16 +167,21 @@ def _patch_attributes(model: nn.Module, plan: PruningPlan) -> None:
         outer = 1
         for f in p["factors"][:-1]:
             outer *= f
-        names = WIDTH_ATTRS if p.get("kind") == "width" else HEAD_DIM_ATTRS
+        kind = p.get("kind", "split")
+        names = {"width": WIDTH_ATTRS, "heads": HEADS_ATTRS}.get(kind, HEAD_DIM_ATTRS)
+        # the product heads x head_dim some modules keep (all_head_size): old and new values
+        unit = p["factors"][-1] if kind == "heads" else outer
         for m in chain:
             changed = False
             for attr in names:
                 if getattr(m, attr, None) == p["old"] and isinstance(getattr(m, attr), int):
                     setattr(m, attr, p["new"])
                     changed = True
-            for attr in (INNER_ATTRS if p.get("kind") != "width" else ()):
-                if getattr(m, attr, None) == outer * p["old"] and isinstance(getattr(m, attr), int):
-                    setattr(m, attr, outer * p["new"])
+            for attr in (INNER_ATTRS if kind != "width" else ()):
+                if getattr(m, attr, None) == unit * p["old"] and isinstance(getattr(m, attr), int):
+                    setattr(m, attr, unit * p["new"])
                     changed = True
+            if isinstance(m, nn.MultiheadAttention):
+                m.head_dim = m.embed_dim // m.num_heads
             if changed:
                 break
