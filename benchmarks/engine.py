@@ -158,7 +158,8 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-timings", action="store_true")
     ap.add_argument("--no-peer", action="store_true", help="skip torch-pruning even when installed")
     ap.add_argument("--limit-seconds", type=float, default=LIMITS["seconds"], help="per tool and model")
-    ap.add_argument("--limit-memory-gb", type=float, default=LIMITS["memory_gb"], help="address space per tool and model")
+    ap.add_argument("--limit-memory-gb", type=float, default=LIMITS["memory_gb"],
+                    help="address space per tool and model")
     args = ap.parse_args(argv)
     LIMITS.update(seconds=args.limit_seconds, memory_gb=args.limit_memory_gb)
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -205,7 +206,8 @@ def main(argv=None) -> int:
                "prunekit_exact": sum(r["prunekit"].get("exact", False) for r in rows)}
     if peer:
         summary["torch_pruning_ok"] = sum(r["torch_pruning"].get("ok", False) for r in rows)
-    result = {"summary": summary, "rows": rows, "timings": timings, "command": " ".join(["python", "benchmarks/engine.py", *(sys.argv[1:] if argv is None else argv)]),
+    command = " ".join(["python", "benchmarks/engine.py", *(sys.argv[1:] if argv is None else argv)])
+    result = {"summary": summary, "rows": rows, "timings": timings, "command": command,
               "environment": environment_info()}
     (out / "results.json").write_text(json.dumps(result, indent=1))
     table = [{"model": r["model"], "input": "x".join(map(str, (r["input"] or [])[2:])),

@@ -77,3 +77,17 @@ def test_prune_from_a_recipe(tmp_path):
 def test_prune_needs_a_target(tmp_path, capsys):
     assert main(prune_argv(tmp_path / "o", tmp_path / "c", "--method", "oneshot")) == 2
     assert "--target-macs" in capsys.readouterr().err
+
+
+def test_prune_ignore_and_round_to_reach_the_tracer(tmp_path):
+    out = tmp_path / "run"
+    assert main(prune_argv(out, tmp_path / "cache", "--method", "oneshot", "--ratio", "0.3", "--ignore", "conv1",
+                           "--round-to", "2")) == 0
+    model = pk.load(out / "model.safetensors")
+    convs = {n: m for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)}
+    assert convs["conv1"].out_channels == 4  # width 0.25 of 16: the excluded stem (and what it is tied to) stays
+    assert convs["layer1.0.conv2"].out_channels == 4
+    changed = [m.out_channels for n, m in convs.items() if m.out_channels not in (4, 8, 16)]
+    assert changed and all(c % 2 == 0 for c in changed)  # 30% of 8 or 16 channels, rounded to a multiple of 2
+    report = json.loads((out / "report.json").read_text())
+    assert report["summary"]["macs_kept"] < 0.9

@@ -81,11 +81,11 @@ def test_admm_drives_removed_filters_to_zero():
 
 
 def test_coarse_runs_no_forward_pass_outside_training_steps(monkeypatch):
-    coarse_mod = importlib.import_module("prunekit.methods.coarse")  # the module, not the function
+    trace_mod = importlib.import_module("prunekit.graph.trace")  # the module, not the function
     loader, ex = data()
     model = net()
     calls = {"trace": 0, "forward": 0, "in_trace": False}
-    real_trace = coarse_mod.trace
+    real_trace = trace_mod.trace
 
     def counting_trace(*a, **k):
         calls["trace"] += 1
@@ -99,7 +99,7 @@ def test_coarse_runs_no_forward_pass_outside_training_steps(monkeypatch):
         if not calls["in_trace"]:
             calls["forward"] += 1
 
-    monkeypatch.setattr(coarse_mod, "trace", counting_trace)
+    monkeypatch.setattr(trace_mod, "trace", counting_trace)
     model.register_forward_pre_hook(count)
     pruned, rep = run_method("coarse", model, loader, None, ex, target=Target(macs=0.5), criterion="taylor",
                              every=3, prunes=3, finetune_epochs=2)

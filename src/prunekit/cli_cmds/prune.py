@@ -33,6 +33,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="fraction of the dense latency measured here (batch of the example input; --policy auto)")
     p.add_argument("--target-size", type=float, default=None, help="fraction of the file size (--policy auto)")
     p.add_argument("--ratio", type=float, default=None, help="fraction of channels to remove (no target)")
+    p.add_argument("--ignore", action="append", default=[], metavar="NAME",
+                   help="module name or state_dict key to leave untouched (repeatable)")
+    p.add_argument("--heads", action="store_true", help="remove whole attention heads instead of head_dim")
+    p.add_argument("--round-to", type=int, default=1, help="keep channel counts multiples of N")
     p.add_argument("--min-channels", type=int, default=1)
     p.add_argument("--max-ratio", type=float, default=0.9, help="at most this fraction of a group is removed")
     p.add_argument("--epochs", type=int, default=10, help="base training epochs (when no --base is given)")
@@ -217,6 +221,15 @@ def method_kwargs(args: argparse.Namespace, extra: dict[str, Any]) -> dict[str, 
               temperature=args.temperature, distill_weight=args.distill_weight, from_scratch=args.from_scratch,
               scratch_epochs=args.scratch_epochs, max_steps_per_epoch=args.max_steps_per_epoch, seed=args.seed,
               min_channels=args.min_channels, max_ratio=args.max_ratio, device=args.device)
+    trace_kw: dict[str, Any] = {}
+    if getattr(args, "ignore", None):
+        trace_kw["ignore"] = list(args.ignore)
+    if getattr(args, "heads", False):
+        trace_kw["heads"] = True
+    if getattr(args, "round_to", 1) > 1:
+        trace_kw["round_to"] = args.round_to
+    if trace_kw:
+        kw["trace_kw"] = {**trace_kw, **kw.get("trace_kw", {})}
     if not args.no_progress:
         kw["log"] = print  # one line per fine-tuning epoch
     if args.method in ("oneshot", "iterative", "srr"):
@@ -264,7 +277,7 @@ def pipeline(args: argparse.Namespace, extra: dict[str, Any] | None = None, anal
         print_analysis(analysis, f"{args.model} (width {args.width}): channel groups before pruning")
         plot_analysis(analysis, out / "analyze.png")
         timings["analyze"] = time.perf_counter() - t0
-    base_widths = {g.name: g.size for g in trace(model, example).prunable_groups()}
+    base_widths = {g.name: g.size for g in trace(model, example, **mkw.get("trace_kw", {})).prunable_groups()}
     t0 = time.perf_counter()
     name = args.method.replace("-", "_")
     pruned, rep = run_method(name, model, loaders.train, loaders.val, example, **mkw)

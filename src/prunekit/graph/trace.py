@@ -385,8 +385,9 @@ def build_groups(ctx: TraceContext, model: nn.Module, round_to: int = 1) -> list
     notes: dict[int, set[str]] = {}
     whole_heads = {int(r) for s in ctx.splits if s["kind"] == "heads" for r in uf.roots(s["labels"].numpy())}
     for a, texts in uf.notes.items():
-        r = uf.find(a)
-        notes.setdefault(r, set()).update(t for t in texts if not (t in (HEAD_DIM_NOTE, SCORES_NOTE) and r in whole_heads))
+        r = uf.find(a)  # a head removed whole keeps its head_dim, so the scale notes do not apply to it
+        notes.setdefault(r, set()).update(t for t in texts if not (t in (HEAD_DIM_NOTE, SCORES_NOTE)
+                                                                   and r in whole_heads))
     # channels of each group, in producer order
     group_channels: dict[int, list[int]] = {}
     seen: set[int] = set()

@@ -20,11 +20,10 @@ from torch import nn
 
 from ..criteria.base import member_rows, per_channel
 from ..graph.groups import ChannelGroup, Member
-from ..graph.trace import trace
 from ..policies.base import Target
 from ..surgery import apply
 from .common import (as_target, cost, default_inputs, no_extra, plan_step, recover, score, shrink_graph,
-                     split_options, summary, teacher_of, train)
+                     split_options, summary, teacher_of, trace_model, train)
 
 
 class _GroupADMM:
@@ -101,7 +100,7 @@ def admm(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None =
     history: dict[str, Any] = {"admm_iterations": []}
     teacher = teacher_of(model, opts)
     ex = default_inputs(train_loader, example_inputs)
-    graph = trace(model, ex)
+    graph = trace_model(model, ex, opts)
     base = cost(graph)
     t0 = time.perf_counter()
     l1 = score(model, graph, "l1", None)

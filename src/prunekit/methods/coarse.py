@@ -15,12 +15,11 @@ from typing import Any, Iterable
 from torch import nn
 
 from ..criteria.activations import ActivationRecorder
-from ..graph.trace import trace
 from ..policies.base import Target
 from ..surgery import apply
 from ..train import DistillationLoss
 from .common import (PlanComposer, as_target, cost, default_inputs, no_extra, plan_step, recover, shrink_graph,
-                     split_options, step_target, summary, teacher_of, train)
+                     split_options, step_target, summary, teacher_of, trace_model, train)
 
 COARSE_CRITERIA = ("taylor", "apoz", "mean_activation")
 
@@ -43,7 +42,7 @@ def coarse(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None
     teacher = teacher_of(model, opts)
     ex = default_inputs(train_loader, example_inputs)
     t0 = time.perf_counter()
-    graph = trace(model, ex)
+    graph = trace_model(model, ex, opts)
     base = cost(graph)
     timings: dict[str, float] = {"trace": time.perf_counter() - t0}
     history: dict[str, Any] = {"prunes": []}

@@ -28,6 +28,7 @@ class Recovery:
     architecture and train it for scratch_epochs (default finetune_epochs) at scratch_lr (default 10 x lr)
     instead of fine-tuning: the control of "Rethinking the Value of Network Pruning" (Liu et al. 2019).
     train_config: every other TrainConfig field (optimizer, weight decay, ...); epochs and lr are set per phase.
+    trace_kw: how the model is traced (`pk.trace` keywords: modules to leave alone, whole heads, round_to).
     """
 
     finetune_epochs: int = 1
@@ -43,6 +44,7 @@ class Recovery:
     device: Any = None
     log: Callable[[str], None] | None = None
     seed: int = 0
+    trace_kw: dict[str, Any] | None = None  # for pk.trace: ignore=[...], heads=True, round_to=N
 
     def config(self, epochs: int, lr: float, **over: Any) -> TrainConfig:
         base = self.train_config or TrainConfig(progress=True, verbose=self.log is not None)
@@ -50,6 +52,11 @@ class Recovery:
         if self.max_steps_per_epoch is not None and "max_steps_per_epoch" not in over:
             fields["max_steps_per_epoch"] = self.max_steps_per_epoch
         return dataclasses.replace(base, **fields)
+
+
+def trace_model(model: nn.Module, example_inputs: Any, opts: Recovery) -> DependencyGraph:
+    from ..graph.trace import trace
+    return trace(model, example_inputs, **(opts.trace_kw or {}))
 
 
 def split_options(kw: dict[str, Any]) -> tuple[Recovery, dict[str, Any]]:

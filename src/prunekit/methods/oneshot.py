@@ -6,11 +6,10 @@ from typing import Any, Iterable
 
 from torch import nn
 
-from ..graph.trace import trace
 from ..policies.base import Target
 from ..surgery import apply
-from .common import (PlanComposer, as_target, cost, default_inputs, no_extra, plan_step, recover, score,
-                     shrink_graph, split_options, step_target, summary, teacher_of, train)
+from .common import (PlanComposer, as_target, cost, default_inputs, no_extra, plan_step, recover, score, shrink_graph,
+                     split_options, step_target, summary, teacher_of, trace_model, train)
 
 
 def oneshot(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = None, example_inputs: Any = None,
@@ -29,7 +28,7 @@ def oneshot(model: nn.Module, train_loader: Iterable, val_loader: Iterable | Non
     teacher = teacher_of(model, opts)
     ex = default_inputs(train_loader, example_inputs)
     t0 = time.perf_counter()
-    graph = trace(model, ex)
+    graph = trace_model(model, ex, opts)
     base = cost(graph)
     timings["trace"] = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -77,7 +76,7 @@ def iterative(model: nn.Module, train_loader: Iterable, val_loader: Iterable | N
     history: dict[str, Any] = {"steps": []}
     teacher = teacher_of(model, opts)
     ex = default_inputs(train_loader, example_inputs)
-    graph = trace(model, ex)
+    graph = trace_model(model, ex, opts)
     base = cost(graph)
     sizes = {g.name: g.size for g in graph.groups}
     composer = PlanComposer(graph)

@@ -8,13 +8,12 @@ from typing import Any, Iterable
 
 from torch import nn
 
-from ..graph.trace import trace
 from ..policies.base import Target
 from ..surgery import apply
 from ..train import as_loss_term, bn_l1
 from ..train import group_lasso as group_lasso_penalty
 from .common import (as_target, cost, default_inputs, no_extra, plan_step, recover, score, shrink_graph,
-                     split_options, summary, teacher_of, train)
+                     split_options, summary, teacher_of, trace_model, train)
 
 
 def _regularized(name: str, penalty, model: nn.Module, train_loader: Iterable, val_loader: Iterable | None,
@@ -29,7 +28,7 @@ def _regularized(name: str, penalty, model: nn.Module, train_loader: Iterable, v
     history: dict[str, Any] = {}
     teacher = teacher_of(model, opts)
     ex = default_inputs(train_loader, example_inputs)
-    graph = trace(model, ex)
+    graph = trace_model(model, ex, opts)
     base = cost(graph)
     t0 = time.perf_counter()
     term = penalty(graph, strength)
