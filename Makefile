@@ -16,7 +16,7 @@ demo: setup data
 test: setup data browser
 	$(PY) -m pytest -x -p no:cacheprovider --timeout=$(TEST_TIMEOUT) -m "not heavy" tests
 
-# The rest of the torchvision zoo (large models), run on demand.
+# The four largest torchvision classifiers (over 300M parameters); CI runs them after `make test`.
 test-heavy: setup
 	$(PY) -m pytest -p no:cacheprovider --timeout=900 -m heavy tests
 

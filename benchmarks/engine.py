@@ -23,6 +23,7 @@ import torchvision
 
 import prunekit as pk
 from prunekit.report import environment_info, markdown_table
+from prunekit.surgery.verify import make_input_sensitive
 
 QUICK = ["resnet18", "mobilenet_v3_small", "squeezenet1_1", "shufflenet_v2_x0_5"]
 FIXED_SIZE = {"inception_v3": 75, "vit_b_16": 224, "vit_b_32": 224, "vit_l_16": 224, "vit_l_32": 224,
@@ -135,6 +136,7 @@ def model_row(tool: str, name: str, size: int | None = None) -> dict:
     torch.manual_seed(0)
     model = build(name)
     x = smallest_input(model, name) if size is None else torch.randn(1, 3, size, size)
+    make_input_sensitive(model, x)  # BN statistics from a random batch, zero classifiers re-drawn
     return {**_call(TOOLS[tool], (model, x)), "input": list(x.shape)}
 
 
@@ -148,6 +150,12 @@ def timing(name: str, tool: str, repeats: int) -> dict:
     return {"median_s": statistics.median(times), "runs": times}
 
 
+def _write_rows(path: Path, rows: list[dict]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tmp.replace(path)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
@@ -156,6 +164,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "engine"))
     ap.add_argument("--resume", action="store_true", help="keep the models already in <out>/rows.jsonl")
     ap.add_argument("--skip-timings", action="store_true")
+    ap.add_argument("--redo", nargs="*", default=[], choices=["prunekit", "torch_pruning"],
+                    help="with --resume: run these tools again on every model, keeping the other results")
     ap.add_argument("--no-peer", action="store_true", help="skip torch-pruning even when installed")
     ap.add_argument("--limit-seconds", type=float, default=LIMITS["seconds"], help="per tool and model")
     ap.add_argument("--limit-memory-gb", type=float, default=LIMITS["memory_gb"],
@@ -186,6 +196,14 @@ def main(argv=None) -> int:
             if peer:
                 timings[name]["torch_pruning"] = timing(name, "torch_pruning", args.repeats)
         tfile.write_text(json.dumps(timings, indent=1))
+    for row in rows if args.redo else []:
+        for tool in args.redo:
+            res = guarded(model_row, tool, row["model"])
+            res.pop("input", None)
+            row[tool] = res
+        print(json.dumps(row), flush=True)
+    if args.redo:
+        _write_rows(out / "rows.jsonl", rows)
     for name in names:
         if name in done:
             continue

@@ -119,6 +119,9 @@ def test_whole_heads_sdpa_exact_with_attributes_and_save_load(tmp_path):
     assert (p.att.heads, p.att.head_dim, p.att.q.out_features, p.att.o.in_features) == (2, 8, 16, 16)
     rep = pk.verify(m, p, plan, x)
     assert plan.exact and rep.exact and rep.max_rel_diff < 1e-5
+    after, fresh = g.after(plan, p), pk.trace(p, x, heads=True)
+    assert [(a.name, a.size) for a in after.groups] == [(b.name, b.size) for b in fresh.groups]
+    assert [s["factors"] for s in after.splits if s["kind"] == "heads"] == [[2, 8]]
     # the file replays the plan (head count included) on a fresh model
     pk.save(p, tmp_path / "m.safetensors", arch={"factory": "tests.graph.patterns:SDPANet"})
     back = pk.load(tmp_path / "m.safetensors")

@@ -62,18 +62,18 @@ class UnionFind:
         """Union a[i] with b[i] for all i (both flattened, broadcast first)."""
         a = np.asarray(a.reshape(-1) if isinstance(a, np.ndarray) else a.reshape(-1).numpy())
         b = np.asarray(b.reshape(-1) if isinstance(b, np.ndarray) else b.reshape(-1).numpy())
-        if a.size == 0:
-            return
-        pairs = np.unique(np.stack([a, b], 1), axis=0)
-        pairs = pairs[pairs[:, 0] != pairs[:, 1]]
-        for x, y in pairs:
-            rx, ry = self.find(int(x)), self.find(int(y))
-            if rx != ry:
-                # keep the smaller id as root so FIXED (0) always wins
-                if rx < ry:
-                    self.parent[ry] = rx
-                else:
-                    self.parent[rx] = ry
+        a, b = np.broadcast_arrays(a, b)
+        while a.size:
+            # vectorised: every root that must merge points at the smallest root it meets (parent[i] <= i holds,
+            # so no cycle can form; the smaller id stays root, so FIXED (0) always wins); repeat for the pairs
+            # a root taking two partners left apart
+            ra, rb = self.roots(a), self.roots(b)
+            todo = ra != rb
+            if not todo.any():
+                return
+            ra, rb = ra[todo], rb[todo]
+            np.minimum.at(self.parent, np.maximum(ra, rb), np.minimum(ra, rb))
+            a, b = a[todo], b[todo]
 
     def union_all(self, ids: torch.Tensor) -> None:
         flat = ids.reshape(-1)
@@ -82,10 +82,16 @@ class UnionFind:
             self.union_pairs(uniq[:1].expand(len(uniq)), uniq)
 
     def roots(self, ids: np.ndarray) -> np.ndarray:
+        """find() of every id, vectorised: follow parents until none moves, then point each id at its root."""
         ids = np.asarray(ids, dtype=np.int64)
-        uniq, inv = np.unique(ids, return_inverse=True)
-        r = np.array([self.find(int(u)) for u in uniq], dtype=np.int64)
-        return r[inv].reshape(ids.shape)
+        r = self.parent[ids]
+        while True:
+            up = self.parent[r]
+            if np.array_equal(up, r):
+                break
+            r = up
+        self.parent[ids] = r
+        return r
 
     def mark_fixed(self, ids: torch.Tensor, reason: str) -> None:
         for u in torch.unique(ids.reshape(-1)).tolist():

@@ -41,22 +41,34 @@ def _to_meta(obj):
 
 
 def _runner(model: nn.Module, example_inputs: Any):
-    """A function that copies the model (on meta for very large models), applies a plan, runs it."""
+    """A function that copies the model, applies a plan and runs it, returning the output shapes.
+
+    The copy lives on the meta device (shapes only: no memory, no arithmetic) whenever the unpruned model
+    runs there; models with data-dependent steps that meta tensors cannot run use a copy sharing the real
+    tensors instead.
+    """
     from ..surgery.apply import apply
     from .trace import _tensors, run_model
 
-    big = sum(p.numel() for p in model.parameters()) > 150_000_000
-    copy_fn = meta_copy if big else shared_copy
-    inputs = _to_meta(example_inputs) if big else example_inputs
+    def make(copy_fn, inputs):
+        def run(plan) -> list:
+            m = copy_fn(model).eval()
+            if plan is not None:
+                apply(m, plan)
+            with torch.no_grad():
+                return [t.shape for t in _tensors(run_model(m, inputs))]
+        return run
 
-    def run(plan) -> list:
-        m = copy_fn(model).eval()
-        if plan is not None:
-            apply(m, plan)
-        with torch.no_grad():
-            return [t.shape for t in _tensors(run_model(m, inputs))]
+    try:
+        run, ref = make(meta_copy, _to_meta(example_inputs)), None
+        ref = run(None)
+    except Exception:  # noqa: BLE001 - not runnable on meta: fall back to real tensors
+        run = make(shared_copy, example_inputs)
 
-    return run
+    def cached(plan) -> list:
+        return ref if plan is None and ref is not None else run(plan)
+
+    return cached
 
 
 def probe_groups(model: nn.Module, graph: DependencyGraph, example_inputs: Any) -> int:

@@ -403,19 +403,23 @@ def build_groups(ctx: TraceContext, model: nn.Module, round_to: int = 1) -> list
         for c, r in enumerate(group_channels[gid]):
             chan_of[r] = (gi, c)
     member_idx: list[dict[tuple[str, int], list[list[int]]]] = [dict() for _ in gids]
+    gi_of = np.full(uf.n, -1, dtype=np.int64)  # root -> group, channel (vectorised chan_of)
+    c_of = np.full(uf.n, -1, dtype=np.int64)
+    for r, (gi, c) in chan_of.items():
+        gi_of[r], c_of[r] = gi, c
     for kd, roots in roots_of.items():
-        uniq, inv = np.unique(roots, return_inverse=True)
-        order = np.argsort(inv, kind="stable")
-        runs = np.split(order, np.cumsum(np.bincount(inv, minlength=len(uniq)))[:-1])
-        for u, positions in zip(uniq.tolist(), runs):
-            hit = chan_of.get(u)
-            if hit is None:
+        gis, cs = gi_of[roots], c_of[roots]
+        for gi in np.unique(gis[gis >= 0]).tolist():
+            pos = np.nonzero(gis == gi)[0]
+            order = np.argsort(cs[pos], kind="stable")  # positions of channel 0, then 1, ...
+            size = len(group_channels[gids[gi]])
+            counts = np.bincount(cs[pos], minlength=size)
+            flat = pos[order].tolist()
+            if len(flat) == size and counts.min() == 1:  # one position per channel: the common case
+                member_idx[gi][kd] = [[p] for p in flat]
                 continue
-            gi, c = hit
-            idx = member_idx[gi].get(kd)
-            if idx is None:
-                idx = member_idx[gi][kd] = [[] for _ in group_channels[gids[gi]]]
-            idx[c] = positions.tolist()
+            bounds = np.concatenate([[0], np.cumsum(counts)]).tolist()
+            member_idx[gi][kd] = [flat[bounds[c]:bounds[c + 1]] for c in range(size)]
     groups = []
     for gi, gid in enumerate(gids):
         chans = group_channels[gid]
