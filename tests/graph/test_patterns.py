@@ -30,6 +30,7 @@ def test_pattern_prunes_and_verifies(name):
     assert out.shape == ref.shape
     assert _n(pruned) < _n(model)
     report = pk.verify(model, pruned, plan, x)
+    assert not report.weak, report
     if name in APPROXIMATE:
         assert not plan.exact and plan.reasons()
     else:

@@ -35,7 +35,6 @@ def test_torchvision_model(name):
     make_input_sensitive(model, x)  # else many fresh models output their bias for any input: nothing to verify
     with torch.no_grad():
         ref = model(x)
-        assert (ref - model(torch.randn_like(x))).abs().max() > 1e-3 * ref.abs().max()
     plan = pk.plan(model, x, ratio=0.3)
     assert not plan.is_empty(), name
     pruned = pk.apply(copy.deepcopy(model), plan)
@@ -46,6 +45,7 @@ def test_torchvision_model(name):
     after = sum(p.numel() for p in pruned.parameters())
     assert after < 0.95 * before
     report = pk.verify(model, pruned, plan, x)
+    assert not report.weak, f"{name}: {report}"
     if plan.exact:
         assert report.exact, f"{name}: {report}"
     else:

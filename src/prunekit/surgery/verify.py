@@ -20,12 +20,21 @@ class VerifyReport:
     params_after: int
     reasons: list[str] = field(default_factory=list)
     output_shapes_match: bool = True
+    input_sensitivity: float = float("nan")  # relative output change when the input is perturbed
+
+    @property
+    def weak(self) -> bool:
+        """The outputs barely depend on the input (a fresh model in eval mode often just outputs its bias):
+        agreement then proves little. `make_input_sensitive(model, inputs)` or real data fixes that."""
+        return self.input_sensitivity < 1e-3
 
     def __str__(self) -> str:
         kind = "exact" if self.exact else "approximate"
         why = f" ({'; '.join(self.reasons)})" if self.reasons and not self.exact else ""
+        weak = (f"; WEAK CHECK: the output changes by {self.input_sensitivity:.1e} (relative) when the input "
+                f"does, see make_input_sensitive") if self.weak else ""
         return (f"{kind}: max |diff| = {self.max_abs_diff:.3g} (relative {self.max_rel_diff:.3g}), params "
-                f"{self.params_before:,} -> {self.params_after:,}{why}")
+                f"{self.params_before:,} -> {self.params_after:,}{why}{weak}")
 
 
 def zeroed_copy(original: nn.Module, plan: PruningPlan) -> nn.Module:
@@ -67,8 +76,28 @@ def verify(original: nn.Module, pruned: nn.Module, plan: PruningPlan, example_in
     scale = max((float(x.float().abs().max()) if x.numel() else 0.0) for x in a) or 1.0
     rel = abs_diff / scale
     exact = rel <= rtol
+    moved = _tensors(run_model(z, _perturbed(example_inputs)))
+    sens = max((float((x.float() - y.float()).abs().max()) if x.numel() else 0.0) for x, y in zip(a, moved)) / scale
     return VerifyReport(exact, abs_diff, rel, _n_params(original), _n_params(pruned),
-                        [] if exact else (plan.reasons() or ["numerical difference with no known cause"]))
+                        [] if exact else (plan.reasons() or ["numerical difference with no known cause"]),
+                        input_sensitivity=sens)
+
+
+def _perturbed(inputs, seed: int = 1):
+    """Other inputs of the same kind: floats redrawn at the same scale, integers (token ids) shuffled."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def move(t):
+        if not isinstance(t, torch.Tensor) or not t.numel():
+            return t
+        if t.is_floating_point():
+            noise = torch.randn(t.shape, generator=gen, dtype=t.dtype).to(t.device)
+            return noise * (t.float().std().nan_to_num(1.0).clamp_min(1e-3)).to(t.dtype) + t.mean()
+        if t.dtype != torch.bool:
+            return t.flatten()[torch.randperm(t.numel(), generator=gen).to(t.device)].reshape(t.shape)
+        return t
+
+    return torch.utils._pytree.tree_map(move, inputs)
 
 
 @torch.no_grad()
