@@ -496,7 +496,6 @@ def convolution(ctx, func, args, kwargs, out) -> None:
             uf.union_pairs(g_out, g_out[:1].expand_as(g_out))
         outlab = W0
     else:
-        cin_w, cout_g = w.shape[0], w.shape[1]
         IL, W0, W1 = dim_labels(ctx, x, 1, cin), dim_labels(ctx, w, 0), dim_labels(ctx, w, 1)
         if groups == 1:
             uf.union_pairs(IL, W0)

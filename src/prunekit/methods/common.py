@@ -146,6 +146,29 @@ def recover(model: nn.Module, teacher: nn.Module | None, train_loader: Iterable,
     return model
 
 
+def prune_once_and_recover(name: str, model: nn.Module, graph: DependencyGraph, base: dict[str, float],
+                           scores: dict, train_loader: Iterable, val_loader: Iterable | None, example_inputs: Any,
+                           opts: Recovery, teacher: nn.Module | None, timings: dict[str, float],
+                           history: dict[str, Any], t_start: float, *, criterion: str, policy: str,
+                           target: Target | None, ratio: float | None, min_channels: int, max_ratio: float,
+                           policy_kw: dict | None, **extra: Any) -> tuple[nn.Module, dict[str, Any]]:
+    """The tail every single-prune method shares: allocate and select with `policy`, apply, recover, report.
+    `extra` (e.g. strength=) goes to the plan's meta and the report."""
+    from ..surgery import apply
+
+    t0 = time.perf_counter()
+    meta = {"method": name, "criterion": criterion, "policy": policy, "ratio": ratio, **extra,
+            "target": target.items() if target else None}
+    plan = plan_step(model, graph, scores, policy, target, ratio, min_channels, max_ratio, policy_kw,
+                     data=train_loader, example_inputs=example_inputs, seed=opts.seed, meta=meta)
+    apply(model, plan)
+    graph = graph.after(plan, model)
+    timings["prune"] = time.perf_counter() - t0
+    recover(model, teacher, train_loader, val_loader, opts, timings, history)
+    timings["total"] = time.perf_counter() - t_start
+    return model, summary(name, base, graph, plan, timings, history, criterion=criterion, policy=policy, **extra)
+
+
 # ----------------------------------------------------------------------------- following a model through prunes
 def shrink_graph(graph: DependencyGraph, plan: PruningPlan, model: nn.Module | None = None) -> DependencyGraph:
     """The graph of the model after `plan`, without tracing again: `graph.after(plan, model)`."""

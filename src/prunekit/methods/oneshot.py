@@ -8,8 +8,9 @@ from torch import nn
 
 from ..policies.base import Target
 from ..surgery import apply
-from .common import (PlanComposer, as_target, cost, default_inputs, no_extra, plan_step, recover, score, shrink_graph,
-                     split_options, step_target, summary, teacher_of, trace_model, train)
+from .common import (PlanComposer, as_target, cost, default_inputs, no_extra, plan_step, prune_once_and_recover,
+                     recover, score, shrink_graph, split_options, step_target, summary, teacher_of, trace_model,
+                     train)
 
 
 def oneshot(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = None, example_inputs: Any = None,
@@ -34,17 +35,9 @@ def oneshot(model: nn.Module, train_loader: Iterable, val_loader: Iterable | Non
     t0 = time.perf_counter()
     scores = score(model, graph, criterion, train_loader, score_batches, opts.seed, criterion_kw)
     timings["score"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    meta = {"method": "oneshot", "criterion": criterion, "policy": policy, "ratio": ratio,
-            "target": target.items() if target else None}
-    plan = plan_step(model, graph, scores, policy, target, ratio, min_channels, max_ratio, policy_kw,
-                     data=train_loader, example_inputs=ex, seed=opts.seed, meta=meta)
-    apply(model, plan)
-    graph = shrink_graph(graph, plan, model)
-    timings["prune"] = time.perf_counter() - t0
-    recover(model, teacher, train_loader, val_loader, opts, timings, history)
-    timings["total"] = time.perf_counter() - t_start
-    return model, summary("oneshot", base, graph, plan, timings, history, criterion=criterion, policy=policy)
+    return prune_once_and_recover("oneshot", model, graph, base, scores, train_loader, val_loader, ex, opts, teacher,
+                                  timings, history, t_start, criterion=criterion, policy=policy, target=target,
+                                  ratio=ratio, min_channels=min_channels, max_ratio=max_ratio, policy_kw=policy_kw)
 
 
 def srr(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = None, example_inputs: Any = None,

@@ -9,11 +9,10 @@ from typing import Any, Iterable
 from torch import nn
 
 from ..policies.base import Target
-from ..surgery import apply
 from ..train import as_loss_term, bn_l1
 from ..train import group_lasso as group_lasso_penalty
-from .common import (as_target, cost, default_inputs, no_extra, plan_step, recover, score, shrink_graph,
-                     split_options, summary, teacher_of, trace_model, train)
+from .common import (as_target, cost, default_inputs, no_extra, prune_once_and_recover, score, split_options,
+                     teacher_of, trace_model, train)
 
 
 def _regularized(name: str, penalty, model: nn.Module, train_loader: Iterable, val_loader: Iterable | None,
@@ -38,18 +37,10 @@ def _regularized(name: str, penalty, model: nn.Module, train_loader: Iterable, v
     t0 = time.perf_counter()
     scores = score(model, graph, criterion, train_loader, seed=opts.seed)
     timings["score"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    meta = {"method": name, "criterion": criterion, "policy": policy, "ratio": ratio, "strength": strength,
-            "target": target.items() if target else None}
-    plan = plan_step(model, graph, scores, policy, target, ratio, min_channels, max_ratio, policy_kw,
-                     data=train_loader, example_inputs=ex, seed=opts.seed, meta=meta)
-    apply(model, plan)
-    graph = shrink_graph(graph, plan, model)
-    timings["prune"] = time.perf_counter() - t0
-    recover(model, teacher, train_loader, val_loader, opts, timings, history)
-    timings["total"] = time.perf_counter() - t_start
-    return model, summary(name, base, graph, plan, timings, history, criterion=criterion, policy=policy,
-                          strength=strength)
+    return prune_once_and_recover(name, model, graph, base, scores, train_loader, val_loader, ex, opts, teacher,
+                                  timings, history, t_start, criterion=criterion, policy=policy, target=target,
+                                  ratio=ratio, min_channels=min_channels, max_ratio=max_ratio, policy_kw=policy_kw,
+                                  strength=strength)
 
 
 def slimming(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = None, example_inputs: Any = None,
