@@ -1,15 +1,14 @@
 """The prunekit command line, run in-process through main(argv)."""
 from __future__ import annotations
 
-import gzip
 import json
-import struct
 
-import numpy as np
 import pytest
 import torch
 
 from prunekit.cli import SUBCOMMANDS, build_parser, load_model, main
+
+from data.writers import write_fmnist  # tests/data: tiny files in the real formats
 
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -18,18 +17,6 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 def run_json(capsys, argv: list[str]) -> dict:
     assert main(argv) == 0
     return json.loads(capsys.readouterr().out)
-
-
-def write_tiny_fmnist(folder, n_train: int = 40, n_test: int = 20) -> None:
-    """Fashion-MNIST IDX files (gzipped) with learnable labels: the class sets one bright row."""
-    rng = np.random.default_rng(0)
-    for prefix, n in (("train", n_train), ("t10k", n_test)):
-        labels = (np.arange(n) % 10).astype(np.uint8)
-        images = rng.integers(0, 60, (n, 28, 28), dtype=np.uint8)
-        images[np.arange(n), labels * 2 + 4] = 255
-        for stem, arr in ((f"{prefix}-images-idx3-ubyte", images), (f"{prefix}-labels-idx1-ubyte", labels)):
-            head = struct.pack(">HBB", 0, 8, arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape)
-            (folder / f"{stem}.gz").write_bytes(gzip.compress(head + arr.tobytes()))
 
 
 def test_every_subcommand_is_registered():
@@ -96,7 +83,7 @@ def test_train_digits_then_info_on_the_run(capsys, tmp_path):
 
 
 def test_train_fashion_mnist_from_data_dir(tmp_path):
-    write_tiny_fmnist(tmp_path)
+    write_fmnist(tmp_path, learnable=True)
     out = tmp_path / "run"
     assert main(["train", "--model", "lenet5", "--dataset", "fashion-mnist", "--data-dir", str(tmp_path),
                  "--epochs", "1", "--val-size", "10", "--batch-size", "8", "--out", str(out),
@@ -111,7 +98,7 @@ def test_train_fashion_mnist_from_data_dir(tmp_path):
 
 def test_info_uses_the_input_shape_a_run_was_trained_on(capsys, tmp_path):
     """A CIFAR-style model trained on 28x28 Fashion-MNIST is measured at 1x28x28, not its default 3x32x32."""
-    write_tiny_fmnist(tmp_path)
+    write_fmnist(tmp_path, learnable=True)
     out = tmp_path / "r20"
     assert main(["train", "--model", "resnet20", "--width", "0.25", "--dataset", "fashion-mnist", "--data-dir",
                  str(tmp_path), "--epochs", "1", "--val-size", "0", "--batch-size", "20", "--out", str(out),

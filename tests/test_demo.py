@@ -1,28 +1,15 @@
 """`prunekit demo` end to end on a tiny Fashion-MNIST written by the test (and on the digits fallback)."""
 from __future__ import annotations
 
-import gzip
 import json
-import struct
 
-import numpy as np
 import pytest
 
 from prunekit.cli import main
 
+from data.writers import write_fmnist  # tests/data: tiny files in the real formats
+
 pytestmark = pytest.mark.usefixtures("single_thread")
-
-
-def write_fmnist(folder, n_train: int = 400, n_test: int = 100) -> None:
-    """IDX files with a learnable signal: the class lights up one row."""
-    rng = np.random.default_rng(0)
-    for prefix, n in (("train", n_train), ("t10k", n_test)):
-        labels = (np.arange(n) % 10).astype(np.uint8)
-        images = rng.integers(0, 60, (n, 28, 28), dtype=np.uint8)
-        images[np.arange(n), labels * 2 + 4] = 255
-        for stem, arr in ((f"{prefix}-images-idx3-ubyte", images), (f"{prefix}-labels-idx1-ubyte", labels)):
-            head = struct.pack(">HBB", 0, 8, arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape)
-            (folder / f"{stem}.gz").write_bytes(gzip.compress(head + arr.tobytes()))
 
 
 def demo_argv(tmp_path, data_dir) -> list[str]:
@@ -34,7 +21,7 @@ def demo_argv(tmp_path, data_dir) -> list[str]:
 def test_demo_tells_the_whole_story(tmp_path, capsys):
     data = tmp_path / "fmnist"
     data.mkdir()
-    write_fmnist(data)
+    write_fmnist(data, n_train=400, n_test=100, learnable=True)
     assert main(demo_argv(tmp_path, data)) == 0
     out = capsys.readouterr().out
     for text in ("SRR redundancy", "before", "after", "MACs kept", "report:"):
