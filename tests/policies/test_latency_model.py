@@ -11,8 +11,9 @@ import torch
 from torch import nn
 
 import prunekit as pk
-from prunekit.policies.latency_model import (LatencyModel, build_layer, build_pruned, layer_widths, random_counts,
-                                             time_layer, trace_layers)
+from prunekit.policies.latency_layers import (build_layer, build_pruned, layer_widths, random_counts, time_layer,
+                                              trace_layers)
+from prunekit.policies.latency_model import LatencyModel
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 X = torch.randn(1, 3, 16, 16)

@@ -100,7 +100,7 @@ def _base(args, train, log):
     import torch
 
     from ..models import create
-    from ..policies.latency_model import cache_dir
+    from ..policies.latency_layers import cache_dir
     model = create(args.model, in_channels=1, num_classes=10)
     if args.base:
         model.load_state_dict(torch.load(args.base, weights_only=True))

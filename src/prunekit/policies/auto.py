@@ -28,7 +28,8 @@ from torch import nn
 from ..graph.cost import kept_shapes, predict
 from ..graph.groups import DependencyGraph
 from .base import Target, clamp_counts, max_removable, register_policy
-from .latency_model import LatencyModel, build_pruned, uniform_counts
+from .latency_layers import build_pruned, uniform_counts
+from .latency_model import LatencyModel
 
 log = logging.getLogger("prunekit.auto")
 LAST_REPORT: dict[str, Any] = {}  # what the latest `auto` call found (also written into a `report=` dict)
