@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from prunekit.data import get_loaders  # noqa: E402
+from prunekit.measure.latency import cpu_name  # noqa: E402
 from prunekit.methods.deep_compression import deep_compression  # noqa: E402
 from prunekit.models import create  # noqa: E402
 from prunekit.train import TrainConfig, Trainer, evaluate  # noqa: E402
@@ -65,14 +66,7 @@ SETUPS = {
 
 
 def machine() -> dict[str, Any]:
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name() or platform.processor() or ""
     try:
         commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
                                 text=True, check=False).stdout.strip()

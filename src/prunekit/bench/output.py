@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from ..measure.latency import cpu_name
 from .config import BenchConfig
 
 Column = tuple[str, Callable[[dict[str, Any]], str]]
@@ -37,15 +38,7 @@ def environment() -> dict[str, Any]:
     except Exception:  # noqa: BLE001 - optional
         env["versions"]["onnxruntime"] = None
     env["versions"]["torch_pruning"] = peer.version()
-    cpu = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    env["machine"]["cpu"] = cpu or platform.processor()
+    env["machine"]["cpu"] = cpu_name() or platform.processor()
     try:
         env["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     except OSError:

@@ -60,12 +60,8 @@ def _machine() -> dict[str, Any]:
     import os
 
     import torch
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    from ..measure.latency import cpu_name
+    cpu = cpu_name() or platform.processor() or platform.machine()
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     return {"cpu": cpu, "cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
             "torch": torch.__version__, "load_average_at_start": load}

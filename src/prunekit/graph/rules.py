@@ -172,7 +172,7 @@ def _head_union(ctx, after: torch.Tensor, va: list[int]) -> bool:
             rows = after.movedim(j, 0).reshape(f, -1)
             per_head = rows.reshape(f // h, h, -1).transpose(0, 1).reshape(h, -1)  # row r is head r % h
             ctx.uf.union_pairs(per_head, per_head[:, :1].expand_as(per_head))
-            ctx.record_heads(module, h, d, per_head[:, 0].clone())
+            ctx.record_split(h, per_head[:, 0].clone(), [h, d], kind="heads", module=module)
             return True
     return False
 

@@ -118,15 +118,18 @@ class TraceContext:
         return UnsupportedOpError(f"aten op '{func}' in {self.where()}: {msg}. Exclude the module with "
                                   f"ignore=[...] or report the op so a rule can be added.")
 
-    def record_split(self, inner: int, roots: torch.Tensor, factors: list[int]) -> None:
-        name = self.stack[-1][0] if self.stack else ""
+    def record_split(self, inner: int, roots: torch.Tensor, factors: list[int], kind: str = "split",
+                     module: str | None = None) -> None:
+        """A view that splits a width into factors whose pruned one (`inner`) lives in module attributes:
+        kind "split" (outer factors x inner head_dim-like size) or "heads" (factors [num_heads, head_dim])."""
+        name = module if module is not None else (self.stack[-1][0] if self.stack else "")
         for s in self.splits:
-            # views of the same shape in one module share its attributes (head_dim): same layout
-            if s["kind"] == "split" and s["module"] == name and s["factors"] == factors:
+            # views of the same shape in one module share its attributes (head_dim, num_heads): same layout, so
+            # position i of each (head i of q, k and v) is one unit
+            if s["kind"] == kind and s["module"] == name and s["factors"] == factors:
                 self.uf.union_pairs(s["labels"], roots)
                 return
-        self.splits.append({"module": name, "inner": int(inner), "factors": factors, "labels": roots,
-                            "kind": "split"})
+        self.splits.append({"module": name, "inner": int(inner), "factors": factors, "labels": roots, "kind": kind})
 
     def head_module(self) -> tuple[str, int, int | None] | None:
         """(name, head count, head size or None) of the innermost module on the stack with a head-count attribute."""
@@ -139,16 +142,6 @@ class TraceContext:
                              None)
                     return name, h, d
         return None
-
-    def record_heads(self, module: str, heads: int, head_size: int, roots: torch.Tensor) -> None:
-        """A view that splits a width into (heads, head_size) where whole heads are the pruning unit."""
-        for s in self.splits:
-            # q, k and v of one module share its head count: head i of each is one unit
-            if s["kind"] == "heads" and s["module"] == module and s["factors"] == [heads, head_size]:
-                self.uf.union_pairs(s["labels"], roots)
-                return
-        self.splits.append({"module": module, "inner": int(heads), "factors": [int(heads), int(head_size)],
-                            "labels": roots, "kind": "heads"})
 
     def record_width(self, size: int, labels: torch.Tensor) -> None:
         name = self.stack[-1][0] if self.stack else ""
@@ -289,7 +282,7 @@ def trace(model: nn.Module, example_inputs: Any, ignore: Iterable | None = None,
     if filter_fn is not None:
         ignore.append(lambda m, n: not filter_fn(m, n))
     ctx = TraceContext(model, heads=heads)
-    mods = dict(model.named_modules())
+    mods = ctx.modules
     ctx.ignored = {n for n, m in mods.items() if n and _matches(ignore, n, n, m)}
     entries = _state_entries(model)
     first_key: dict[int, str] = {}
@@ -353,7 +346,7 @@ def _role(key: str, dim: int, produced: bool, module: nn.Module | None) -> str:
 
 def build_groups(ctx: TraceContext, model: nn.Module, round_to: int = 1) -> list[ChannelGroup]:
     uf = ctx.uf
-    mods = dict(model.named_modules())
+    mods = ctx.modules
     roots_of: dict[tuple[str, int], np.ndarray] = {}
     produced_dims = []
     for (key, d), (start, size) in ctx.atoms.items():

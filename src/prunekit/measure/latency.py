@@ -5,12 +5,24 @@ import copy
 import statistics
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import torch
 from torch import nn
 
 from .inputs import Inputs, batch_size_of, call_model, model_device, rebatch, to_device
+
+
+def cpu_name() -> str:
+    """The CPU model as /proc/cpuinfo names it ("" where there is no such file)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from torch import nn
 
 from ..graph.cost import kept_shapes, predict
 from ..graph.groups import DependencyGraph
+from ..train.evaluation import recalibrate_bn  # noqa: F401 (also imported from here)
 from .base import Target, clamp_counts, max_removable, register_policy
 from .latency_layers import build_pruned, uniform_counts
 from .latency_model import LatencyModel
@@ -133,26 +134,6 @@ def split_data(data, val_data, calib_samples: int, val_samples: int) -> tuple[li
     if not val:
         raise ValueError("auto: the data gives no validation batches (pass val_data= or more batches)")
     return calib, val
-
-
-@torch.no_grad()
-def recalibrate_bn(model: nn.Module, batches: list, device: torch.device) -> None:
-    """Recompute every BatchNorm's running statistics as the plain average over `batches` (model left in eval)."""
-    from ..train.evaluation import forward, move, split_batch
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
-    model.eval()
-    if not bns or not batches:
-        return
-    moms = [bn.momentum for bn in bns]
-    for bn in bns:
-        bn.reset_running_stats()
-        bn.momentum = None
-        bn.train()
-    for batch in batches:
-        forward(model, move(split_batch(batch)[0], device))
-    for bn, m in zip(bns, moms):
-        bn.momentum = m
-    model.eval()
 
 
 def magnitude_proxy(graph: DependencyGraph, scores: dict[str, torch.Tensor]) -> Callable[[dict], float]:

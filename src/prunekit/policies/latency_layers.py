@@ -19,7 +19,7 @@ from torch import nn
 from ..graph.groups import DependencyGraph
 from ..graph.plan import PruningPlan
 from ..measure.inputs import call_model
-from ..measure.latency import _Threads
+from ..measure.latency import _Threads, cpu_name
 from .base import clamp_counts, max_removable
 
 CACHE_VERSION = 1
@@ -41,14 +41,7 @@ def device_signature(device: torch.device, threads: int | None) -> str:
     if device.type == "cuda":
         hw = torch.cuda.get_device_name(device)
     else:
-        hw = platform.processor() or platform.machine()
-        try:
-            for line in Path("/proc/cpuinfo").read_text().splitlines():
-                if line.startswith("model name"):
-                    hw = line.split(":", 1)[1].strip()
-                    break
-        except OSError:
-            pass
+        hw = cpu_name() or platform.processor() or platform.machine()
         hw += f" x{os.cpu_count()} threads={threads}"
     return f"{device.type}: {hw} | torch {torch.__version__}"
 

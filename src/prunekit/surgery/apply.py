@@ -153,7 +153,6 @@ def _patch_attributes(model: nn.Module, plan: PruningPlan) -> None:
                 mod.kdim, mod.vdim = mod.k_proj_weight.shape[1], mod.v_proj_weight.shape[1]
             if mod._qkv_same_embed_dim:
                 mod.kdim = mod.vdim = mod.embed_dim
-            mod.head_dim = mod.embed_dim // mod.num_heads
     mods = dict(model.named_modules())
     for p in plan.patches:
         mod = mods.get(p["module"])
@@ -181,7 +180,8 @@ def _patch_attributes(model: nn.Module, plan: PruningPlan) -> None:
                 if getattr(m, attr, None) == unit * p["old"] and isinstance(getattr(m, attr), int):
                     setattr(m, attr, unit * p["new"])
                     changed = True
-            if isinstance(m, nn.MultiheadAttention):
-                m.head_dim = m.embed_dim // m.num_heads
             if changed:
                 break
+    for mod in model.modules():  # after the head count may have changed
+        if isinstance(mod, nn.MultiheadAttention):
+            mod.head_dim = mod.embed_dim // mod.num_heads

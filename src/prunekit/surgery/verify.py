@@ -106,14 +106,12 @@ def make_input_sensitive(model: nn.Module, example_inputs, batch: int = 8, seed:
     matrix (zero-initialised classifiers, as torchvision's ViT head) and set BatchNorm running statistics
     from a random batch shaped like `example_inputs`. A fresh deep network in eval mode otherwise often
     gives the same output for every input (its bias), which any pruning would "match". Left in eval mode."""
+    from ..train.evaluation import recalibrate_bn
+
     gen = torch.Generator().manual_seed(seed)
     for p in model.parameters():
         if p.dim() > 1 and p.is_floating_point() and not p.any():
             p.copy_(torch.randn(p.shape, generator=gen) * 0.02)
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
-    model.eval()
-    if not bns:
-        return model
 
     def widen(t):
         if not isinstance(t, torch.Tensor) or t.dim() == 0:
@@ -122,18 +120,6 @@ def make_input_sensitive(model: nn.Module, example_inputs, batch: int = 8, seed:
             return torch.randn((batch, *t.shape[1:]), generator=gen, dtype=t.dtype).to(t.device)
         return t[:1].expand(batch, *t.shape[1:]).clone()
 
-    inputs = ({k: widen(v) for k, v in example_inputs.items()} if isinstance(example_inputs, dict) else
-              type(example_inputs)(widen(t) for t in example_inputs) if isinstance(example_inputs, (tuple, list))
-              else widen(example_inputs))
-    moms = [bn.momentum for bn in bns]
-    for bn in bns:
-        bn.reset_running_stats()
-        bn.momentum = None  # a plain average over the batch
-        bn.train()
-    try:
-        run_model(model, inputs)
-    finally:
-        for bn, m in zip(bns, moms):
-            bn.momentum = m
-        model.eval()
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    recalibrate_bn(model, [(torch.utils._pytree.tree_map(widen, example_inputs), None)], device)
     return model

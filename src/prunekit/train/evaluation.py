@@ -87,3 +87,24 @@ def evaluate(model: nn.Module, loader: Iterable, device: str | torch.device | No
     n = max(1.0, float(sums[3]))
     return {"top1": float(sums[0]) / n, "top5": float(sums[1]) / n, "loss": float(sums[2]) / n,
             "count": int(sums[3])}
+
+
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, batches: list, device: torch.device) -> None:
+    """Recompute every BatchNorm's running statistics as the plain average over `batches` (model left in eval)."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    model.eval()
+    if not bns or not batches:
+        return
+    moms = [bn.momentum for bn in bns]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None
+        bn.train()
+    try:
+        for batch in batches:
+            forward(model, move(split_batch(batch)[0], device))
+    finally:
+        for bn, m in zip(bns, moms):
+            bn.momentum = m
+        model.eval()
