@@ -39,6 +39,13 @@ data:
 		  ( apt-get update -qq >/dev/null 2>&1 && \
 		    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 ) ) || \
 		echo "dataset-fashion-mnist not installed (continuing)"; \
+	fi; \
+	if [ ! -d /usr/share/games/fortunes ] && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		echo "installing fortunes (English text for the transformer methods)"; \
+		( DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fortunes >/dev/null 2>&1 || \
+		  ( apt-get update -qq >/dev/null 2>&1 && \
+		    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fortunes >/dev/null 2>&1 ) ) || \
+		echo "fortunes not installed (continuing)"; \
 	fi; true
 
 # Headless Chromium renders the HTML report in its test; installed where apt-get exists and we are root.
