@@ -3,7 +3,7 @@ from .api import plan
 from .graph import ChannelGroup, DependencyGraph, UnsupportedOpError, trace
 from .graph.plan import PruningPlan
 from .policies import Target
-from .surgery import PlanMismatchError, VerifyReport, apply, verify
+from .surgery import PatchContext, PlanMismatchError, VerifyReport, apply, register_patch, verify
 
 __version__ = "0.1.0"
 
@@ -29,5 +29,6 @@ def load(path, **kwargs):
     return _load(path, **kwargs)
 
 
-__all__ = ["ChannelGroup", "DependencyGraph", "PlanMismatchError", "PruningPlan", "Target", "UnsupportedOpError",
-           "VerifyReport", "apply", "count", "load", "plan", "save", "trace", "verify", "__version__"]
+__all__ = ["ChannelGroup", "DependencyGraph", "PatchContext", "PlanMismatchError", "PruningPlan", "Target",
+           "UnsupportedOpError", "VerifyReport", "apply", "count", "load", "plan", "register_patch", "save", "trace",
+           "verify", "__version__"]

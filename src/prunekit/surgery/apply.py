@@ -6,6 +6,7 @@ from torch import nn
 
 from ..graph.plan import PruningPlan
 from ..graph.trace import HEAD_DIM_ATTRS, HEADS_ATTRS
+from .patches import PatchContext, patch_for, user_patched
 
 WIDTH_ATTRS = ("hidden_dim", "embed_dim", "dim", "d_model", "hidden_size", "channels", "num_channels", "width",
                "in_dim", "out_dim", "num_features", "feat_dim", "embedding_dim", "inner_dim", "mid_channels",
@@ -113,46 +114,33 @@ def _move_state(opt: torch.optim.Optimizer, old: nn.Parameter, new: nn.Parameter
 
 
 def _patch_attributes(model: nn.Module, plan: PruningPlan) -> None:
+    """Run each touched module's patch from the table (patches.py), then the name heuristics for the view
+    sizes (head_dim, num_heads, widths) the plan recorded, for modules no user patch claims."""
+    removed: dict[str, dict[tuple[str, int], list[int]]] = {}
+    for key, dim, idx in plan.removals():
+        mname, _, tname = key.rpartition(".")
+        removed.setdefault(mname, {})[(tname, dim)] = idx
     for name, mod in model.named_modules():
-        if isinstance(mod, nn.modules.conv._ConvNd):
-            w = mod.weight
-            if mod.transposed:
-                depthwise = mod.in_channels // mod.groups == 1 and mod.groups > 1
-                mod.in_channels = w.shape[0]
-                if depthwise:
-                    mod.groups = w.shape[0]
-                mod.out_channels = w.shape[1] * mod.groups
-            else:
-                depthwise = mod.in_channels // mod.groups == 1 and mod.groups > 1
-                per_group_out = mod.out_channels // mod.groups
-                mod.out_channels = w.shape[0]
-                if depthwise:
-                    mod.groups = w.shape[0] // per_group_out
-                mod.in_channels = w.shape[1] * mod.groups
-        elif isinstance(mod, nn.Linear):
-            mod.out_features, mod.in_features = mod.weight.shape
-        elif isinstance(mod, nn.modules.batchnorm._NormBase):
-            ref = mod.weight if mod.weight is not None else mod.running_mean
-            if ref is not None:
-                mod.num_features = ref.shape[0]
-        elif isinstance(mod, nn.GroupNorm):
-            if mod.weight is not None:
-                mod.num_channels = mod.weight.shape[0]
-        elif isinstance(mod, nn.LayerNorm) or (hasattr(nn, "RMSNorm") and isinstance(mod, nn.RMSNorm)):
-            if getattr(mod, "weight", None) is not None:
-                mod.normalized_shape = tuple(mod.weight.shape)
-        elif isinstance(mod, nn.Embedding):
-            mod.num_embeddings, mod.embedding_dim = mod.weight.shape
-        elif isinstance(mod, nn.PReLU):
-            mod.num_parameters = mod.weight.numel()
-        elif isinstance(mod, nn.MultiheadAttention):
-            if mod.in_proj_weight is not None:
-                mod.embed_dim = mod.in_proj_weight.shape[1]
-            else:
-                mod.embed_dim = mod.q_proj_weight.shape[0]
-                mod.kdim, mod.vdim = mod.k_proj_weight.shape[1], mod.v_proj_weight.shape[1]
-            if mod._qkv_same_embed_dim:
-                mod.kdim = mod.vdim = mod.embed_dim
+        fn = patch_for(mod)
+        if fn is None:
+            continue
+        mine = removed.get(name, {})
+        splits = [p for p in plan.patches if p["module"] == name or p["module"].startswith(name + ".") or not name]
+        below = any(m == name or m.startswith(name + ".") or not name for m in removed)
+        if not mine and not (user_patched(mod) and (splits or below)):
+            continue  # prunekit's own patches only read the module's own tensors
+        prefix = name + "." if name else ""
+        old = {t: tuple(plan.shapes[prefix + t]) for t, _ in mine if prefix + t in plan.shapes}
+        fn(mod, PatchContext(name=name, removed=dict(mine), old_shapes=old, splits=splits))
+    _patch_views(model, plan)
+    for mod in model.modules():  # after the head count may have changed
+        if isinstance(mod, nn.MultiheadAttention):
+            mod.head_dim = mod.embed_dim // mod.num_heads
+
+
+def _patch_views(model: nn.Module, plan: PruningPlan) -> None:
+    """Sizes written into views (head_dim, num_heads, widths) live in module attributes: update the ones
+    whose names and old values match, in the module that ran the view or its nearest ancestor that has them."""
     mods = dict(model.named_modules())
     for p in plan.patches:
         mod = mods.get(p["module"])
@@ -171,6 +159,8 @@ def _patch_attributes(model: nn.Module, plan: PruningPlan) -> None:
         # the product heads x head_dim some modules keep (all_head_size): old and new values
         unit = p["factors"][-1] if kind == "heads" else outer
         for m in chain:
+            if user_patched(m):
+                break  # its registered patch got this size in ctx.splits
             changed = False
             for attr in names:
                 if getattr(m, attr, None) == p["old"] and isinstance(getattr(m, attr), int):
@@ -182,6 +172,3 @@ def _patch_attributes(model: nn.Module, plan: PruningPlan) -> None:
                     changed = True
             if changed:
                 break
-    for mod in model.modules():  # after the head count may have changed
-        if isinstance(mod, nn.MultiheadAttention):
-            mod.head_dim = mod.embed_dim // mod.num_heads
