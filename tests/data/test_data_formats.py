@@ -80,13 +80,22 @@ def test_fashion_mnist_search_order(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
     monkeypatch.setattr(fashion_mnist, "SYSTEM_DIRS", [system])
     explicit = tmp_path / "explicit"
-    # cache < system < env < explicit: each one found wins over the ones after it
+    # without --data-dir: cache < system < env, each one found wins over the ones after it
     write_fmnist(cache / "prunekit" / "fashion-mnist", n_train=11)
-    assert len(get_dataset("fmnist", data_dir=explicit, val_size=0)) == 11
+    assert len(get_dataset("fmnist", val_size=0)) == 11
     write_fmnist(system, n_train=12)
-    assert len(get_dataset("fmnist", data_dir=explicit, val_size=0)) == 12
+    assert len(get_dataset("fmnist", val_size=0)) == 12
     write_fmnist(env / "fashion-mnist", n_train=13)  # a sub-folder of $PRUNEKIT_DATA
-    assert len(get_dataset("fmnist", data_dir=explicit, val_size=0)) == 13
+    assert len(get_dataset("fmnist", val_size=0)) == 13
+    # an explicit data_dir is the only place read: missing, it is an error even though three copies exist
+    with pytest.raises(DataNotFoundError) as e:
+        get_dataset("fmnist", data_dir=explicit, val_size=0)
+    assert f"not found in --data-dir {explicit}: does not exist" in str(e.value)
+    explicit.mkdir()
+    write_fmnist(explicit, n_train=14, gz=False)
+    (explicit / "t10k-labels-idx1-ubyte").unlink()  # incomplete: the missing file is named
+    with pytest.raises(DataNotFoundError, match="lacks t10k-labels-idx1-ubyte"):
+        get_dataset("fmnist", data_dir=explicit, val_size=0)
     write_fmnist(explicit, n_train=14, gz=False)
     assert len(get_dataset("fmnist", data_dir=explicit, val_size=0)) == 14
 
@@ -104,9 +113,9 @@ def test_fashion_mnist_not_found_names_every_place(tmp_path, monkeypatch):
 
     monkeypatch.setattr(fashion_mnist.urllib.request, "urlopen", offline)
     with pytest.raises(DataNotFoundError) as e:
-        get_dataset("fashion-mnist", data_dir=tmp_path / "mine")
+        get_dataset("fashion-mnist")
     msg = str(e.value)
-    order = [str(tmp_path / "mine"), str(tmp_path / "env"), str(tmp_path / "system"),
+    order = [str(tmp_path / "env"), str(tmp_path / "system"),
              str(tmp_path / "xdg" / "prunekit" / "fashion-mnist"), fashion_mnist.URL]
     positions = [msg.index(p) for p in order]
     assert positions == sorted(positions)
@@ -116,6 +125,10 @@ def test_fashion_mnist_not_found_names_every_place(tmp_path, monkeypatch):
     monkeypatch.setenv("PRUNEKIT_NO_DOWNLOAD", "1")
     calls.clear()
     with pytest.raises(DataNotFoundError, match="download disabled"):
+        get_dataset("fashion-mnist")
+    # an explicit folder that lacks the files: an error naming it, no other place and no download tried
+    monkeypatch.delenv("PRUNEKIT_NO_DOWNLOAD")
+    with pytest.raises(DataNotFoundError, match=f"not found in --data-dir {tmp_path / 'mine'}"):
         get_dataset("fashion-mnist", data_dir=tmp_path / "mine")
     assert calls == []
 

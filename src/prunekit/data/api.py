@@ -74,14 +74,14 @@ class _Source:
     info: DatasetInfo
     train_pool: torch.Tensor  # indices the train and val splits are carved from
     test_pool: torch.Tensor
-    make_train: Callable[[torch.Tensor, bool], BatchedImageDataset]  # (indices, augment)
-    make_test: Callable[[torch.Tensor, bool], BatchedImageDataset]
+    make_train: Callable[..., BatchedImageDataset]  # (indices, augment, seed)
+    make_test: Callable[..., BatchedImageDataset]
 
 
 def _tensor_maker(images: torch.Tensor, labels: torch.Tensor, info: DatasetInfo):
-    def make(idx: torch.Tensor, augment: bool) -> BatchedImageDataset:
+    def make(idx: torch.Tensor, augment: bool, seed: int = 0) -> BatchedImageDataset:
         return TensorImageDataset(images, labels, info.mean, info.std, idx, augment=augment,
-                                  classes=info.classes)
+                                  classes=info.classes, seed=seed)
     return make
 
 
@@ -116,8 +116,8 @@ def _source(key: str, data_dir: str | Path | None, size: tuple[int, int] | None,
 
 
 def _folder_maker(tree, info: DatasetInfo):
-    def make(idx: torch.Tensor, augment: bool) -> BatchedImageDataset:
-        return folder.FolderDataset(tree, info.image_size, idx, info.mean, info.std, augment=augment)
+    def make(idx: torch.Tensor, augment: bool, seed: int = 0) -> BatchedImageDataset:
+        return folder.FolderDataset(tree, info.image_size, idx, info.mean, info.std, augment=augment, seed=seed)
     return make
 
 
@@ -128,17 +128,18 @@ def get_dataset(name: str, data_dir: str | Path | None = None, split: str = "tra
 
     val is carved from the training data by a permutation seeded with `seed` (val_size: a count, a
     fraction, or None for the data set's default); train is the rest. subset keeps a seeded random
-    subset of at most that many samples. image_size resizes the images once, at load time."""
+    subset of at most that many samples. image_size resizes the images once, at load time. Augmentation
+    draws from a generator seeded with `seed`."""
     key = canonical_name(name)
     if split not in ("train", "val", "test"):
         raise ValueError(f"unknown split {split!r}; valid: train, val, test")
     src = _source(key, data_dir, _pair(image_size), download)
     if split == "test":
-        return src.make_test(take_subset(src.test_pool, subset, seed), augment)
+        return src.make_test(take_subset(src.test_pool, subset, seed), augment, seed)
     pool = src.train_pool
     n_val = resolve_size(val_size, len(pool), _DEFAULT_VAL[key], "val_size")
     keep, held = seeded_split(len(pool), n_val, seed)
-    return src.make_train(take_subset(pool[keep if split == "train" else held], subset, seed), augment)
+    return src.make_train(take_subset(pool[keep if split == "train" else held], subset, seed), augment, seed)
 
 
 class Loaders(NamedTuple):
@@ -157,10 +158,21 @@ def make_loader(ds: BatchedImageDataset, batch_size: int, shuffle: bool = False,
     if distributed and torch.distributed.is_available() and torch.distributed.is_initialized():
         sampler = torch.utils.data.DistributedSampler(ds, shuffle=shuffle, seed=seed, drop_last=drop_last)
         shuffle = False
-    gen = torch.Generator().manual_seed(seed) if shuffle else None
+    # a seeded generator even without shuffling: it also draws the worker seeds
+    gen = torch.Generator().manual_seed(seed)
     return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, sampler=sampler, generator=gen,
                       num_workers=num_workers, drop_last=drop_last, collate_fn=collate_batched,
-                      pin_memory=torch.cuda.is_available(), persistent_workers=False)
+                      pin_memory=torch.cuda.is_available(), persistent_workers=False,
+                      worker_init_fn=_reseed_worker if num_workers > 0 else None)
+
+
+def _reseed_worker(worker_id: int) -> None:
+    """In a DataLoader worker: reseed the dataset copy's augmentation generator from the worker's seed (which
+    the loader's seeded generator decides), so workers draw different but reproducible crops."""
+    info = torch.utils.data.get_worker_info()
+    gen = getattr(info.dataset, "generator", None) if info is not None else None
+    if isinstance(gen, torch.Generator):
+        gen.manual_seed(info.seed % 2**63)
 
 
 def get_loaders(name: str, batch_size: int = 128, data_dir: str | Path | None = None,

@@ -58,22 +58,27 @@ def random_crop_flip(x: torch.Tensor, padding: int = 4, flip: bool = True,
 
 
 def prepare_batch(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, augment: bool = False,
-                  padding: int = 4, flip: bool = True) -> torch.Tensor:
-    """uint8 [B, C, H, W] -> normalised float32, randomly cropped and flipped first when augment."""
+                  padding: int = 4, flip: bool = True, generator: torch.Generator | None = None) -> torch.Tensor:
+    """uint8 [B, C, H, W] -> normalised float32, randomly cropped and flipped first (drawing from
+    `generator`) when augment."""
     if augment:
-        x = random_crop_flip(x, padding, flip)
+        x = random_crop_flip(x, padding, flip, generator=generator)
     return (x.float().div_(255.0) - mean) / std
 
 
 class BatchedImageDataset(Dataset):
     """A split (`indices`) of a labelled image source whose samples are normalised, and optionally
-    augmented, on the fly. `__getitems__` serves a whole batch at once (see `collate_batched`)."""
+    augmented, on the fly. `__getitems__` serves a whole batch at once (see `collate_batched`).
+
+    Augmentation draws from the dataset's own `generator` (seeded with `seed`), never from torch's global
+    generator, so the same seed gives the same crops and flips whatever else ran; DataLoader workers reseed
+    their copy from their worker seed (see `data.api.make_loader`)."""
 
     labels: torch.Tensor  # int64 labels of the whole source
 
     def __init__(self, mean: Sequence[float], std: Sequence[float], indices: torch.Tensor,
                  augment: bool = False, classes: Sequence[str] = (), padding: int = 4,
-                 flip: bool = True) -> None:
+                 flip: bool = True, seed: int = 0) -> None:
         c = len(mean)
         self.mean = torch.tensor(list(mean), dtype=torch.float32).view(1, c, 1, 1)
         self.std = torch.tensor(list(std), dtype=torch.float32).view(1, c, 1, 1)
@@ -82,6 +87,7 @@ class BatchedImageDataset(Dataset):
         self.padding = padding
         self.flip = flip
         self.classes = tuple(classes)
+        self.generator = torch.Generator().manual_seed(int(seed))
 
     def raw(self, idx: torch.Tensor) -> torch.Tensor:
         """uint8 images [B, C, H, W] at source indices idx."""
@@ -98,7 +104,8 @@ class BatchedImageDataset(Dataset):
     def batch(self, positions: Sequence[int] | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalised float images [B, C, H, W] and int64 labels [B] for positions in this split."""
         idx = self.indices[torch.as_tensor(positions, dtype=torch.long)]
-        x = prepare_batch(self.raw(idx), self.mean, self.std, self.augment, self.padding, self.flip)
+        x = prepare_batch(self.raw(idx), self.mean, self.std, self.augment, self.padding, self.flip,
+                          generator=self.generator)
         return x, self.labels[idx]
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:

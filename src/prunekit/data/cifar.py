@@ -57,8 +57,9 @@ def read_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def locate(data_dir: str | Path | None) -> Path:
-    """The folder holding test_batch: data_dir or $PRUNEKIT_DATA, or their cifar-10-batches-py/."""
-    roots = [Path(p) for p in (data_dir, os.environ.get("PRUNEKIT_DATA")) if p]
+    """The folder holding test_batch: data_dir (only it, when given) or else $PRUNEKIT_DATA, or their
+    cifar-10-batches-py/."""
+    roots = [Path(data_dir)] if data_dir else [Path(p) for p in (os.environ.get("PRUNEKIT_DATA"),) if p]
     places = [p for r in roots for p in (r, r / SUBDIR)]
     for p in places:
         if (p / "test_batch").is_file():

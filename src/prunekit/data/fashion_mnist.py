@@ -93,8 +93,33 @@ def download(dest: Path, url: str = URL, timeout: float = DOWNLOAD_TIMEOUT_S) ->
     return dest
 
 
+def missing_files(folder: Path) -> list[str]:
+    """The Fashion-MNIST files (stems) that `folder` lacks, gzipped or raw."""
+    return [stem for pair in FILES.values() for stem in pair if _find_file(folder, stem) is None]
+
+
+def _explicit(data_dir: str | Path) -> Path:
+    """An explicit data folder (or one of its usual sub-folders) holding every file; never another place."""
+    places = _expand(Path(data_dir))
+    for p in places:
+        if _complete(p):
+            return p
+    best = min(places, key=lambda p: len(missing_files(p)))
+    state = "does not exist" if not Path(data_dir).exists() else f"lacks {', '.join(missing_files(best))}"
+    others = ", ".join(str(p.path) for p in search_places(None))
+    raise DataNotFoundError(
+        f"Fashion-MNIST not found in --data-dir {data_dir}: {state} (searched "
+        f"{', '.join(str(p) for p in places)}). Files needed (gzipped or raw): "
+        + ", ".join(s for pair in FILES.values() for s in pair) + f". An explicit --data-dir is the only place "
+        f"read; without it prunekit searches $PRUNEKIT_DATA and {others}.")
+
+
 def locate(data_dir: str | Path | None = None, download_ok: bool = True) -> Path:
-    """The first folder holding all Fashion-MNIST files; downloads into the cache when none does."""
+    """The folder holding all Fashion-MNIST files. An explicit `data_dir` is the only place looked at (its
+    absence is an error naming what is missing); without one: $PRUNEKIT_DATA, the system copy, the user
+    cache, then a download into the cache."""
+    if data_dir is not None:
+        return _explicit(data_dir)
     places = search_places(data_dir)
     for place in places:
         if _complete(place.path):

@@ -38,6 +38,18 @@ class TrainResult:
     time_s: float = 0.0
 
 
+class TrainingDivergedError(FloatingPointError):
+    """The training loss became NaN or infinite; the message names the step and suggests a lower rate."""
+
+
+class ResumeMismatchError(ValueError):
+    """A checkpoint to resume from was written for another model or another training configuration."""
+
+
+# TrainConfig fields a resumed run may change: how long it runs and how it reports, not what it computes
+RESUMABLE_CHANGES = frozenset({"epochs", "progress", "verbose", "eval_every"})
+
+
 def _default_device() -> torch.device:
     return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
 
@@ -81,6 +93,7 @@ class Trainer:
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.overwrite = overwrite
         self._owned: dict[Path, tuple[int, int] | None] = {}  # files this run may replace -> (mtime_ns, size)
+        self._bad_step: torch.Tensor | None = None  # on CUDA: first step whose loss was not finite (-1: none)
         self._resumed = False
         if self.checkpoint_dir is not None:
             self._claim_checkpoints(resume)
@@ -161,6 +174,7 @@ class Trainer:
         """One pass over the training loader (at most ``max_steps_per_epoch`` steps)."""
         self.model.train()
         sums = torch.zeros(3, dtype=torch.float64, device=self.device)  # loss sum, correct@1, samples
+        self._bad_step = torch.full((), -1, dtype=torch.long, device=self.device)
         autocast = torch.autocast("cuda", dtype=torch.float16) if self.amp else nullcontext()
         with self._progress(epoch) as advance:
             for batch in itertools.islice(self.train_loader, self.steps_per_epoch):
@@ -171,6 +185,7 @@ class Trainer:
                     loss = task_loss
                     for term in self.loss_terms:
                         loss = loss + term(self.model, (inputs, targets), outputs, task_loss)
+                self._check_finite(loss, epoch)
                 self.optimizer.zero_grad(set_to_none=True)
                 self.scaler.scale(loss).backward()
                 if self.config.grad_clip is not None:
@@ -189,8 +204,9 @@ class Trainer:
                                          torch.tensor(float(n), dtype=torch.float64, device=self.device)])
                 advance(loss.detach())
         sums = dist_utils.all_reduce_sum(sums.cpu())
-        if not math.isfinite(float(sums[0])):
-            raise FloatingPointError(f"the training loss became {float(sums[0])} during epoch {epoch + 1}")
+        bad = int(self._bad_step)
+        if bad >= 0 or not math.isfinite(float(sums[0])):
+            self._diverged(bad if bad >= 0 else self.global_step, epoch, float("nan"))
         n = max(1.0, float(sums[2]))
         return {"train_loss": float(sums[0]) / n, "train_top1": float(sums[1]) / n, "lr": self.lr}
 
@@ -201,6 +217,24 @@ class Trainer:
             raise ValueError("no loader to evaluate on")
         # the plain module: DDP's forward would broadcast buffers, a collective that needs equal batch counts
         return evaluate(self.module, loader, self.device, amp=self.amp)
+
+    def _check_finite(self, loss: torch.Tensor, epoch: int) -> None:
+        """Stop at the first non-finite loss. On the CPU the check is free and immediate; on an accelerator the
+        first bad step is recorded on the device (no synchronisation per step) and raised at the epoch's end."""
+        step = self.global_step + 1
+        if loss.device.type == "cpu":
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                self._diverged(step, epoch, value)
+            return
+        bad = ~torch.isfinite(loss.detach())
+        self._bad_step = torch.where(bad & (self._bad_step < 0), torch.full_like(self._bad_step, step),
+                                     self._bad_step)
+
+    def _diverged(self, step: int, epoch: int, value: float) -> None:
+        what = "NaN" if math.isnan(value) else "infinite"
+        raise TrainingDivergedError(f"loss became {what} at step {step} (epoch {epoch + 1}, lr "
+                                    f"{self.config.lr:g}); lower --lr (the learning rate)")
 
     @property
     def lr(self) -> float:
@@ -237,9 +271,34 @@ class Trainer:
         for p in paths:
             self._owned[p] = self._stamp(p) if p.exists() else None
         if resume and paths[0].exists():
-            self.load_state_dict(load_checkpoint(paths[0], map_location=self.device))
+            state = load_checkpoint(paths[0], map_location=self.device)
+            self._check_resumable(state, paths[0])
+            self.load_state_dict(state)
             self._resumed = True
             self._info(f"resumed from {paths[0]} at epoch {self.epoch}, step {self.global_step}")
+
+    def _check_resumable(self, state: dict[str, Any], path: Path) -> None:
+        """Refuse a checkpoint of another model (tensor names or shapes) or another training configuration."""
+        ours = self.module.state_dict()
+        theirs = state.get("model") or {}
+        if set(theirs) != set(ours):
+            extra, missing = sorted(set(theirs) - set(ours)), sorted(set(ours) - set(theirs))
+            raise ResumeMismatchError(
+                f"{path} holds another model: {len(extra)} tensor(s) not in this one ({', '.join(extra[:3])}), "
+                f"{len(missing)} missing ({', '.join(missing[:3])}); resume with the same --model and options, "
+                "or pass --overwrite to start afresh")
+        for key, t in ours.items():
+            if tuple(theirs[key].shape) != tuple(t.shape):
+                raise ResumeMismatchError(f"{path} holds another model: {key} is {list(theirs[key].shape)} there, "
+                                          f"{list(t.shape)} here; resume with the same --model and options, "
+                                          "or pass --overwrite to start afresh")
+        saved = state.get("config") or {}
+        now = dataclasses.asdict(self.config)
+        changed = [f"{k} {saved[k]!r} -> {now[k]!r}" for k in now
+                   if k in saved and k not in RESUMABLE_CHANGES and _plain(saved[k]) != _plain(now[k])]
+        if changed:
+            raise ResumeMismatchError(f"{path} was written with another training configuration ({'; '.join(changed)}); "
+                                      "a resumed run may only change epochs; pass --overwrite to start afresh")
 
     @staticmethod
     def _stamp(path: Path) -> tuple[int, int]:
@@ -269,7 +328,8 @@ class Trainer:
     def _generators(self) -> list[torch.Generator]:
         """The loader's shuffling generators, saved with the RNG state so a resumed epoch sees the same order."""
         found = []
-        for obj in (self.train_loader, getattr(self.train_loader, "sampler", None)):
+        for obj in (self.train_loader, getattr(self.train_loader, "sampler", None),
+                    getattr(self.train_loader, "dataset", None)):  # the dataset's augmentation generator
             g = getattr(obj, "generator", None)
             if isinstance(g, torch.Generator) and all(g is not h for h in found):
                 found.append(g)
@@ -305,6 +365,11 @@ class Trainer:
         if not show:
             return nullcontext(lambda loss: None)  # never reads the loss: no device sync per step
         return _RichBar(f"epoch {epoch + 1}/{self.config.epochs}", self.steps_per_epoch, lambda: self.lr)
+
+
+def _plain(v: Any) -> Any:
+    """A config value in the form a checkpoint round trip gives back (tuples as lists)."""
+    return list(v) if isinstance(v, tuple) else v
 
 
 class _RichBar:
