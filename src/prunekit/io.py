@@ -1,175 +1,213 @@
 """Save and load (pruned) models without pickle: safetensors weights + a JSON description in its metadata.
 
-The description names how to rebuild the unpruned architecture (a prunekit.models registry name, or an
-import path "package.module:function", with JSON keyword arguments) and the list of plans applied to it, in
-order. Loading rebuilds the architecture, replays the plans (shapes only) and loads the weights.
+The description names how to rebuild the unpruned architecture through an allow-listed registry
+(``prunekit.models.resolve``: prunekit's, torchvision's, timm's, transformers' own classes) and the plans
+applied to it, in order. Loading rebuilds the architecture, replays the plans (shapes only) and loads the
+weights. A SHA-256 of the description and of every tensor (key, dtype, shape, bytes) is stored next to the
+description and checked on load: a corrupted, truncated or edited file raises :class:`ModelFileError`.
 """
 from __future__ import annotations
 
-import importlib
 import json
 import os
-import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 from torch import nn
 
+from .compress.container import is_compressed, read_compressed
+from .errors import ModelFileError
 from .graph.plan import PruningPlan
-from .surgery.apply import apply
+from .models.resolve import build_arch, describe_arch
+from .surgery.replay import PLANS_ATTR, rebuild
+from .utils.checksum import tensors_digest
+from .utils.fileio import atomic_write
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "ModelFileError", "build_arch", "describe", "load", "read_description",
+           "rebuild", "save"]
 
 FORMAT = "prunekit.model"
-FORMAT_VERSION = 1
-PLANS_ATTR = "_prunekit_plans"
-
-
-class ModelFileError(ValueError):
-    """A file that is not a prunekit model, or does not fit the model it is loaded into."""
-
-
-def record_plan(model: nn.Module, plan: PruningPlan) -> None:
-    """Remember a plan applied to `model` so save() can store the whole history."""
-    plans = list(getattr(model, PLANS_ATTR, []))
-    plans.append(plan.to_dict())
-    object.__setattr__(model, PLANS_ATTR, plans)
+FORMAT_VERSION = 2  # 2: the file carries a SHA-256 (CHECKSUM_KEY); 1: written before checksums
+DESC_KEY = "prunekit"
+CHECKSUM_KEY = "prunekit.sha256"
+DESC_FIELDS = {"format", "version", "arch", "plans", "extra"}
 
 
 def arch_of(model: nn.Module, arch: dict | str | None = None) -> dict | None:
+    """The architecture description to store: ``arch`` as given (a registry name or a dict), else what
+    ``describe_arch`` can tell from the model."""
     if isinstance(arch, str):
         return {"name": arch, "kwargs": {}}
     if arch is not None:
-        if "name" not in arch and "factory" not in arch:
-            raise ValueError("arch needs 'name' (registry) or 'factory' ('module:function'), plus 'kwargs'")
-        return {**arch, "kwargs": dict(arch.get("kwargs", {}))}
-    spec = getattr(model, "_prunekit_spec", None)
-    return spec.to_dict() if spec is not None and hasattr(spec, "to_dict") else None
+        if not isinstance(arch, dict) or not ({"name", "factory", "library"} & set(arch)):
+            raise ValueError("arch needs 'name' (prunekit registry), 'library' + 'name'/'class' (torchvision, timm, "
+                             "transformers) or 'factory' ('module:function', loaded only with factory=), plus 'kwargs'")
+        return {**arch, **({"kwargs": dict(arch.get("kwargs", {}))} if "config" not in arch else {})}
+    return describe_arch(model)
 
 
 def describe(model: nn.Module, arch: dict | str | None = None, plans: list | None = None,
              extra: dict | None = None) -> dict:
+    """The JSON description stored in a model file."""
     if plans is None:
         plans = list(getattr(model, PLANS_ATTR, []))
     return {"format": FORMAT, "version": FORMAT_VERSION, "arch": arch_of(model, arch),
             "plans": [p.to_dict() if isinstance(p, PruningPlan) else p for p in plans], "extra": extra or {}}
 
 
-def _atomic_write(path: Path, writer, overwrite: bool) -> None:
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        writer(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+def _digest(desc_json: str, tensors: dict[str, torch.Tensor]) -> str:
+    return tensors_digest(tensors, prefix=desc_json.encode())
 
 
 def save(model: nn.Module, path: str | os.PathLike, plan: PruningPlan | None = None, arch: dict | str | None = None,
          overwrite: bool = False, extra: dict | None = None) -> Path:
-    """Write `model` to `path` (.safetensors). `plan`, if given and not yet recorded, is added to the history."""
-    from safetensors.torch import save_file
+    """Write ``model`` to ``path`` (.safetensors), atomically, with its description and checksum.
 
+    Args:
+        model: the (pruned) model.
+        path: the file to write.
+        plan: a plan to add to the recorded history, if not recorded yet.
+        arch: how to rebuild the unpruned model (default: what the model tells, see ``arch_of``).
+        overwrite: replace an existing file.
+        extra: JSON-able data stored in the description (e.g. the input shape).
+
+    Returns:
+        The path written.
+
+    Example:
+        >>> pk.save(pruned, "pruned.safetensors", plan=plan)  # doctest: +SKIP
+    """
     plans = list(getattr(model, PLANS_ATTR, []))
     if plan is not None and plan.to_dict() not in plans:
         plans.append(plan.to_dict())
     desc = describe(model, arch, plans, extra)
     if desc["arch"] is None:
-        raise ValueError("cannot describe how to rebuild this model: pass arch={'name': <registry name>} or "
-                         "arch={'factory': 'package.module:function', 'kwargs': {...}}, or build it with "
+        raise ValueError("cannot describe how to rebuild this model: pass arch={'name': <registry name>}, "
+                         "arch={'library': 'timm', 'name': <timm name>, 'kwargs': {...}} or build it with "
                          "prunekit.models.create")
-    seen: dict[int, str] = {}
+    seen: set[int] = set()
     tensors = {}
     for k, v in model.state_dict().items():
         if not isinstance(v, torch.Tensor):
             continue
-        tensors[k] = v.detach().cpu().contiguous().clone() if id(v) in seen else v.detach().cpu().contiguous()
-        seen[id(v)] = k
-    path = Path(path)
-    _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"prunekit": json.dumps(desc)}), overwrite)
-    return path
+        t = v.detach().cpu().contiguous()
+        tensors[k] = t.clone() if id(v) in seen else t  # tied tensors are stored once per name
+        seen.add(id(v))
+    desc_json = json.dumps(desc)
+    meta = {DESC_KEY: desc_json, CHECKSUM_KEY: _digest(desc_json, tensors)}
+    return atomic_write(Path(path), lambda tmp: save_file(tensors, str(tmp), metadata=meta), overwrite=overwrite)
 
 
-def build_arch(arch: dict) -> nn.Module:
-    kwargs = dict(arch.get("kwargs", {}))
-    if "factory" in arch:
-        mod_name, _, fn_name = arch["factory"].partition(":")
-        try:
-            fn = getattr(importlib.import_module(mod_name), fn_name)
-        except (ImportError, AttributeError) as e:
-            raise ModelFileError(f"cannot import model factory {arch['factory']!r}: {e}") from e
-        return fn(**kwargs)
-    from .models import create
-
-    return create(arch["name"], **kwargs)
-
-
-def rebuild(desc: dict, model: nn.Module | None = None) -> nn.Module:
-    """The unpruned architecture with every recorded plan replayed (weights still random)."""
-    if model is None:
-        if not desc.get("arch"):
-            raise ModelFileError("the file does not say how to rebuild its model; pass model=<unpruned model>")
-        model = build_arch(desc["arch"])
-    for i, p in enumerate(desc.get("plans", [])):
-        try:
-            apply(model, PruningPlan.from_dict(p))
-        except ValueError as e:
-            raise ModelFileError(f"plan {i + 1} of the file does not fit the model: {e}") from e
-    object.__setattr__(model, PLANS_ATTR, list(desc.get("plans", [])))
-    return model
-
-
-def read_description(path: str | os.PathLike) -> dict:
-    from safetensors import safe_open
-
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no such model file: {path}")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-    except Exception as e:  # noqa: BLE001 - safetensors raises several error types
-        raise ModelFileError(f"{path} is not a safetensors file ({e})") from e
-    if "prunekit" not in meta:
-        raise ModelFileError(f"{path} is a safetensors file without a prunekit description")
-    desc = json.loads(meta["prunekit"])
-    if desc.get("format") != FORMAT or desc.get("version", 0) > FORMAT_VERSION:
-        raise ModelFileError(f"{path}: unsupported description format {desc.get('format')} v{desc.get('version')}")
+def _check_description(desc: Any, path: Path) -> dict:
+    if not isinstance(desc, dict):
+        raise ModelFileError(f"{path}: the prunekit description is not a JSON object")
+    if desc.get("format") != FORMAT:
+        raise ModelFileError(f"{path}: the description's format is {desc.get('format')!r}, expected {FORMAT!r}")
+    version = desc.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= FORMAT_VERSION:
+        raise ModelFileError(f"{path}: unsupported description version {version!r} (this prunekit reads 1.."
+                             f"{FORMAT_VERSION})")
+    extra = sorted(set(desc) - DESC_FIELDS)
+    if extra:
+        raise ModelFileError(f"{path}: the description has unknown fields {extra}")
+    if desc.get("arch") is not None and not isinstance(desc["arch"], dict):
+        raise ModelFileError(f"{path}: the description's 'arch' must be a JSON object or null")
+    if not isinstance(desc.get("plans", []), list) or not isinstance(desc.get("extra", {}), dict):
+        raise ModelFileError(f"{path}: the description's 'plans' must be a list and 'extra' an object")
     return desc
 
 
-def load(path: str | os.PathLike, model: nn.Module | None = None, map_location: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild a model written by save() (or a Deep Compression container) and load its weights.
+def _open(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """Metadata and tensors of a safetensors file (safetensors checks the header covers the file exactly)."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return f.metadata() or {}, {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:  # noqa: BLE001 - safetensors raises several error types for broken files
+        raise ModelFileError(f"{path} is not a readable safetensors file: corrupt or truncated ({e})") from e
 
-    model: an unpruned instance to load into, for architectures not in the registry.
+
+def _parse_description(meta: dict[str, str], path: Path) -> dict:
+    if DESC_KEY not in meta:
+        raise ModelFileError(f"{path} is a safetensors file without a prunekit description")
+    odd = sorted(set(meta) - {DESC_KEY, CHECKSUM_KEY})
+    if odd:
+        raise ModelFileError(f"{path}: unexpected metadata entries {odd[:3]}: corrupt file")
+    try:
+        desc = json.loads(meta[DESC_KEY])
+    except json.JSONDecodeError as e:
+        raise ModelFileError(f"{path}: the prunekit description is not valid JSON ({e}): corrupt file") from e
+    return _check_description(desc, path)
+
+
+def read_description(path: str | os.PathLike) -> dict:
+    """The JSON description stored in a model file (its checksum is verified too)."""
+    return _read_checked(Path(path), allow_unverified=True)[0]
+
+
+def _read_checked(path: Path, allow_unverified: bool) -> tuple[dict, dict[str, torch.Tensor]]:
+    """Description and tensors of a safetensors model file, after its checksum is verified."""
+    if not path.is_file():
+        raise FileNotFoundError(f"no such model file: {path}")
+    meta, tensors = _open(path)
+    desc = _parse_description(meta, path)
+    stored = meta.get(CHECKSUM_KEY)
+    if stored is None:
+        if desc["version"] >= 2:
+            raise ModelFileError(f"{path}: the checksum is missing: corrupt file")
+        if not allow_unverified:
+            raise ModelFileError(f"{path} was written before prunekit stored checksums, so it cannot be verified; "
+                                 "pass allow_unverified=True to load it anyway, then save it again")
+    elif stored != _digest(meta[DESC_KEY], tensors):
+        raise ModelFileError(f"{path}: checksum mismatch, the file is corrupted (its tensors or description changed "
+                             "after it was written)")
+    return desc, tensors
+
+
+def load(path: str | os.PathLike, model: nn.Module | None = None, factory: Callable[..., nn.Module] | None = None,
+         map_location: str | torch.device = "cpu", allow_unverified: bool = False) -> nn.Module:
+    """Rebuild a model written by :func:`save` (or a ``.pkz`` container) and load its weights.
+
+    Nothing the file names is imported or run: the architecture comes from an allow-listed registry, or from
+    ``model`` / ``factory`` given by the caller.
+
+    Args:
+        path: the model file.
+        model: an unpruned instance to load into (for architectures no registry knows).
+        factory: a callable building the unpruned model, called with the description's ``kwargs``.
+        map_location: device of the returned model.
+        allow_unverified: load a file written before checksums existed (format version 1).
+
+    Returns:
+        The model, in eval mode.
+
+    Raises:
+        ModelFileError: the file is corrupt, truncated, malformed, names a factory outside the allow-list,
+            or does not fit ``model``.
+
+    Example:
+        >>> model = pk.load("pruned.safetensors")  # doctest: +SKIP
     """
-    from .compress import is_compressed, read_compressed
-
     path = Path(path)
-    if not path.exists():
+    if not path.is_file():
         raise FileNotFoundError(f"no such model file: {path}")
     if is_compressed(path):
         cf = read_compressed(path)
-        desc = cf.description or {}
-        desc = {"arch": desc.get("arch", desc if "name" in desc else None), "plans": desc.get("plans", [])}
-        state = cf.state_dict
+        d = cf.description or {}
+        if not isinstance(d, dict):
+            raise ModelFileError(f"{path}: the container's model description is not a JSON object")
+        arch = {k: v for k, v in d.items() if k != "plans"} or None
+        desc, state = {"arch": arch, "plans": d.get("plans", [])}, cf.state_dict
     else:
-        from safetensors.torch import load_file
-
-        desc = read_description(path)
-        state = load_file(str(path), device=str(map_location))
-    m = rebuild(desc, model)
-    missing, unexpected = [], []
+        desc, state = _read_checked(path, allow_unverified)
+    m = rebuild(desc, model=model, factory=factory, source=str(path))
     own = m.state_dict()
     for k, v in own.items():
-        if k not in state:
-            missing.append(k)
-        elif tuple(state[k].shape) != tuple(v.shape):
+        if k in state and tuple(state[k].shape) != tuple(v.shape):
             raise ModelFileError(f"{path}: tensor {k} has shape {tuple(state[k].shape)}, model expects {tuple(v.shape)}")
+    missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     if missing or unexpected:
         raise ModelFileError(f"{path} does not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}")

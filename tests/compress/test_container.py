@@ -118,12 +118,13 @@ def test_valid_checksum_but_inconsistent_header_is_caught(tmp_path):
 
 
 def test_description_rebuilds_through_registry(tmp_path, monkeypatch):
-    import sys
-    import types
+    from prunekit.models import registry
 
-    fake = types.ModuleType("prunekit.models")
-    fake.create = lambda name, **kw: _net() if name == "tiny" and kw == {"a": 1} else None
-    monkeypatch.setitem(sys.modules, "prunekit.models", fake)
+    def tiny(a: int, **kw) -> nn.Module:
+        assert a == 1
+        return _net()
+
+    monkeypatch.setitem(registry._REGISTRY, "tiny", registry.ModelEntry("tiny", tiny, 8))
     model = _compressed_net()
     save_compressed(model, tmp_path / "m.pkz", description={"name": "tiny", "kwargs": {"a": 1}})
     loaded = load_compressed(tmp_path / "m.pkz")

@@ -12,7 +12,6 @@ import json
 import os
 import struct
 import sys
-import tempfile
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,6 +24,9 @@ from torch import nn
 
 from prunekit.compress import huffman
 from prunekit.compress.sharing import plain_state_dict
+from prunekit.errors import ModelFileError
+from prunekit.surgery.replay import PLANS_ATTR, rebuild
+from prunekit.utils.fileio import atomic_write
 
 MAGIC = b"\x89PKZ\r\n\x1a\n"
 VERSION = 1
@@ -35,7 +37,7 @@ MAX_CODEBOOK = 1 << 16
 _INT_VIEW = {torch.float32: torch.int32, torch.float16: torch.int16, torch.bfloat16: torch.int16}
 
 
-class CompressedFileError(ValueError):
+class CompressedFileError(ModelFileError):
     """A file that is not a valid prunekit compressed model (wrong magic, truncated, corrupted)."""
 
 
@@ -193,7 +195,7 @@ def _decode_tensor(body: memoryview, e: dict[str, Any], start: int) -> tuple[tor
 def _normalise_description(description: Mapping[str, Any] | str | None, model: nn.Module) -> dict[str, Any] | None:
     """``{"name", "kwargs", "plans"?}``; by default the registry spec of a model built by
     ``prunekit.models.create`` plus the structured-pruning plans recorded on it (``prunekit.io``)."""
-    plans = list(getattr(model, "_prunekit_plans", []))
+    plans = list(getattr(model, PLANS_ATTR, []))
     if description is None:
         spec = getattr(model, "_prunekit_spec", None)
         if not hasattr(spec, "to_dict"):
@@ -213,34 +215,12 @@ def _normalise_description(description: Mapping[str, Any] | str | None, model: n
 
 
 def build_model(description: Mapping[str, Any]) -> nn.Module:
-    """The model a description names: ``prunekit.models.create(name, **kwargs)``, with any recorded
-    structured-pruning plans replayed (``prunekit.io.rebuild``)."""
-    if description.get("plans"):
-        from prunekit.io import rebuild
-        return rebuild({"arch": {"name": description["name"], "kwargs": dict(description.get("kwargs", {}))},
-                        "plans": list(description["plans"])})
-    from prunekit.models import create
-    return create(description["name"], **dict(description.get("kwargs", {})))
-
-
-def _write_atomic(path: Path, data: bytes, overwrite: bool) -> None:
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)   # mkstemp creates 0600; give the file the usual permissions
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """The model a description names, through the allow-listed registries (``prunekit.models.resolve``), with
+    any recorded structured-pruning plans replayed."""
+    if not isinstance(description, Mapping):
+        raise CompressedFileError("the container's model description is not a JSON object")
+    arch = {k: v for k, v in description.items() if k != "plans"}
+    return rebuild({"arch": arch, "plans": list(description.get("plans") or [])}, source="the container")
 
 
 def save_compressed(model: nn.Module, path: str | os.PathLike, description: Mapping[str, Any] | str | None = None,
@@ -260,7 +240,7 @@ def save_compressed(model: nn.Module, path: str | os.PathLike, description: Mapp
     digest = hashlib.sha256(js + body).digest()
     data = _FIXED.pack(MAGIC, VERSION, FLAG_ZLIB_HEADER, len(js), len(body), digest) + js + body
     p = Path(path)
-    _write_atomic(p, data, overwrite)
+    atomic_write(p, data, overwrite=overwrite)
     dense = 4 * sum(v.numel() for v in sd.values() if v.is_floating_point())
     sizes = {e["key"]: sum(e["sizes"]) for e in entries}
     return SaveInfo(str(p), len(data), dense, sizes, {e["key"]: e["encoding"] for e in entries})
@@ -287,15 +267,20 @@ def read_compressed(path: str | os.PathLike) -> CompressedFile:
     magic, version, flags, js_len, body_len, digest = _FIXED.unpack_from(data)
     if magic != MAGIC:
         raise CompressedFileError(f"{path}: not a prunekit compressed model file (bad magic {magic!r})")
-    if version > VERSION:
-        raise CompressedFileError(f"{path}: format version {version} is newer than this prunekit reads ({VERSION})")
     expected = HEADER_SIZE + js_len + body_len
-    if len(data) < expected:
-        raise CompressedFileError(f"{path}: truncated ({len(data)} bytes, header announces {expected})")
-    if len(data) > expected:
-        raise CompressedFileError(f"{path}: {len(data) - expected} unexpected trailing bytes")
     payload = memoryview(data)[HEADER_SIZE:]
-    if hashlib.sha256(payload).digest() != digest:
+    intact = len(data) == expected and hashlib.sha256(payload).digest() == digest
+    if version > VERSION or flags & ~FLAG_ZLIB_HEADER:
+        if intact:  # a whole file from a newer writer
+            raise CompressedFileError(f"{path}: format version {version} (flags {flags:#x}) is newer than this "
+                                      f"prunekit reads ({VERSION})")
+        raise CompressedFileError(f"{path}: corrupt file (the fixed header after the magic is invalid: version "
+                                  f"{version}, flags {flags:#x}, and the checksum does not match)")
+    if len(data) < expected:
+        raise CompressedFileError(f"{path}: truncated or corrupt ({len(data)} bytes, header announces {expected})")
+    if len(data) > expected:
+        raise CompressedFileError(f"{path}: corrupt file ({len(data) - expected} unexpected trailing bytes)")
+    if not intact:
         raise CompressedFileError(f"{path}: checksum mismatch, the file is corrupted")
     try:
         js = bytes(payload[:js_len])
@@ -306,7 +291,7 @@ def read_compressed(path: str | os.PathLike) -> CompressedFile:
             sd[e["key"]], offset = _decode_tensor(body, e, offset)
         if offset != len(body):
             raise CompressedFileError(f"{path}: the tensors cover {offset} of the body's {len(body)} bytes")
-    except (KeyError, TypeError, ValueError, zlib.error) as e:
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, RuntimeError, zlib.error) as e:
         if isinstance(e, CompressedFileError):
             raise
         raise CompressedFileError(f"{path}: malformed header ({e})") from e
@@ -323,7 +308,10 @@ def load_compressed(path: str | os.PathLike, model: nn.Module | None = None,
     cf = read_compressed(path)
     if model is None:
         if not cf.description:
-            raise ValueError(f"{path} has no model description; pass the model to load into")
+            raise CompressedFileError(f"{path} has no model description; pass the model to load into")
         model = build_model(cf.description)
-    model.load_state_dict(cf.state_dict, strict=True)
+    try:
+        model.load_state_dict(cf.state_dict, strict=True)
+    except RuntimeError as e:
+        raise CompressedFileError(f"{path} does not fit the model: {e}") from e
     return model.to(device).eval()

@@ -2,11 +2,16 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from ..errors import PlanFormatError
+from ..utils.fileio import atomic_write
 from .groups import ChannelGroup, DependencyGraph, Member
+from .plan_schema import PLAN_VERSION, model_identity, validate_plan_dict
 
-PLAN_VERSION = 1
+__all__ = ["GroupDecision", "PLAN_VERSION", "PlanFormatError", "PruningPlan", "model_identity"]
 
 
 @dataclass
@@ -31,6 +36,7 @@ class PruningPlan:
     shapes: dict[str, list[int]] = field(default_factory=dict)  # original shapes of touched tensors
     patches: list[dict] = field(default_factory=list)  # attribute updates (e.g. head_dim) per module
     meta: dict = field(default_factory=dict)
+    identity: dict | None = None  # model_identity() of the model the plan was made for
 
     @classmethod
     def from_kept(cls, graph: DependencyGraph, kept: dict[str, list[int]], meta: dict | None = None) -> "PruningPlan":
@@ -40,14 +46,17 @@ class PruningPlan:
         for g in graph.groups:
             if g.name not in kept:
                 continue
-            k = sorted(set(int(i) for i in kept[g.name]))
+            k = sorted(int(i) for i in kept[g.name])
+            if len(set(k)) != len(k):
+                raise PlanFormatError(f"group {g.name!r}: duplicate kept indices "
+                                      f"{sorted({i for i in k if k.count(i) > 1})[:5]}")
             _check_kept(g, k)
             if len(k) == g.size:
                 continue
             decisions.append(GroupDecision(g.name, g.size, k, g.members, list(g.notes)))
             touched.update(m.key for m in g.members)
         plan = cls(decisions=decisions, shapes={k: list(graph.shapes[k]) for k in sorted(touched)},
-                   meta=dict(meta or {}))
+                   meta=dict(meta or {}), identity=model_identity(graph.shapes))
         plan.patches = _split_patches(graph, {d.name: set(d.kept) for d in decisions})
         return plan
 
@@ -82,7 +91,7 @@ class PruningPlan:
 
     # -- JSON
     def to_dict(self) -> dict:
-        return {
+        data = {
             "version": PLAN_VERSION,
             "meta": self.meta,
             "shapes": self.shapes,
@@ -94,34 +103,60 @@ class PruningPlan:
                 for d in self.decisions
             ],
         }
+        if self.identity is not None:
+            data["identity"] = dict(self.identity)
+        return data
 
     def to_json(self, indent: int | None = None) -> str:
         return json.dumps(self.to_dict(), indent=indent)
 
     @classmethod
     def from_dict(cls, data: dict) -> "PruningPlan":
-        if not isinstance(data, dict) or "groups" not in data:
-            raise ValueError("not a prunekit plan: expected a JSON object with a 'groups' list")
-        if data.get("version", 1) > PLAN_VERSION:
-            raise ValueError(f"plan version {data['version']} is newer than this prunekit ({PLAN_VERSION})")
+        """A plan from its dict form, checked against the schema (docs/plan-format.md).
+
+        Raises:
+            PlanFormatError: naming the first field that breaks the schema.
+        """
+        validate_plan_dict(data)
         decisions = []
         for g in data["groups"]:
-            members = [Member(m["key"], int(m["dim"]), [list(map(int, r)) for r in m["index"]], m.get("module", ""),
+            members = [Member(m["key"], m["dim"], [list(r) for r in m["index"]], m.get("module", ""),
                               m.get("role", "other")) for m in g["members"]]
-            kept = [int(i) for i in g["kept"]]
-            if any(i < 0 or i >= g["size"] for i in kept):
-                raise ValueError(f"plan group {g['name']!r}: kept index out of range 0..{g['size'] - 1}")
-            decisions.append(GroupDecision(g["name"], int(g["size"]), kept, members, list(g.get("notes", []))))
+            decisions.append(GroupDecision(g["name"], g["size"], list(g["kept"]), members, list(g.get("notes", []))))
+        ident = data.get("identity")
         return cls(decisions=decisions, shapes={k: list(v) for k, v in data.get("shapes", {}).items()},
-                   patches=list(data.get("patches", [])), meta=dict(data.get("meta", {})))
+                   patches=[dict(p) for p in data.get("patches", [])], meta=dict(data.get("meta", {})),
+                   identity=dict(ident) if ident is not None else None)
 
     @classmethod
-    def from_json(cls, text: str) -> "PruningPlan":
+    def from_json(cls, text: str | bytes) -> "PruningPlan":
+        """A plan from JSON text (see :meth:`load` for a file)."""
+        if not isinstance(text, (str, bytes, bytearray)):
+            raise PlanFormatError(f"plan JSON must be text, got {type(text).__name__}")
         try:
             data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"plan is not valid JSON: {e}") from e
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise PlanFormatError(f"plan is not valid JSON: {e}") from e
         return cls.from_dict(data)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "PruningPlan":
+        """Read a plan file written by :meth:`save` (or ``prunekit prune``'s plan.json).
+
+        Example:
+            >>> plan = PruningPlan.load("runs/prune/plan.json")  # doctest: +SKIP
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no such plan file: {path}")
+        try:
+            return cls.from_json(path.read_bytes())
+        except PlanFormatError as e:
+            raise PlanFormatError(f"{path}: {e}") from e
+
+    def save(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
+        """Write the plan as JSON, atomically; an existing file is replaced only with ``overwrite=True``."""
+        return atomic_write(path, self.to_json(indent=1) + "\n", overwrite=overwrite)
 
 
 def _check_kept(g: ChannelGroup, kept: list[int]) -> None:

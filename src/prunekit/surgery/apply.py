@@ -4,18 +4,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..errors import PlanMismatchError
 from ..graph.plan import PruningPlan
 from ..graph.trace import HEAD_DIM_ATTRS, HEADS_ATTRS
+from .checks import PlanLike, check_plan_fits
 from .patches import PatchContext, patch_for, user_patched
 
 WIDTH_ATTRS = ("hidden_dim", "embed_dim", "dim", "d_model", "hidden_size", "channels", "num_channels", "width",
                "in_dim", "out_dim", "num_features", "feat_dim", "embedding_dim", "inner_dim", "mid_channels",
                "hidden_features", "embed_dims")
 INNER_ATTRS = ("inner_dim", "all_head_size", "hidden_dim_attn", "attn_dim")
-
-
-class PlanMismatchError(ValueError):
-    """The plan does not fit this model (another architecture, or already pruned)."""
 
 
 def _tensor_slots(model: nn.Module) -> dict[str, tuple[nn.Module, str, bool]]:
@@ -31,31 +29,16 @@ def _tensor_slots(model: nn.Module) -> dict[str, tuple[nn.Module, str, bool]]:
     return slots
 
 
-def validate(model: nn.Module, plan: PruningPlan) -> None:
-    slots = _tensor_slots(model)
-    problems = []
-    for key, shape in plan.shapes.items():
-        if key not in slots:
-            problems.append(f"{key}: not in the model")
-            continue
-        mod, n, _ = slots[key]
-        have = list(getattr(mod, n).shape)
-        if have != list(shape):
-            problems.append(f"{key}: model has shape {have}, plan expects {list(shape)}")
-    for key, dim, idx in plan.removals():
-        if key in slots and key in plan.shapes:
-            size = plan.shapes[key][dim]
-            if idx and (idx[0] < 0 or idx[-1] >= size):
-                problems.append(f"{key}: index out of range for dim {dim} of size {size}")
-    if problems:
-        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
-        raise PlanMismatchError("plan does not match this model: " + "; ".join(problems[:5]) + more)
-
-
 @torch.no_grad()
-def apply(model: nn.Module, plan: PruningPlan, optimizer: torch.optim.Optimizer | None = None) -> nn.Module:
-    """Remove the plan's channels from `model` in place and return it (now physically smaller)."""
-    validate(model, plan)
+def apply(model: nn.Module, plan: PlanLike, optimizer: torch.optim.Optimizer | None = None,
+          allow_unshaped: bool = False) -> nn.Module:
+    """Remove the plan's channels from `model` in place and return it (now physically smaller).
+
+    `plan` may also be a plan dict, JSON text or a plan file path. Before anything changes the plan is
+    checked against the model (surgery.checks.check_plan_fits; `allow_unshaped` lets a plan without recorded
+    shapes through); a plan made for another model raises PlanMismatchError with the model untouched.
+    """
+    plan = check_plan_fits(model, plan, allow_unshaped=allow_unshaped)
     removals = plan.removals()
     if not removals:
         return model
