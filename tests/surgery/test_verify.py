@@ -2,6 +2,7 @@
 does not depend on its input (so that agreement would prove nothing)."""
 import copy
 
+import pytest
 import torch
 from torch import nn
 
@@ -30,19 +31,22 @@ def test_a_constant_output_makes_a_weak_check_until_the_model_is_made_input_sens
     m, x = _net(True), torch.randn(1, 3, 12, 12)
     plan = pk.plan(m, x, ratio=0.5)
     pruned = pk.apply(copy.deepcopy(m), plan)
-    # a broken pruned model would "match" too: its output is the classifier's bias for any input
-    with torch.no_grad():
-        pruned[0].weight.mul_(-3.0)
+    # the output is the classifier's bias for any input: agreement proves nothing, and the report says so
     rep = pk.verify(m, pruned, plan, x)
     assert rep.exact and rep.weak and rep.input_sensitivity == 0.0 and "WEAK CHECK" in str(rep)
+    # weights that are not the original's kept slices are refused before any comparison of outputs
+    with torch.no_grad():
+        pruned[0].weight.mul_(-3.0)
+    with pytest.raises(ValueError, match=r"kept slices of 0\.weight differ"):
+        pk.verify(m, pruned, plan, x)
     make_input_sensitive(m, x)
     assert m[-1].weight.abs().sum() > 0 and m[1].running_var.mean() != 1.0
     plan = pk.plan(m, x, ratio=0.5)
     pruned = pk.apply(copy.deepcopy(m), plan)
     assert not pk.verify(m, pruned, plan, x).weak and pk.verify(m, pruned, plan, x).exact
-    with torch.no_grad():
-        pruned[0].weight.mul_(-3.0)
-    assert not pk.verify(m, pruned, plan, x).exact  # now a broken model is caught
+    broken = copy.deepcopy(pruned)
+    broken[0].stride = (2, 2)  # a surgery bug that keeps the weights: only the outputs can tell
+    assert not pk.verify(m, broken, plan, x).exact  # now a broken model is caught
 
 
 def test_token_inputs_are_shuffled_for_the_sensitivity_check():

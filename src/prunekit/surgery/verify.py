@@ -9,6 +9,7 @@ from torch import nn
 
 from ..graph.plan import PruningPlan
 from ..graph.trace import _tensors, run_model
+from .checks import check_plan_fits
 
 
 @dataclass
@@ -48,6 +49,40 @@ def zeroed_copy(original: nn.Module, plan: PruningPlan) -> nn.Module:
     return z
 
 
+def check_made_from(original: nn.Module, pruned: nn.Module, plan: PruningPlan) -> None:
+    """Refuse a pair that ``plan`` does not relate: the plan must fit ``original`` and every tensor of
+    ``pruned`` must equal, bit for bit, the original's tensor with the plan's slices removed.
+
+    Raises:
+        PlanMismatchError: the plan was not made for ``original``.
+        ValueError: ``pruned`` was not made from ``original`` by ``plan`` (another model, other weights, or
+            weights changed after pruning); the message names the first tensor that differs.
+    """
+    check_plan_fits(original, plan)
+    cuts: dict[str, list[tuple[int, list[int]]]] = {}
+    for key, dim, idx in plan.removals():
+        cuts.setdefault(key, []).append((dim, idx))
+    orig = {k: v for k, v in original.state_dict().items() if isinstance(v, torch.Tensor)}
+    new = {k: v for k, v in pruned.state_dict().items() if isinstance(v, torch.Tensor)}
+    odd = sorted(set(orig) ^ set(new))
+    if odd:
+        raise ValueError(f"the pruned model was not made from this original: tensors {odd[:5]} are in only one of them")
+    for key, t in orig.items():
+        for dim, idx in cuts.get(key, []):
+            drop = torch.zeros(t.shape[dim], dtype=torch.bool)
+            drop[torch.tensor(idx, dtype=torch.long)] = True
+            t = t.index_select(dim, torch.nonzero(~drop).reshape(-1).to(t.device))
+        other = new[key]
+        if t.shape != other.shape:
+            raise ValueError(f"the pruned model was not made from this original by this plan: {key} would have shape "
+                             f"{list(t.shape)}, the pruned model has {list(other.shape)}")
+        if not torch.equal(t.to(other.device), other):
+            diff = (t.to(other.device).double() - other.double()).abs().max()
+            raise ValueError(f"the pruned model was not made from this original by this plan: the kept slices of {key} "
+                             f"differ (max |diff| = {float(diff):.3g}); verify compares a pruned model with the very "
+                             "model it was cut from, before any fine-tuning")
+
+
 def _n_params(m: nn.Module) -> int:
     return sum(p.numel() for p in m.parameters())
 
@@ -58,7 +93,9 @@ def verify(original: nn.Module, pruned: nn.Module, plan: PruningPlan, example_in
 
     exact: every output agrees to `rtol` relative to the output scale. Otherwise the reasons name the
     operations that mix pruned channels (LayerNorm, GroupNorm, means over channels, attention scaling).
+    An original that `pruned` was not cut from by `plan` is refused first (see `check_made_from`).
     """
+    check_made_from(original, pruned, plan)
     z = zeroed_copy(original, plan)
     z.eval()
     was = pruned.training
