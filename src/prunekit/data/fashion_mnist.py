@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import os
 import shutil
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from ..utils.fileio import atomic_write
 from .base import DataFormatError, DataNotFoundError
 from .idx import read_idx
 
@@ -80,16 +80,12 @@ def download(dest: Path, url: str = URL, timeout: float = DOWNLOAD_TIMEOUT_S) ->
             target = dest / (stem + ".gz")
             if target.is_file():
                 continue
-            fd, tmp = tempfile.mkstemp(dir=dest, prefix=stem, suffix=".part")
-            try:
-                with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url + stem + ".gz",
-                                                                        timeout=timeout) as resp:
+            def fetch(tmp: Path, source: str = url + stem + ".gz") -> None:
+                with open(tmp, "wb") as out, urllib.request.urlopen(source, timeout=timeout) as resp:
                     shutil.copyfileobj(resp, out)
                 read_idx(tmp)  # refuse to keep a broken download
-                os.replace(tmp, target)
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
+
+            atomic_write(target, fetch)
     return dest
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import random
 from pathlib import Path
 from typing import Any, Callable
@@ -27,6 +26,7 @@ from torch import nn
 
 from ..graph.groups import DependencyGraph
 from ..measure.inputs import rebatch, to_device
+from ..utils.fileio import atomic_write
 from .base import max_removable
 
 from .latency_layers import (CACHE_VERSION, Timer, _rates, build_pruned, cache_dir, device_signature, random_counts,
@@ -102,10 +102,7 @@ class LatencyModel:
         return True
 
     def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1))
-        tmp.replace(path)
+        atomic_write(path, json.dumps(self.to_dict(), indent=1), overwrite=True)
 
     # -- tables
     def group_grid(self, name: str) -> list[int]:
