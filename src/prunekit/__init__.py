@@ -1,5 +1,5 @@
 """prunekit: make PyTorch models smaller and faster by pruning."""
-from .api import plan
+from .api import PlanConfig, TargetError, plan
 from .errors import ModelFileError, PlanFormatError
 from .graph import ChannelGroup, DependencyGraph, UnsupportedOpError, trace
 from .graph.plan import PruningPlan
@@ -30,6 +30,6 @@ def load(path, **kwargs):
     return _load(path, **kwargs)
 
 
-__all__ = ["ModelFileError", "PlanFormatError", "ChannelGroup", "DependencyGraph", "PatchContext", "PlanMismatchError", "PruningPlan", "Target",
+__all__ = ["ModelFileError", "PlanFormatError", "ChannelGroup", "PlanConfig", "TargetError", "DependencyGraph", "PatchContext", "PlanMismatchError", "PruningPlan", "Target",
            "UnsupportedOpError", "VerifyReport", "apply", "count", "load", "plan", "register_patch", "save", "trace",
            "verify", "__version__"]

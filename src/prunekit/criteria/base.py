@@ -1,24 +1,60 @@
 """Criterion registry and helpers shared by criteria."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar
 
 import torch
 from torch import nn
 
+from ..config import Config, check_int
 from ..graph.groups import ChannelGroup, DependencyGraph, Member
+from ..registry import Registry
 
-CRITERIA: dict[str, type] = {}
+CRITERIA: Registry = Registry("criterion")
+
+
+@dataclass
+class CriterionConfig(Config):
+    """Options every criterion takes: `seed` seeds the generator of criteria that draw random numbers."""
+
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_int(type(self).__name__, "seed", self.seed)
+
+
+@dataclass
+class DataCriterionConfig(CriterionConfig):
+    """Criteria that read data: how many batches of it (a DataLoader, a list of batches or one pair)."""
+
+    batches: int = 8
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_int(type(self).__name__, "batches", self.batches, lo=1)
 
 
 class Criterion:
-    """Scores channels of every prunable group. Subclasses set `needs_data` when they read a loader."""
+    """Scores channels of every prunable group. Subclasses set `needs_data` when they read a loader and
+    `Config` to the dataclass of their options; `Criterion(config)` or `Criterion(**options)` (an unknown
+    option raises TypeError naming it and the valid ones)."""
 
     name = "base"
     needs_data = False
+    Config: ClassVar[type] = CriterionConfig
 
-    def __init__(self, **kwargs: Any) -> None:
-        self.kwargs = kwargs
+    def __init__(self, config: Any = None, **options: Any) -> None:
+        where = f"criterion {self.name!r}"
+        if config is None:
+            config = self.Config.from_kwargs(where, options)
+        elif options:
+            raise TypeError(f"{where}: give config= or keyword options, not both ({sorted(options)})")
+        elif isinstance(config, dict):
+            config = self.Config.from_dict(config)
+        elif not isinstance(config, self.Config):
+            raise TypeError(f"{where} is configured by {self.Config.__name__}, got {type(config).__name__}")
+        self.config = config
 
     def __call__(self, model: nn.Module, graph: DependencyGraph, data=None) -> dict[str, torch.Tensor]:
         if self.needs_data and data is None:
@@ -30,24 +66,33 @@ class Criterion:
 
 
 def register_criterion(name: str) -> Callable[[type], type]:
+    """Register a Criterion subclass as `name` (configured by its `Config` dataclass)."""
+
     def deco(cls: type) -> type:
         cls.name = name
-        CRITERIA[name] = cls
+        CRITERIA.register(name, cls, config=cls.Config)
         return cls
 
     return deco
 
 
 def list_criteria() -> list[str]:
-    return sorted(CRITERIA)
+    return CRITERIA.names()
 
 
-def get_criterion(name: str | Criterion, **kwargs: Any) -> Criterion:
+def get_criterion(name: str | Criterion, config: Any = None, **options: Any) -> Criterion:
+    """An instance of criterion `name` with `config` or keyword `options` (an instance passes through)."""
     if isinstance(name, Criterion):
+        if config is not None or options:
+            raise TypeError(f"criterion {name.name!r} is already built; options {sorted(options)} would be ignored")
         return name
-    if name not in CRITERIA:
-        raise ValueError(f"unknown criterion {name!r}; choose one of: {', '.join(list_criteria())}")
-    return CRITERIA[name](**kwargs)
+    return CRITERIA.entry(name).obj(config, **options)
+
+
+def criterion_options(name: str | Criterion) -> list[str]:
+    """The option names criterion `name` accepts."""
+    cls = type(name) if isinstance(name, Criterion) else CRITERIA.entry(name).obj
+    return cls.Config.field_names()
 
 
 def member_rows(t: torch.Tensor, m: Member) -> torch.Tensor:

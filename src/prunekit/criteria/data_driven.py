@@ -9,18 +9,32 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from dataclasses import dataclass
+
+from ..config import check_bool
 from ..graph.groups import DependencyGraph
 from .activations import iter_batches, model_device, record
-from .base import Criterion, member_rows, per_channel, producer_weights, register_criterion
+from .base import Criterion, DataCriterionConfig, member_rows, per_channel, producer_weights, register_criterion
+
+
+@dataclass
+class ActivationConfig(DataCriterionConfig):
+    """Activation criteria: `relu` applies ReLU to the observed outputs before apoz / mean / rank."""
+
+    relu: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_bool(type(self).__name__, "relu", self.relu)
 
 
 class _Activation(Criterion):
     needs_data = True
     stat = "taylor"
+    Config = ActivationConfig
 
     def score(self, model, graph, data):
-        rec = record(model, graph, data, (self.stat,), batches=self.kwargs.get("batches", 8),
-                     relu=self.kwargs.get("relu", True))
+        rec = record(model, graph, data, (self.stat,), batches=self.config.batches, relu=self.config.relu)
         return rec.scores(self.stat)
 
 
@@ -60,6 +74,7 @@ class OBD(Criterion):
     the squared batch gradient)."""
 
     needs_data = True
+    Config = DataCriterionConfig
 
     def score(self, model, graph: DependencyGraph, data):
         from ..train.evaluation import forward, move, split_batch
@@ -74,7 +89,7 @@ class OBD(Criterion):
         was_training = model.training
         model.eval()
         try:
-            for batch in iter_batches(data, self.kwargs.get("batches", 8)):
+            for batch in iter_batches(data, self.config.batches):
                 inputs, targets = move(split_batch(batch), device)
                 with torch.enable_grad():
                     loss = F.cross_entropy(forward(model, inputs), targets)

@@ -40,5 +40,5 @@ class Random(Criterion):
     """Uniform random scores from a seeded generator (baseline)."""
 
     def score(self, model, graph, data):
-        gen = torch.Generator().manual_seed(int(self.kwargs.get("seed", 0)))
+        gen = torch.Generator().manual_seed(self.config.seed)
         return {g.name: torch.rand(g.size, generator=gen) for g in graph.prunable_groups()}

@@ -1,10 +1,35 @@
 """Data-free criteria beyond plain norms: bn_scale (Network Slimming) and fpgm (geometric median)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
-from .base import Criterion, member_rows, per_channel, producer_weights, register_criterion
+from ..config import check_choice, check_int
+from .base import Criterion, CriterionConfig, member_rows, per_channel, producer_weights, register_criterion
+
+
+@dataclass
+class BNScaleConfig(CriterionConfig):
+    """bn_scale: `fallback` scores groups without an affine BatchNorm ("l1"), or None makes them an error."""
+
+    fallback: str | None = "l1"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_choice("BNScaleConfig", "fallback", self.fallback, ("l1", None))
+
+
+@dataclass
+class FPGMConfig(CriterionConfig):
+    """fpgm: Weiszfeld iterations of the geometric median."""
+
+    iters: int = 100
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_int("FPGMConfig", "iters", self.iters, lo=1)
 
 
 @register_criterion("bn_scale")
@@ -13,6 +38,8 @@ class BNScale(Criterion):
 
     A group without an affine BatchNorm falls back to the L1 norm of its producer filters scaled to the same
     mean as the BatchNorm groups (say so with `fallback=None` to get an error instead)."""
+
+    Config = BNScaleConfig
 
     def score(self, model, graph, data):
         mods = dict(model.named_modules())
@@ -31,7 +58,7 @@ class BNScale(Criterion):
             else:
                 missing.append(g)
         if missing:
-            if self.kwargs.get("fallback", "l1") is None or not scores:
+            if self.config.fallback is None or not scores:
                 raise ValueError(f"bn_scale: group(s) {[g.name for g in missing][:5]} have no affine BatchNorm")
             ref = torch.cat(list(scores.values())).mean()
             for g in missing:
@@ -60,13 +87,15 @@ class FPGM(Criterion):
     """He et al. 2019: distance of each filter to the geometric median of its layer's filters (near the median
     = replaceable by the others = low score), summed over the group's producer layers."""
 
+    Config = FPGMConfig
+
     def score(self, model, graph, data):
         scores = {}
         for g in graph.prunable_groups():
             total = torch.zeros(g.size)
             for m, w in producer_weights(model, graph, g):
                 rows = member_rows(w, m).cpu()
-                gm = geometric_median(rows, iters=int(self.kwargs.get("iters", 100)))
+                gm = geometric_median(rows, iters=self.config.iters)
                 dist = (rows - gm).norm(dim=1)
                 total += per_channel(m, dist)
             scores[g.name] = total

@@ -15,6 +15,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from .groups import ChannelGroup, DependencyGraph, Member
+from .ignore import resolve_ignore
 from .labels import UnionFind, align
 from .rules import HEAD_DIM_NOTE, SCORES_NOTE, _tensors, dim_labels, rule_for
 
@@ -278,7 +279,7 @@ def trace(model: nn.Module, example_inputs: Any, ignore: Iterable | None = None,
     heads: in attention modules with a head-count attribute (num_heads, n_heads, ...), make whole heads the
     pruning unit (num_heads shrinks, head_dim stays) instead of head_dim (the default).
     """
-    ignore = list(ignore or [])
+    ignore = resolve_ignore(model, ignore)  # one entry per name; entries matching nothing raise
     if filter_fn is not None:
         ignore.append(lambda m, n: not filter_fn(m, n))
     ctx = TraceContext(model, heads=heads)

@@ -1,37 +1,41 @@
-"""Whole pruning procedures. Each is `fn(model, train_loader, val_loader, example_inputs, *, target= or ratio=,
-...) -> (pruned model, report dict)`; the model is pruned in place. Every method takes the Recovery options
-(finetune_epochs, lr, distill, temperature, distill_weight, from_scratch, scratch_epochs, ...).
+"""Whole pruning procedures. Each is `fn(model, train_loader, val_loader, example_inputs, config=None,
+**options) -> MethodResult`; the model is pruned in place. A method is configured by one config dataclass
+(`OneshotConfig`, `AdmmConfig`, ...: a PlanConfig, a Recovery and its own knobs), or by keywords that build
+it (unknown keywords raise TypeError listing the valid ones).
 
 `run_method(name, ...)` picks one from `METHODS` by name. Deep Compression (unstructured, its own result type)
 lives in `prunekit.methods.deep_compression`.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
-from .admm import admm
-from .coarse import coarse
-from .common import PlanComposer, Recovery, reinitialize, shrink_graph
-from .oneshot import iterative, oneshot, srr
-from .regularized import group_lasso, slimming
-
-METHODS: dict[str, Callable[..., tuple[Any, dict[str, Any]]]] = {
-    "oneshot": oneshot, "iterative": iterative, "coarse": coarse, "admm": admm, "slimming": slimming,
-    "group_lasso": group_lasso, "srr": srr,
-}
+from .admm import AdmmConfig, admm
+from .coarse import CoarseConfig, coarse
+from .common import PlanComposer, reinitialize, shrink_graph
+from .config import MethodConfig, Recovery
+from .oneshot import IterativeConfig, OneshotConfig, SRRMethodConfig, iterative, oneshot, srr
+from .registry import METHODS, register_method
+from .regularized import GroupLassoConfig, SlimmingConfig, group_lasso, slimming
+from .result import MethodResult
 
 
 def list_methods() -> list[str]:
-    return sorted(METHODS)
+    return METHODS.names()
 
 
-def run_method(name: str, model, train_loader, val_loader=None, example_inputs=None, **kwargs: Any):
-    """Run the method registered as `name`; returns (pruned model, report dict)."""
-    key = name.strip().lower().replace("-", "_")
-    if key not in METHODS:
-        raise ValueError(f"unknown method {name!r}; choose one of: {', '.join(list_methods())}")
-    return METHODS[key](model, train_loader, val_loader, example_inputs, **kwargs)
+def run_method(name: str, model, train_loader, val_loader=None, example_inputs=None, config: Any = None,
+               **options: Any) -> MethodResult:
+    """Run the method registered as `name` with `config` (its config type) or keyword options.
+
+    Example:
+        >>> model, res = run_method("oneshot", net, loader, target={"macs": 0.5}, finetune_epochs=1)
+    """
+    fn = METHODS.entry(name).obj
+    return fn(model, train_loader, val_loader, example_inputs, config, **options)
 
 
-__all__ = ["METHODS", "PlanComposer", "Recovery", "admm", "coarse", "group_lasso", "iterative", "list_methods",
-           "oneshot", "reinitialize", "run_method", "shrink_graph", "slimming", "srr"]
+__all__ = ["METHODS", "AdmmConfig", "CoarseConfig", "GroupLassoConfig", "IterativeConfig", "MethodConfig",
+           "MethodResult", "OneshotConfig", "PlanComposer", "Recovery", "SRRMethodConfig", "SlimmingConfig", "admm",
+           "coarse", "group_lasso", "iterative", "list_methods", "oneshot", "register_method", "reinitialize",
+           "run_method", "shrink_graph", "slimming", "srr"]

@@ -13,17 +13,50 @@ stage share one channel set); k_i comes from `policy` for the target, allocated 
 from __future__ import annotations
 
 import time
-from typing import Any, Iterable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Iterable
 
 import torch
 from torch import nn
 
+from ..config import check_float, check_int
 from ..criteria.base import member_rows, per_channel
 from ..graph.groups import ChannelGroup, Member
-from ..policies.base import Target
+from ..graph.plan import PruningPlan
+from ..planning import plan_from_scores, score_channels
+from ..policies import select_kept
 from ..surgery import apply
-from .common import (as_target, cost, default_inputs, no_extra, plan_step, recover, score, shrink_graph,
-                     split_options, summary, teacher_of, trace_model, train)
+from .common import begin, finish, policy_name, recover, shrink_graph, train
+from .config import MethodConfig
+from .registry import register_method
+from .result import MethodResult
+
+
+@dataclass
+class AdmmConfig(MethodConfig):
+    """admm: K = `iterations` ADMM iterations of E = `epochs_per_iteration` epochs each at `admm_lr` (default
+    the recovery lr), penalty `rho` multiplied by `rho_growth` after each; filters are ranked by L1 (the
+    plan's criterion is l1)."""
+
+    METHOD: ClassVar[str] = "admm"
+    PLAN_DEFAULTS: ClassVar[dict[str, Any]] = {"criterion": "l1"}
+    rho: float = 0.1
+    rho_growth: float = 2.0
+    iterations: int = 4
+    epochs_per_iteration: int = 1
+    admm_lr: float | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        w = "AdmmConfig"
+        if self.plan.criterion != "l1":
+            raise ValueError(f"{w}: ADMM keeps the largest-L1 filters; criterion must be 'l1', "
+                             f"got {self.plan.criterion!r}")
+        check_float(w, "rho", self.rho, 0.0, None, lo_open=True)
+        check_float(w, "rho_growth", self.rho_growth, 1.0, None)
+        check_int(w, "iterations", self.iterations, lo=1)
+        check_int(w, "epochs_per_iteration", self.epochs_per_iteration, lo=1)
+        check_float(w, "admm_lr", self.admm_lr, 0.0, None, lo_open=True, optional=True)
 
 
 class _GroupADMM:
@@ -85,44 +118,30 @@ class _GroupADMM:
         return num, den
 
 
+@register_method("admm", AdmmConfig)
 def admm(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = None, example_inputs: Any = None,
-         *, target: Target | dict | None = None, ratio: float | None = None, policy: str = "uniform",
-         rho: float = 0.1, rho_growth: float = 2.0, iterations: int = 4, epochs_per_iteration: int = 1,
-         admm_lr: float | None = None, policy_kw: dict | None = None, min_channels: int = 1, max_ratio: float = 0.9,
-         **kw: Any) -> tuple[nn.Module, dict[str, Any]]:
-    """ADMM training toward at most k_i filters per group (rho, rho_growth per iteration, K = `iterations`,
-    E = `epochs_per_iteration`, at `admm_lr`, default the fine-tuning lr), one prune by L1, one recovery."""
-    opts, rest = split_options(kw)
-    no_extra("admm", rest)
-    target = as_target(target, ratio)
-    t_start = time.perf_counter()
-    timings: dict[str, float] = {}
-    history: dict[str, Any] = {"admm_iterations": []}
-    teacher = teacher_of(model, opts)
-    ex = default_inputs(train_loader, example_inputs)
-    graph = trace_model(model, ex, opts)
-    base = cost(graph)
+         config: AdmmConfig | None = None, **options: Any) -> MethodResult:
+    """ADMM training toward at most k_i filters per group, one prune by L1, one recovery. The k_i come from
+    the plan's policy for its target on the dense model. Arguments as `oneshot` (configured by AdmmConfig)."""
+    cfg = AdmmConfig.resolve("admm()", config, options)
+    run = begin(model, train_loader, example_inputs, cfg)
+    graph, opts, history, timings = run.graph, cfg.recovery, run.history, run.timings
+    history["admm_iterations"] = []
     t0 = time.perf_counter()
-    l1 = score(model, graph, "l1", None)
-    alloc = plan_step(model, graph, l1, policy, target, ratio, min_channels, max_ratio, policy_kw)
+    alloc = plan_from_scores(model, graph, score_channels(model, graph, cfg.plan), cfg.plan, data=train_loader,
+                             example_inputs=run.example_inputs)
     counts = {d.name: len(d.removed) for d in alloc.decisions}
-    params = dict(model.named_parameters())
-    groups = []
-    for g in graph.prunable_groups():
-        if counts.get(g.name):
-            prods = [(m, params[m.key]) for m in g.producers() if m.key in params]
-            if prods:
-                groups.append(_GroupADMM(g, prods, counts[g.name]))
+    groups = _admm_groups(model, graph, counts)
     for a in groups:
         a.z_step()
     timings["allocate"] = time.perf_counter() - t0
-    holder = {"rho": float(rho)}
+    holder = {"rho": float(cfg.rho)}
 
     def admm_term(m, batch, outputs, loss):
         return 0.5 * holder["rho"] * sum(a.penalty() for a in groups)
 
     def on_epoch(trainer, epoch: int, record: dict) -> None:
-        if epoch % epochs_per_iteration:
+        if epoch % cfg.epochs_per_iteration:
             return
         for a in groups:
             a.z_step()
@@ -130,34 +149,45 @@ def admm(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None =
         num, den = map(sum, zip(*(a.residual() for a in groups))) if groups else (0.0, 1.0)
         history["admm_iterations"].append({"epoch": epoch, "rho": holder["rho"],
                                            "residual": (num / max(den, 1e-30)) ** 0.5})
-        holder["rho"] *= rho_growth
+        holder["rho"] *= cfg.rho_growth
 
     t0 = time.perf_counter()
-    cfg = opts.config(iterations * epochs_per_iteration, admm_lr if admm_lr is not None else opts.lr)
-    history["admm"], trainer = train(model, train_loader, val_loader, cfg, opts, loss_terms=[admm_term],
-                                     epoch_callbacks=[on_epoch])
+    tcfg = opts.config(cfg.iterations * cfg.epochs_per_iteration, cfg.admm_lr if cfg.admm_lr is not None else opts.lr)
+    history["admm"], _ = train(model, train_loader, val_loader, tcfg, opts, loss_terms=[admm_term],
+                               epoch_callbacks=[on_epoch])
     timings["admm"] = time.perf_counter() - t0
-    # the filters ADMM drove toward zero, against the ones it keeps (L2 norms, before pruning)
-    removed_n, kept_n = [], []
-    for a in groups:
-        w = [p.detach() for _, p in a.params]
-        n = a.norms(w)
-        drop = set(a.dropped([z for z in a.Z]))
-        removed_n += [float(n[c]) for c in drop]
-        kept_n += [float(n[c]) for c in range(a.g.size) if c not in drop]
+    removed_n, kept_n = _norms(groups)
     t0 = time.perf_counter()
-    l1 = score(model, graph, "l1", None)
-    meta = {"method": "admm", "criterion": "l1", "policy": policy, "ratio": ratio,
-            "target": target.items() if target else None, "rho": rho, "rho_growth": rho_growth,
-            "iterations": iterations, "epochs_per_iteration": epochs_per_iteration}
-    from ..graph.plan import PruningPlan
-    from ..policies import select_kept
-    plan = PruningPlan.from_kept(graph, select_kept(graph, l1, counts), meta)
+    # the same counts, now with the channels ADMM drove toward zero scoring lowest
+    meta = {**alloc.meta, "method": "admm", "method_config": cfg.to_dict()}
+    plan = PruningPlan.from_kept(graph, select_kept(graph, score_channels(model, graph, cfg.plan), counts), meta)
     apply(model, plan)
     graph = shrink_graph(graph, plan, model)
     timings["prune"] = time.perf_counter() - t0
-    recover(model, teacher, train_loader, val_loader, opts, timings, history)
-    timings["total"] = time.perf_counter() - t_start
+    recover(model, run.teacher, train_loader, val_loader, opts, timings, history)
     mean = lambda v: sum(v) / len(v) if v else None  # noqa: E731
-    return model, summary("admm", base, graph, plan, timings, history, criterion="l1", policy=policy,
-                          removed_norm=mean(removed_n), kept_norm=mean(kept_n))
+    extras = {"criterion": "l1", "policy": policy_name(cfg.plan.policy), "removed_norm": mean(removed_n),
+              "kept_norm": mean(kept_n)}
+    return finish(model, run, graph, plan, extras)
+
+
+def _admm_groups(model: nn.Module, graph, counts: dict[str, int]) -> list[_GroupADMM]:
+    params = dict(model.named_parameters())
+    groups = []
+    for g in graph.prunable_groups():
+        if counts.get(g.name):
+            prods = [(m, params[m.key]) for m in g.producers() if m.key in params]
+            if prods:
+                groups.append(_GroupADMM(g, prods, counts[g.name]))
+    return groups
+
+
+def _norms(groups: list[_GroupADMM]) -> tuple[list[float], list[float]]:
+    """L2 norms of the filters ADMM drove toward zero, and of the ones it keeps (before pruning)."""
+    removed_n, kept_n = [], []
+    for a in groups:
+        n = a.norms([p.detach() for _, p in a.params])
+        drop = set(a.dropped(list(a.Z)))
+        removed_n += [float(n[c]) for c in drop]
+        kept_n += [float(n[c]) for c in range(a.g.size) if c not in drop]
+    return removed_n, kept_n

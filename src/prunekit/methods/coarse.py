@@ -10,53 +10,70 @@ ranking (hooks + scoring + allocation), the part a separate ranking pass would r
 from __future__ import annotations
 
 import time
-from typing import Any, Iterable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Iterable
 
 from torch import nn
 
+from ..config import check_bool, check_int
 from ..criteria.activations import ActivationRecorder
-from ..policies.base import Target
+from ..planning import plan_from_scores
 from ..surgery import apply
 from ..train import DistillationLoss
-from .common import (PlanComposer, as_target, cost, default_inputs, no_extra, plan_step, recover, shrink_graph,
-                     split_options, step_target, summary, teacher_of, trace_model, train)
+from .common import (PlanComposer, begin, check_final, cost, finish, plan_meta, plan_name, policy_name, recover,
+                     shrink_graph, step_target, train)
+from .config import MethodConfig
+from .registry import register_method
+from .result import MethodResult
 
 COARSE_CRITERIA = ("taylor", "apoz", "mean_activation")
 
 
+@dataclass
+class CoarseConfig(MethodConfig):
+    """coarse: prune every `every` optimizer steps, `prunes` times (None: as many as fit in the first half of
+    training, at most 10); `relu` applies ReLU before apoz / mean_activation. The criterion is one the hooks
+    accumulate (taylor, apoz, mean_activation)."""
+
+    METHOD: ClassVar[str] = "coarse"
+    PLAN_DEFAULTS: ClassVar[dict[str, Any]] = {"criterion": "taylor"}
+    every: int = 20
+    prunes: int | None = None
+    relu: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        w = "CoarseConfig"
+        if self.plan.criterion not in COARSE_CRITERIA:
+            raise ValueError(f"coarse ranking accumulates {COARSE_CRITERIA}, not {self.plan.criterion!r}")
+        check_int(w, "every", self.every, lo=1)
+        check_int(w, "prunes", self.prunes, lo=1, optional=True)
+        check_bool(w, "relu", self.relu)
+
+
+@register_method("coarse", CoarseConfig)
 def coarse(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = None, example_inputs: Any = None,
-           *, target: Target | dict | None = None, ratio: float | None = None, criterion: str = "taylor",
-           policy: str = "uniform", every: int = 20, prunes: int | None = None, relu: bool = True,
-           policy_kw: dict | None = None, min_channels: int = 1, max_ratio: float = 0.9,
-           **kw: Any) -> tuple[nn.Module, dict[str, Any]]:
-    """Fine-tune for `finetune_epochs`, pruning every `every` optimizer steps (`prunes` times; default: as many
-    as fit in the first half of training, at most 10), each prune moving the cumulative MACs/params (or the
-    channel ratio) linearly toward the target. The rest of training recovers. With from_scratch=True the pruned
-    architecture is then re-initialised and trained (the ranking still comes from the fine-tuning steps)."""
-    opts, rest = split_options(kw)
-    no_extra("coarse", rest)
-    if criterion not in COARSE_CRITERIA:
-        raise ValueError(f"coarse ranking accumulates {COARSE_CRITERIA}, not {criterion!r}")
-    target = as_target(target, ratio)
-    t_start = time.perf_counter()
-    teacher = teacher_of(model, opts)
-    ex = default_inputs(train_loader, example_inputs)
-    t0 = time.perf_counter()
-    graph = trace_model(model, ex, opts)
-    base = cost(graph)
-    timings: dict[str, float] = {"trace": time.perf_counter() - t0}
-    history: dict[str, Any] = {"prunes": []}
+           config: CoarseConfig | None = None, **options: Any) -> MethodResult:
+    """Fine-tune for `finetune_epochs`, pruning every `every` optimizer steps (`prunes` times), each prune moving
+    the cumulative MACs/params (or the channel ratio) linearly toward the target. The rest of training
+    recovers. With from_scratch=True the pruned architecture is then re-initialised and trained (the ranking
+    still comes from the fine-tuning steps). Arguments as `oneshot` (configured by CoarseConfig)."""
+    cfg = CoarseConfig.resolve("coarse()", config, options)
+    run = begin(model, train_loader, example_inputs, cfg)
+    opts, p, criterion = cfg.recovery, cfg.plan, cfg.plan.criterion
+    base, graph, timings, history = run.base, run.graph, run.timings, run.history
+    history["prunes"] = []
     sizes = {g.name: g.size for g in graph.groups}
-    cfg = opts.config(opts.finetune_epochs, opts.lr)
-    steps_per_epoch = _steps_per_epoch(train_loader, cfg.max_steps_per_epoch)
-    total = cfg.epochs * steps_per_epoch
-    n_prunes = prunes if prunes is not None else max(1, min(10, (total // 2) // max(1, every)))
+    tcfg = opts.config(opts.finetune_epochs, opts.lr)
+    total = tcfg.epochs * _steps_per_epoch(train_loader, tcfg.max_steps_per_epoch)
+    every = cfg.every
+    n_prunes = cfg.prunes if cfg.prunes is not None else max(1, min(10, (total // 2) // every))
     if n_prunes * every > total:
         raise ValueError(f"{n_prunes} prunes every {every} steps need {n_prunes * every} training steps; "
-                         f"finetune_epochs={cfg.epochs} give {total}")
+                         f"finetune_epochs={tcfg.epochs} give {total}")
     state = {"graph": graph, "done": 0, "rank_s": 0.0, "prune_s": 0.0, "forward": 0, "steps": 0}
     composer = PlanComposer(graph)
-    recorder = ActivationRecorder(model, graph, (criterion,), relu=relu)
+    recorder = ActivationRecorder(model, graph, (criterion,), relu=cfg.relu)
 
     def count_forward(module, args):
         state["forward"] += 1
@@ -69,9 +86,11 @@ def coarse(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None
         g = state["graph"]
         scores = recorder.scores(criterion)
         i = state["done"] + 1
-        st, sr = step_target(base, cost(g), target, ratio, i, n_prunes)
-        plan = plan_step(trainer.module, g, scores, policy, st, sr, min_channels, max_ratio, policy_kw, sizes,
-                         seed=opts.seed + i)
+        st, sr = step_target(base, cost(g), p.target, p.ratio, i, n_prunes)
+        # no example inputs: the plan is not test-run on a copy, which would be a forward pass outside the
+        # training steps; the next training step runs the pruned model
+        plan = plan_from_scores(trainer.module, g, scores, p.replace(target=st, ratio=sr, seed=p.seed + i),
+                                original_sizes=sizes, enforce=False)
         t2 = time.perf_counter()
         state["rank_s"] += t2 - t1
         apply(trainer.module, plan, optimizer=trainer.optimizer)
@@ -90,25 +109,23 @@ def coarse(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None
     t0 = time.perf_counter()
     try:
         with recorder:
-            terms = [DistillationLoss(teacher, opts.temperature, opts.distill_weight)] \
-                if teacher is not None and not opts.from_scratch else []
-            history["finetune"], _ = train(model, train_loader, val_loader, cfg, opts, loss_terms=terms,
+            terms = [DistillationLoss(run.teacher, opts.temperature, opts.distill_weight)] \
+                if run.teacher is not None and not opts.from_scratch else []
+            history["finetune"], _ = train(model, train_loader, val_loader, tcfg, opts, loss_terms=terms,
                                            step_callbacks=[on_step])
     finally:
         handle.remove()
     timings["finetune"] = time.perf_counter() - t0
-    hook_s = recorder.time_s
-    timings["ranking"] = hook_s + state["rank_s"]
+    timings["ranking"] = recorder.time_s + state["rank_s"]
     timings["prune"] = state["prune_s"]
+    check_final(run, state["graph"])
     if opts.from_scratch:
-        recover(model, teacher, train_loader, val_loader, opts, timings, history)
-    timings["total"] = time.perf_counter() - t_start
-    meta = {"method": "coarse", "criterion": criterion, "policy": policy, "ratio": ratio,
-            "target": target.items() if target else None, "every": every, "prunes": n_prunes}
-    return model, summary("coarse", base, state["graph"], composer.plan(meta), timings, history,
-                          criterion=criterion, policy=policy, prunes=state["done"], every=every,
-                          training_steps=state["steps"], forward_calls=state["forward"],
-                          ranking_share=timings["ranking"] / max(1e-9, timings["total"]))
+        recover(model, run.teacher, train_loader, val_loader, opts, timings, history)
+    total_s = time.perf_counter() - run.t_start
+    extras = {"criterion": plan_name(criterion), "policy": policy_name(p.policy), "prunes": state["done"],
+              "every": every, "training_steps": state["steps"], "forward_calls": state["forward"],
+              "ranking_share": timings["ranking"] / max(1e-9, total_s)}
+    return finish(model, run, state["graph"], composer.plan(plan_meta(cfg, extras)), extras)
 
 
 def _steps_per_epoch(loader: Iterable, cap: int | None) -> int:

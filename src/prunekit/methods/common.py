@@ -3,11 +3,9 @@ following a model through several prunes (graph shrinking, plan composition), st
 from __future__ import annotations
 
 import copy
-import dataclasses
-import math
 import time
-from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Iterable
 
 import torch
 from torch import nn
@@ -15,60 +13,38 @@ from torch import nn
 from ..graph.cost import predict
 from ..graph.groups import DependencyGraph
 from ..graph.plan import PruningPlan
-from ..policies.base import Target, max_removable
+from ..planning import enforce_target, plan_from_scores, trace_for
+from ..policies import Target, get_policy
+from ..surgery import apply
 from ..train import DistillationLoss, TrainConfig, Trainer
+from .config import MethodConfig, Recovery
+from .result import MethodResult
 
 
 @dataclass
-class Recovery:
-    """How a method recovers accuracy after pruning, and the training settings it shares.
+class MethodRun:
+    """The state a method carries from its prologue: the config, the traced graph and the dense costs, the
+    example inputs, the teacher (when distilling), timings and history so far."""
 
-    finetune_epochs / lr: the fine-tuning budget. distill: add knowledge distillation from the unpruned model
-    (temperature, distill_weight = alpha of DistillationLoss). from_scratch: re-initialise the pruned
-    architecture and train it for scratch_epochs (default finetune_epochs) at scratch_lr (default 10 x lr)
-    instead of fine-tuning: the control of "Rethinking the Value of Network Pruning" (Liu et al. 2019).
-    train_config: every other TrainConfig field (optimizer, weight decay, ...); epochs and lr are set per phase.
-    trace_kw: how the model is traced (`pk.trace` keywords: modules to leave alone, whole heads, round_to).
-    """
-
-    finetune_epochs: int = 1
-    lr: float = 0.01
-    train_config: TrainConfig | None = None
-    max_steps_per_epoch: int | None = None
-    distill: bool = False
-    temperature: float = 4.0
-    distill_weight: float = 0.5
-    from_scratch: bool = False
-    scratch_epochs: int | None = None
-    scratch_lr: float | None = None
-    device: Any = None
-    log: Callable[[str], None] | None = None
-    seed: int = 0
-    trace_kw: dict[str, Any] | None = None  # for pk.trace: ignore=[...], heads=True, round_to=N
-
-    def config(self, epochs: int, lr: float, **over: Any) -> TrainConfig:
-        base = self.train_config or TrainConfig(progress=True, verbose=self.log is not None)
-        fields = {"epochs": int(epochs), "lr": float(lr), "seed": self.seed, **over}
-        if self.max_steps_per_epoch is not None and "max_steps_per_epoch" not in over:
-            fields["max_steps_per_epoch"] = self.max_steps_per_epoch
-        return dataclasses.replace(base, **fields)
+    config: MethodConfig
+    graph: DependencyGraph
+    base: dict[str, float]
+    example_inputs: Any
+    teacher: nn.Module | None
+    t_start: float
+    timings: dict[str, float] = field(default_factory=dict)
+    history: dict[str, Any] = field(default_factory=dict)
 
 
-def trace_model(model: nn.Module, example_inputs: Any, opts: Recovery) -> DependencyGraph:
-    from ..graph.trace import trace
-    return trace(model, example_inputs, **(opts.trace_kw or {}))
-
-
-def split_options(kw: dict[str, Any]) -> tuple[Recovery, dict[str, Any]]:
-    """(Recovery from the keys it knows, the remaining keys)."""
-    names = {f.name for f in dataclasses.fields(Recovery)}
-    rec = Recovery(**{k: v for k, v in kw.items() if k in names})
-    return rec, {k: v for k, v in kw.items() if k not in names}
-
-
-def no_extra(method: str, rest: dict[str, Any]) -> None:
-    if rest:
-        raise TypeError(f"{method}() got unexpected keyword argument(s): {', '.join(sorted(rest))}")
+def begin(model: nn.Module, train_loader: Iterable, example_inputs: Any, config: MethodConfig) -> MethodRun:
+    """The prologue every method shares: teacher copy, example inputs, one trace, the dense costs."""
+    t_start = time.perf_counter()
+    teacher = teacher_of(model, config.recovery)
+    ex = default_inputs(train_loader, example_inputs)
+    graph = trace_for(model, ex, config.plan)
+    run = MethodRun(config, graph, cost(graph), ex, teacher, t_start)
+    run.timings["trace"] = time.perf_counter() - t_start
+    return run
 
 
 def teacher_of(model: nn.Module, opts: Recovery) -> nn.Module | None:
@@ -92,14 +68,6 @@ def default_inputs(train_loader: Iterable, example_inputs: Any = None) -> Any:
     if isinstance(inputs, dict):
         return {k: v[:1] for k, v in inputs.items()}
     return type(inputs)(v[:1] for v in inputs)
-
-
-def as_target(target: Target | dict | None, ratio: float | None) -> Target | None:
-    if isinstance(target, dict):
-        target = Target(**target)
-    if target is None and not ratio:
-        raise ValueError("give a target (pk.Target(macs=0.5), a dict) or a ratio > 0")
-    return target
 
 
 def train(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None, config: TrainConfig,
@@ -134,8 +102,9 @@ def recover(model: nn.Module, teacher: nn.Module | None, train_loader: Iterable,
     t0 = time.perf_counter()
     phase = "scratch" if opts.from_scratch else "finetune"
     if opts.from_scratch:
-        torch.manual_seed(opts.seed)
-        reinitialize(model)
+        with torch.random.fork_rng(devices=[]):  # seeded re-initialisation; the caller's RNG state is kept
+            torch.manual_seed(opts.seed)
+            reinitialize(model)
         epochs = opts.scratch_epochs if opts.scratch_epochs is not None else opts.finetune_epochs
         cfg = opts.config(epochs, opts.scratch_lr if opts.scratch_lr is not None else 10 * opts.lr)
     else:
@@ -146,27 +115,47 @@ def recover(model: nn.Module, teacher: nn.Module | None, train_loader: Iterable,
     return model
 
 
-def prune_once_and_recover(name: str, model: nn.Module, graph: DependencyGraph, base: dict[str, float],
-                           scores: dict, train_loader: Iterable, val_loader: Iterable | None, example_inputs: Any,
-                           opts: Recovery, teacher: nn.Module | None, timings: dict[str, float],
-                           history: dict[str, Any], t_start: float, *, criterion: str, policy: str,
-                           target: Target | None, ratio: float | None, min_channels: int, max_ratio: float,
-                           policy_kw: dict | None, **extra: Any) -> tuple[nn.Module, dict[str, Any]]:
-    """The tail every single-prune method shares: allocate and select with `policy`, apply, recover, report.
-    `extra` (e.g. strength=) goes to the plan's meta and the report."""
-    from ..surgery import apply
-
+def prune_once_and_recover(model: nn.Module, run: MethodRun, scores: dict[str, torch.Tensor],
+                           train_loader: Iterable, val_loader: Iterable | None,
+                           extras: dict[str, Any] | None = None) -> MethodResult:
+    """The tail every single-prune method shares: plan (the one planning path), apply, recover, result.
+    `extras` (e.g. strength=) go to the plan's meta and the result."""
+    cfg = run.config
+    extras = {"criterion": plan_name(cfg.plan.criterion), "policy": policy_name(cfg.plan.policy), **(extras or {})}
     t0 = time.perf_counter()
-    meta = {"method": name, "criterion": criterion, "policy": policy, "ratio": ratio, **extra,
-            "target": target.items() if target else None}
-    plan = plan_step(model, graph, scores, policy, target, ratio, min_channels, max_ratio, policy_kw,
-                     data=train_loader, example_inputs=example_inputs, seed=opts.seed, meta=meta)
+    plan = plan_from_scores(model, run.graph, scores, cfg.plan, data=train_loader, example_inputs=run.example_inputs,
+                            meta={"method": cfg_name(cfg), **extras, "method_config": cfg.to_dict()})
     apply(model, plan)
-    graph = graph.after(plan, model)
-    timings["prune"] = time.perf_counter() - t0
-    recover(model, teacher, train_loader, val_loader, opts, timings, history)
-    timings["total"] = time.perf_counter() - t_start
-    return model, summary(name, base, graph, plan, timings, history, criterion=criterion, policy=policy, **extra)
+    graph = run.graph.after(plan, model)
+    run.timings["prune"] = time.perf_counter() - t0
+    recover(model, run.teacher, train_loader, val_loader, cfg.recovery, run.timings, run.history)
+    return finish(model, run, graph, plan, extras)
+
+
+def finish(model: nn.Module, run: MethodRun, graph: DependencyGraph, plan: PruningPlan,
+           extras: dict[str, Any]) -> MethodResult:
+    """The MethodResult of a method that pruned `model` to `graph` with `plan` (on the original model)."""
+    run.timings["total"] = time.perf_counter() - run.t_start
+    now = cost(graph)
+    base = run.base
+    return MethodResult(model=model, plan=plan, method=cfg_name(run.config),
+                        macs_kept=now["macs"] / max(1.0, base["macs"]),
+                        params_kept=now["params"] / max(1.0, base["params"]),
+                        base={k: int(v) for k, v in base.items()}, pruned={k: int(v) for k, v in now.items()},
+                        widths={d.name: {"size": d.size, "kept": len(d.kept)} for d in plan.decisions},
+                        timings=run.timings, history=run.history, config=run.config, extras=extras)
+
+
+def cfg_name(config: MethodConfig) -> str:
+    return type(config).METHOD
+
+
+def plan_name(criterion: Any) -> str:
+    return getattr(criterion, "name", None) or str(criterion)
+
+
+def policy_name(policy: Any) -> str:
+    return get_policy(policy).name
 
 
 # ----------------------------------------------------------------------------- following a model through prunes
@@ -208,50 +197,24 @@ def step_target(base: dict[str, float], now: dict[str, float], target: Target | 
     return None, max(0.0, 1.0 - (1.0 - want) / max(1e-9, 1.0 - done))
 
 
-def floor_counts(graph: DependencyGraph, counts: dict[str, int], original_sizes: dict[str, int],
-                 min_channels: int = 1, max_ratio: float = 0.9) -> dict[str, int]:
-    """Cap counts so that, over all steps, no group goes below what the guards allow on the original size."""
-    out = {}
-    for g in graph.prunable_groups():
-        n = counts.get(g.name, 0)
-        floor = max(min_channels, math.ceil(original_sizes.get(g.name, g.size) * (1 - max_ratio)), 1)
-        n = min(n, max(0, g.size - floor), max_removable(g, min_channels, 1.0))
-        if n > 0:
-            out[g.name] = n
-    return out
-
-
 def cost(graph: DependencyGraph) -> dict[str, float]:
     return predict(graph, {})
 
 
-def summary(name: str, base: dict[str, float], graph: DependencyGraph, plan: PruningPlan,
-            timings: dict[str, float], history: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    """The report dict every method returns."""
+def check_final(run: MethodRun, graph: DependencyGraph) -> None:
+    """Hold a multi-step method's final model to the overall MAC / parameter target (TargetError, or a
+    warning with strict=False)."""
+    p = run.config.plan
+    if p.target is None:
+        return
     now = cost(graph)
-    return {"method": name, "base": {k: int(v) for k, v in base.items()}, "pruned": {k: int(v) for k, v in now.items()},
-            "macs_kept": now["macs"] / max(1.0, base["macs"]), "params_kept": now["params"] / max(1.0, base["params"]),
-            "widths": {d.name: {"size": d.size, "kept": len(d.kept)} for d in plan.decisions},
-            "plan": plan, "timings": timings, "history": history, **extra}
+    achieved = {k: now[k] / max(1.0, run.base[k]) for k in ("macs", "params") if k in p.target.items()}
+    enforce_target(p.target, achieved, p.strict,
+                   f"min_channels={p.min_channels}, max_ratio={p.max_ratio}, round_to={p.round_to}")
 
 
-def plan_step(model: nn.Module, graph: DependencyGraph, scores: dict[str, torch.Tensor], policy: str,
-              target: Target | None, ratio: float | None, min_channels: int = 1, max_ratio: float = 0.9,
-              policy_kw: dict | None = None, original_sizes: dict[str, int] | None = None, data: Any = None,
-              example_inputs: Any = None, seed: int = 0, meta: dict | None = None) -> PruningPlan:
-    """Allocate with `policy`, keep each group's best-scored channels, return the plan (no surgery)."""
-    from ..policies import get_policy, select_kept
-    counts = get_policy(policy)(model, graph, scores, ratio=ratio, target=target, min_channels=min_channels,
-                                max_ratio=max_ratio, data=data, example_inputs=example_inputs, seed=seed,
-                                **(policy_kw or {}))
-    if original_sizes is not None:
-        counts = floor_counts(graph, counts, original_sizes, min_channels, max_ratio)
-    return PruningPlan.from_kept(graph, select_kept(graph, scores, counts), meta)
-
-
-def score(model: nn.Module, graph: DependencyGraph, criterion: str, data: Any, batches: int = 8, seed: int = 0,
-          criterion_kw: dict | None = None) -> dict[str, torch.Tensor]:
-    """Scores of `criterion` (data only read by criteria that need it)."""
-    from ..criteria import get_criterion
-    crit = get_criterion(criterion, seed=seed, batches=batches, **(criterion_kw or {}))
-    return crit(model, graph, data=data if crit.needs_data else None)
+def plan_meta(cfg: MethodConfig, extras: dict[str, Any]) -> dict[str, Any]:
+    """The meta of a composed plan: what the planning path records, for the whole method."""
+    p = cfg.plan
+    return {"method": cfg.METHOD, "ratio": p.ratio, "target": p.target.items() if p.target else None, **extras,
+            "config": p.to_dict(), "method_config": cfg.to_dict()}

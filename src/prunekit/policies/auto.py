@@ -19,16 +19,18 @@ import math
 import random
 import time
 import warnings
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar
 
 import torch
 from torch import nn
 
 from ..graph.cost import kept_shapes, predict
 from ..graph.groups import DependencyGraph
+from ..config import Config, check_float, check_int
 from ..train.evaluation import recalibrate_bn  # noqa: F401 (also imported from here)
-from .base import Target, clamp_counts, max_removable, register_policy
+from .auto_search import Candidate, Projector, evolve, knob_counts, meet_latency  # noqa: F401 (public here too)
+from .base import Allocation, Target, register_policy
 from .latency_layers import build_pruned, uniform_counts
 from .latency_model import LatencyModel
 
@@ -154,160 +156,81 @@ def magnitude_proxy(graph: DependencyGraph, scores: dict[str, torch.Tensor]) -> 
     return proxy
 
 
-# ----------------------------------------------------------------------------- search
 @dataclass
-class Candidate:
-    pref: list[float]
-    counts: dict[str, int]
-    score: float = -math.inf
-    cost: dict[str, float] = field(default_factory=dict)
-    final: float = -math.inf  # stage-2 score (after a short fine-tune), when there is one
+class AutoConfig(Config):
+    """Policy `auto`: the search budget, how candidates are scored and how latency is measured.
 
-
-class Projector:
-    """Turns a prunability vector into counts on the target boundary (bisection on one scale)."""
-
-    def __init__(self, graph, cost, min_channels, max_ratio, widths: dict[str, list[int]] | None = None):
-        self.groups = graph.prunable_groups()
-        self.graph, self.cost, self.widths = graph, cost, widths or {}
-        self.cap = [max_removable(g, min_channels, max_ratio) for g in self.groups]
-        self.min_channels, self.max_ratio = min_channels, max_ratio
-        self.scale = 1.0  # tightens the latency goal after a measured overshoot
-
-    def counts(self, pref: list[float], alpha: float) -> dict[str, int]:
-        out = {}
-        for g, cap, p in zip(self.groups, self.cap, pref):
-            n = int(round(min(1.0, alpha * p) * cap))
-            ok = self.widths.get(g.name)
-            if ok and n:
-                kept = min((w for w in ok if w >= g.size - n), default=g.size)
-                n = g.size - kept
-            out[g.name] = n
-        return clamp_counts(self.graph, out, self.min_channels, self.max_ratio)
-
-    def worst(self, counts: dict[str, int]) -> float:
-        return max(v / (self.scale if k == "latency" else 1.0) for k, v in self.cost(counts).items())
-
-    def __call__(self, pref: list[float], iters: int = 22) -> tuple[dict[str, int], bool]:
-        hi = 1.0 / max(1e-3, min(pref))
-        top = self.counts(pref, hi)
-        if self.worst(top) > 1.0 + 1e-9:
-            return top, False  # the target is out of reach within min_channels / max_ratio
-        lo, best = 0.0, top
-        for _ in range(iters):
-            mid = (lo + hi) / 2
-            c = self.counts(pref, mid)
-            if self.worst(c) <= 1.0 + 1e-9:
-                hi, best = mid, c
-            else:
-                lo = mid
-        return best, True
-
-
-def _mutate(rng: random.Random, a: list[float], b: list[float], sigma: float) -> list[float]:
-    child = [x if rng.random() < 0.5 else y for x, y in zip(a, b)]
-    rate = max(1.0 / len(child), 0.3)
-    child = [min(1.0, max(0.02, x * math.exp(rng.gauss(0, sigma)))) if rng.random() < rate else x for x in child]
-    top = max(child)
-    return [x / top for x in child]
-
-
-def evolve(project: Projector, score: Callable[[dict], float], evaluations: int, population: int,
-           sigma: float, seeds: list[list[float]], rng: random.Random, say: Callable[[str], None]) -> list[Candidate]:
-    """(mu + lambda) evolution; returns every evaluated candidate, best first."""
-    n = len(project.groups)
-    seen: dict[tuple, Candidate] = {}
-    reachable = True
-
-    def consider(pref: list[float]) -> None:
-        nonlocal reachable
-        counts, ok = project(pref)
-        reachable &= ok
-        key = tuple(sorted(counts.items()))
-        if key not in seen:
-            seen[key] = Candidate(pref, counts, score(counts), project.cost(counts))
-
-    pool = list(seeds) + [[rng.uniform(0.05, 1.0) for _ in range(n)] for _ in range(max(0, population - len(seeds)))]
-    for pref in pool[:evaluations]:
-        consider([p / max(pref) for p in pref])
-    tries = 0
-    while len(seen) < evaluations and tries < 20 * evaluations:
-        tries += 1
-        ranked = sorted(seen.values(), key=lambda c: -c.score)[:population]
-        a, b = (max(rng.sample(ranked, min(3, len(ranked))), key=lambda c: c.score) for _ in range(2))
-        before = len(seen)
-        consider(_mutate(rng, a.pref, b.pref, sigma))
-        if len(seen) > before and len(seen) % max(population, evaluations // 4) == 0:
-            say(f"auto: {len(seen)}/{evaluations} candidates, best score {ranked[0].score:.4f}")
-    if not reachable:
-        warnings.warn("auto: the target cannot be met within min_channels / max_ratio; returning the most "
-                      "pruned allocation found", stacklevel=3)
-    return sorted(seen.values(), key=lambda c: -c.score)
-
-
-def meet_latency(lm: LatencyModel, counts_at: Callable[[float], dict[str, int]], keep: float,
-                 tolerance: float = 0.03, rounds: int = 3, say: Callable[[str], None] = log.info
-                 ) -> tuple[dict[str, int], float]:
-    """Measure the real model of `counts_at(1.0)` (counts whose predicted latency is `keep` x dense) and correct
-    the predicted goal by measured / wanted: tighter while over keep * (1 + tolerance), looser while under
-    keep * (1 - 2 tolerance), at most `rounds` times. Returns the last candidate within the target (else the
-    last one) and its measured latency / dense latency, dense and candidate timed together."""
-    scale, counts, feasible = 1.0, counts_at(1.0), None
-    for i in range(rounds + 1):
-        dense_ms, ms = lm.measure_many([{}, counts])
-        measured = ms / dense_ms
-        if measured <= keep * (1 + tolerance):
-            feasible = (counts, measured)
-            if measured >= keep * (1 - 2 * tolerance):
-                break
-        if i == rounds:
-            break
-        scale *= keep / measured
-        say(f"auto: measured {measured:.3f} of the dense latency for a goal of {keep}; predicted goal x {scale:.3f}")
-        nxt = counts_at(scale)
-        if nxt == counts:
-            break
-        counts = nxt
-    return feasible or (counts, measured)
-
-
-def knob_counts(lm: LatencyModel, make_counts: Callable[[float], dict[str, int]], keep: float, hi: float = 0.95,
-                iters: int = 20) -> dict[str, int]:
-    """Counts of the smallest knob in [0, hi] (more knob, more pruning) whose predicted latency is <= keep x dense:
-    how a one-knob policy (uniform ratio, global threshold, SRR steps) is put at a latency."""
-    lo, best = 0.0, make_counts(hi)
-    for _ in range(iters):
-        mid = (lo + hi) / 2
-        c = make_counts(mid)
-        if lm.ratio(c) <= keep:
-            hi, best = mid, c
-        else:
-            lo = mid
-    return best
-
-
-@register_policy("auto")
-def auto(model: nn.Module, graph: DependencyGraph, scores: dict[str, torch.Tensor], ratio: float | None = None,
-         target: Target | None = None, min_channels: int = 1, max_ratio: float = 0.9, data=None,
-         example_inputs: Any = None, seed: int = 0, *, val_data=None, evaluations: int | None = None,
-         population: int = 10, sigma: float = 0.35, calib_samples: int = 512, val_samples: int = 1024,
-         finalists: int = 4, finetune_steps: int = 40, finetune_lr: float = 0.01, final_val_samples: int = 2048,
-         hw_widths: bool | None = None, hw_tolerance: float = 0.05, latency_model: LatencyModel | dict | None = None,
-         latency_batch: int | None = None, latency_device: str | None = None, latency_threads: int | None = None,
-         verify_latency: bool = True, latency_tolerance: float = 0.03, report: dict | None = None,
-         log_fn: Callable[[str], None] | None = None, **_: Any) -> dict[str, int]:
-    """Searched per-group removal counts meeting `target` (or the MACs of uniform `ratio` when no target).
-
-    data: training loader (BN recalibration) and val_data: validation loader (scoring); a Loaders tuple or a
-    {"train", "val"} dict also works; without data a magnitude proxy scores candidates (with a warning).
-    evaluations: candidates scored (default 40 with data, 300 with the proxy). With data, the `finalists` best
-    (and the uniform-like starting point) then get `finetune_steps` SGD steps each and are re-scored on
-    `final_val_samples` validation samples: accuracy after a short fine-tune decides (0 skips this stage). Latency targets are fractions of
-    the dense latency measured on `latency_device` (default: the model's) at `latency_batch` (default: the
-    example inputs' batch) and `latency_threads`; pass `latency_model` (a LatencyModel, or LatencyModel.build
-    keyword arguments such as a fake `timer`/`model_timer`) to reuse or inject one. hw_widths (default: on for
-    latency targets) keeps only widths faster by more than `hw_tolerance` than every wider one on this device.
+    val_data: validation loader for scoring (else batches after the calibration ones). evaluations: candidates
+    scored (None: 40 with data, 300 with the proxy). population, sigma: the evolution's parent pool and
+    mutation size. calib_samples / val_samples: BatchNorm recalibration and scoring subsets. finalists,
+    finetune_steps, finetune_lr, final_val_samples: the stage-2 short fine-tune of the best candidates (0
+    skips it). hw_widths (None: on for latency targets) keeps only widths faster by more than hw_tolerance
+    than every wider one. latency_model: a LatencyModel to reuse, or a dict of LatencyModel.build keywords;
+    latency_batch / latency_device / latency_threads: where latency is timed. verify_latency: measure the
+    winner and correct within latency_tolerance. report: a dict that receives what the search found;
+    log_fn: where progress lines go.
     """
+
+    RUNTIME: ClassVar[tuple[str, ...]] = ("val_data", "latency_model", "report", "log_fn")
+
+    val_data: Any = None
+    evaluations: int | None = None
+    population: int = 10
+    sigma: float = 0.35
+    calib_samples: int = 512
+    val_samples: int = 1024
+    finalists: int = 4
+    finetune_steps: int = 40
+    finetune_lr: float = 0.01
+    final_val_samples: int = 2048
+    hw_widths: bool | None = None
+    hw_tolerance: float = 0.05
+    latency_model: Any = None
+    latency_batch: int | None = None
+    latency_device: str | None = None
+    latency_threads: int | None = None
+    verify_latency: bool = True
+    latency_tolerance: float = 0.03
+    report: dict | None = None
+    log_fn: Callable[[str], None] | None = None
+
+    def __post_init__(self) -> None:
+        w = "AutoConfig"
+        check_int(w, "evaluations", self.evaluations, lo=1, optional=True)
+        check_int(w, "population", self.population, lo=2)
+        check_float(w, "sigma", self.sigma, 0.0, None, lo_open=True)
+        for name in ("calib_samples", "val_samples", "final_val_samples"):
+            check_int(w, name, getattr(self, name), lo=1)
+        check_int(w, "finalists", self.finalists, lo=0)
+        check_int(w, "finetune_steps", self.finetune_steps, lo=0)
+        check_float(w, "finetune_lr", self.finetune_lr, 0.0, None, lo_open=True)
+        check_float(w, "hw_tolerance", self.hw_tolerance, 0.0, 1.0, hi_open=True)
+        check_float(w, "latency_tolerance", self.latency_tolerance, 0.0, 1.0, hi_open=True)
+        check_int(w, "latency_batch", self.latency_batch, lo=1, optional=True)
+        check_int(w, "latency_threads", self.latency_threads, lo=1, optional=True)
+        if self.latency_model is not None and not isinstance(self.latency_model, (LatencyModel, dict)):
+            raise TypeError(f"{w}: latency_model must be a LatencyModel or a dict of LatencyModel.build keywords")
+
+
+@register_policy("auto", AutoConfig)
+def auto(model: nn.Module, graph: DependencyGraph, scores: dict[str, torch.Tensor], alloc: Allocation,
+         config: AutoConfig) -> dict[str, int]:
+    """Searched per-group removal counts meeting the allocation's target (or the MACs of uniform `ratio`).
+
+    data (on the allocation): training loader (BN recalibration), with config.val_data for scoring; a
+    Loaders tuple or a {"train", "val"} dict also works; without data a magnitude proxy scores candidates
+    (with a warning). With data, the `finalists` best (and the uniform-like starting point) get
+    `finetune_steps` SGD steps each and are re-scored on `final_val_samples` validation samples: accuracy
+    after a short fine-tune decides. Latency targets are fractions of the dense latency measured on
+    `latency_device` (default: the model's) at `latency_batch` (default: the example inputs' batch).
+    What the search found goes to `alloc.info` (and config.report when given).
+    """
+    ratio, target, min_channels, max_ratio = alloc.ratio, alloc.target, alloc.min_channels, alloc.max_ratio
+    data, example_inputs, seed = alloc.data, alloc.example_inputs, alloc.seed
+    cfg = config
+    val_data, evaluations, latency_model = cfg.val_data, cfg.evaluations, cfg.latency_model
+    hw_widths = cfg.hw_widths
+    log_fn, report = cfg.log_fn, cfg.report
     t0 = time.perf_counter()
     say = log_fn or log.info
     if target is None:
@@ -322,15 +245,16 @@ def auto(model: nn.Module, graph: DependencyGraph, scores: dict[str, torch.Tenso
         if example_inputs is None:
             raise ValueError("auto: a latency target or hw_widths needs example_inputs")
         lm = LatencyModel.build(model, example_inputs, graph=graph, min_channels=min_channels, max_ratio=max_ratio,
-                                seed=seed, **({"batch": latency_batch, "device": latency_device,
-                                               "threads": latency_threads, "log": say} | dict(latency_model or {})))
-    widths = {g.name: lm.efficient_widths(g.name, hw_tolerance) for g in graph.prunable_groups()} if hw_widths else {}
+                                seed=seed, **({"batch": cfg.latency_batch, "device": cfg.latency_device,
+                                               "threads": cfg.latency_threads, "log": say} | dict(latency_model or {})))
+    widths = ({g.name: lm.efficient_widths(g.name, cfg.hw_tolerance) for g in graph.prunable_groups()}
+              if hw_widths else {})
     project = Projector(graph, cost_function(model, graph, target, lm), min_channels, max_ratio, widths)
 
     rng = random.Random(seed)
     if data is not None:
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
-        calib, val = split_data(data, val_data, calib_samples, val_samples)
+        calib, val = split_data(data, val_data, cfg.calib_samples, cfg.val_samples)
         from ..train.evaluation import evaluate
 
         def score(counts: dict[str, int]) -> float:
@@ -347,17 +271,18 @@ def auto(model: nn.Module, graph: DependencyGraph, scores: dict[str, torch.Tenso
     evaluations = evaluations or (40 if data is not None else 300)
     say(f"auto: target {target.items()}, scoring by {mode}, {evaluations} candidates")
     seeds = [[1.0] * len(project.groups)]
-    ranked = evolve(project, score, evaluations, population, sigma, seeds, rng, say)
+    ranked = evolve(project, score, evaluations, cfg.population, cfg.sigma, seeds, rng, say)
     best, stage2 = ranked[0], []
+    finalists, finetune_steps = cfg.finalists, cfg.finetune_steps
     if data is not None and finalists > 0 and finetune_steps > 0:
         # the few best, and the uniform-like seed, each get a short fine-tune and a larger validation subset
         pool = ranked[:finalists] + [c for c in ranked[finalists:] if c.pref == seeds[0]]
         batches = _batches(_train_of(data), finetune_steps)
-        big_val = split_data(data, val_data, 0, final_val_samples)[1]
+        big_val = split_data(data, val_data, 0, cfg.final_val_samples)[1]
         for c in pool:
             net = build_pruned(model, graph, c.counts, scores)
             recalibrate_bn(net, calib, device)
-            short_finetune(net, batches, device, finetune_lr)
+            short_finetune(net, batches, device, cfg.finetune_lr)
             r = evaluate(net, big_val, device)
             stage2.append({"stage1": c.score, "score": r["top1"] - 1e-3 * r["loss"], "counts": c.counts})
             c.final = stage2[-1]["score"]
@@ -366,13 +291,13 @@ def auto(model: nn.Module, graph: DependencyGraph, scores: dict[str, torch.Tenso
             f"(stage-1 rank {ranked.index(best) + 1})")
 
     measured = None
-    if lm is not None and target.latency is not None and verify_latency:
+    if lm is not None and target.latency is not None and cfg.verify_latency:
 
         def at_scale(scale: float) -> dict[str, int]:
             project.scale = scale
             return project(best.pref)[0]
 
-        counts, measured = meet_latency(lm, at_scale, target.latency, latency_tolerance, say=say)
+        counts, measured = meet_latency(lm, at_scale, target.latency, cfg.latency_tolerance, say=say)
         best = Candidate(best.pref, counts, best.score, project.cost(counts), best.final)
     now = predict(graph, best.counts)
     base = predict(graph, {})
@@ -388,6 +313,7 @@ def auto(model: nn.Module, graph: DependencyGraph, scores: dict[str, torch.Tenso
                                  "device": lm.device_signature, "batch": lm.batch, "threads": lm.threads}
     LAST_REPORT.clear()
     LAST_REPORT.update(info)
+    alloc.info.update(info)
     if report is not None:
         report.update(info)
     say(f"auto: best score {best.score:.4f}, MACs kept {info['macs_kept']:.3f}, {info['time_s']:.1f} s")

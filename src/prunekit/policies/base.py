@@ -3,15 +3,17 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import asdict, dataclass
-from typing import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Iterable
 
 import torch
 
+from ..config import NoOptions, check_float, check_int, unknown_keywords
 from ..graph.cost import predict
 from ..graph.groups import ChannelGroup, DependencyGraph
+from ..registry import Registry
 
-POLICIES: dict[str, Callable] = {}
+POLICIES: Registry = Registry("policy")
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,8 @@ class Target:
         if not named:
             raise ValueError("Target needs one of macs=, params=, latency=, size= (fractions to keep)")
         for k, v in named.items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise TypeError(f"Target {k}={v!r}: give a number, the fraction to keep")
             if not 0 < v <= 1:
                 raise ValueError(f"Target {k}={v}: give the fraction to keep, in (0, 1]")
 
@@ -35,25 +39,97 @@ class Target:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 
-def register_policy(name: str):
+@dataclass
+class Allocation:
+    """What every policy allocates for: `ratio` of the channels or a `target`, within the guards (keep at least
+    `min_channels` and at most lose `max_ratio` of each group). `seed` seeds any randomness; `data` and
+    `example_inputs` are for policies that measure; a policy may record what it found in `info`."""
+
+    ratio: float | None = None
+    target: Target | None = None
+    min_channels: int = 1
+    max_ratio: float = 0.9
+    seed: int = 0
+    data: Any = None
+    example_inputs: Any = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.target, dict):
+            self.target = Target(**self.target)
+        if self.target is not None and not isinstance(self.target, Target):
+            raise TypeError(f"target must be a pk.Target or a dict, got {type(self.target).__name__}")
+        check_float("allocation", "ratio", self.ratio, 0.0, 1.0, hi_open=True, optional=True)
+        if self.ratio and self.target is not None:
+            raise ValueError(f"give ratio or target, not both (ratio={self.ratio}, target={self.target.items()})")
+        check_int("allocation", "min_channels", self.min_channels, lo=1)
+        check_float("allocation", "max_ratio", self.max_ratio, 0.0, 1.0, lo_open=True, hi_open=True)
+        check_int("allocation", "seed", self.seed)
+
+
+ALLOCATION_KEYS = ("ratio", "target", "min_channels", "max_ratio", "seed", "data", "example_inputs")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A registered policy: `fn(model, graph, scores, allocation, config) -> {group: channels to remove}`.
+
+    Calling it with keywords builds the Allocation from the allocation keywords and the policy's config from
+    the rest, so an unknown keyword raises TypeError naming it and listing the valid ones.
+    """
+
+    name: str
+    fn: Callable[..., dict[str, int]]
+    config_type: type
+
+    def __call__(self, model, graph: DependencyGraph, scores: dict[str, torch.Tensor], *, config: Any = None,
+                 **kwargs: Any) -> dict[str, int]:
+        alloc_kw = {k: kwargs.pop(k) for k in ALLOCATION_KEYS if k in kwargs}
+        if config is not None and kwargs:
+            raise TypeError(f"policy {self.name!r}: give config= or keyword options, not both ({sorted(kwargs)})")
+        unknown_keywords(f"policy {self.name!r}", kwargs, [*self.config_type.field_names(), *ALLOCATION_KEYS])
+        return self.run(model, graph, scores, Allocation(**alloc_kw), self.make_config(config, kwargs))
+
+    def make_config(self, config: Any = None, options: dict[str, Any] | None = None) -> Any:
+        """`config` checked against the policy's type, or one built from `options` (unknown keys raise)."""
+        if config is None:
+            return self.config_type.from_kwargs(f"policy {self.name!r}", options or {})
+        if options:
+            raise TypeError(f"policy {self.name!r}: give config= or keyword options, not both ({sorted(options)})")
+        if isinstance(config, dict):
+            return self.config_type.from_dict(config)
+        if not isinstance(config, self.config_type):
+            raise TypeError(f"policy {self.name!r} is configured by {self.config_type.__name__}, "
+                            f"got {type(config).__name__}")
+        return config
+
+    def run(self, model, graph: DependencyGraph, scores: dict[str, torch.Tensor], alloc: Allocation,
+            config: Any) -> dict[str, int]:
+        return self.fn(model, graph, scores, alloc, config)
+
+
+def register_policy(name: str, config: type = NoOptions):
+    """Register `fn(model, graph, scores, allocation, config)` as policy `name`, configured by `config`."""
+
     def deco(fn):
-        POLICIES[name] = fn
-        fn.policy_name = name
+        POLICIES.register(name, Policy(name, fn, config), config=config)
         return fn
 
     return deco
 
 
 def list_policies() -> list[str]:
-    return sorted(POLICIES)
+    return POLICIES.names()
 
 
-def get_policy(name: str | Callable) -> Callable:
-    if callable(name):
+def get_policy(name: str | Policy | Callable) -> Policy:
+    """The registered policy `name`; a Policy passes through; a plain function
+    `fn(model, graph, scores, allocation, config)` becomes a policy without options."""
+    if isinstance(name, Policy):
         return name
-    if name not in POLICIES:
-        raise ValueError(f"unknown policy {name!r}; choose one of: {', '.join(list_policies())}")
-    return POLICIES[name]
+    if callable(name):
+        return Policy(getattr(name, "__name__", "custom"), name, NoOptions)
+    return POLICIES.entry(name).obj
 
 
 def max_removable(g: ChannelGroup, min_channels: int = 1, max_ratio: float = 0.9) -> int:

@@ -1,9 +1,25 @@
 """Global allocation: one threshold over every group's normalised scores."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from .base import Target, allocate_sequence, normalize_scores, register_policy, room
+from ..config import Config, check_choice
+from .base import Allocation, allocate_sequence, normalize_scores, register_policy, room
+
+NORMALIZATIONS = ("mean", "max", "l2", "sum", "none")
+
+
+@dataclass
+class GlobalConfig(Config):
+    """Policy `global`: how each group's scores are scaled before one threshold compares them (`none` compares
+    them as they are, as Network Slimming does with BatchNorm scales)."""
+
+    normalize: str = "mean"
+
+    def __post_init__(self) -> None:
+        check_choice("GlobalConfig", "normalize", self.normalize, NORMALIZATIONS)
 
 
 def global_order(graph, scores, min_channels: int = 1, max_ratio: float = 0.9, normalize: str = "mean") -> list[str]:
@@ -30,10 +46,9 @@ def global_order(graph, scores, min_channels: int = 1, max_ratio: float = 0.9, n
     return seq
 
 
-@register_policy("global")
-def global_threshold(model, graph, scores, ratio: float | None = None, target: Target | None = None,
-                     min_channels: int = 1, max_ratio: float = 0.9, normalize: str = "mean", **_):
+@register_policy("global", GlobalConfig)
+def global_threshold(model, graph, scores, alloc: Allocation, config: GlobalConfig) -> dict[str, int]:
     """Remove every channel whose normalised score (score / its group's mean, or max, l2, sum, none) lies below
     one threshold, the threshold chosen to meet `target` or to remove `ratio` of all channels."""
-    seq = global_order(graph, scores, min_channels, max_ratio, normalize)
-    return allocate_sequence(graph, seq, ratio, target, min_channels, max_ratio)
+    seq = global_order(graph, scores, alloc.min_channels, alloc.max_ratio, config.normalize)
+    return allocate_sequence(graph, seq, alloc.ratio, alloc.target, alloc.min_channels, alloc.max_ratio)

@@ -19,7 +19,8 @@ import torch
 
 from ..criteria.base import member_rows, producer_weights
 from ..graph.groups import ChannelGroup, DependencyGraph
-from .base import Target, allocate_sequence, register_policy, room
+from ..config import Config, check_choice, check_float
+from .base import Allocation, allocate_sequence, register_policy, room
 
 W_COVER, W_COMPONENTS = 0.65, 0.35
 
@@ -160,11 +161,34 @@ def srr_sequence(model, graph: DependencyGraph, min_channels: int = 1, max_ratio
         yield name
 
 
-@register_policy("srr")
-def srr(model, graph, scores, ratio: float | None = None, target: Target | None = None, min_channels: int = 1,
-        max_ratio: float = 0.9, gamma: float | None = None, quantile: float = 0.05, distance: str | None = None,
-        w_cover: float = W_COVER, w_components: float = W_COMPONENTS, **_):
+@dataclass
+class SRRConfig(Config):
+    """Policy `srr`: gamma (the edge threshold; None: the `quantile` of all pooled pairwise distances),
+    distance ("unit", or "scaled" by sqrt(filter length); None: "scaled" when gamma is given), and the weights
+    of the covering number and the component count in R."""
+
+    gamma: float | None = None
+    quantile: float = 0.05
+    distance: str | None = None
+    w_cover: float = W_COVER
+    w_components: float = W_COMPONENTS
+
+    def __post_init__(self) -> None:
+        check_float("SRRConfig", "gamma", self.gamma, 0.0, None, optional=True)
+        check_float("SRRConfig", "quantile", self.quantile, 0.0, 1.0)
+        if self.distance is not None:
+            check_choice("SRRConfig", "distance", self.distance, ("unit", "scaled"))
+        check_float("SRRConfig", "w_cover", self.w_cover, 0.0, None)
+        check_float("SRRConfig", "w_components", self.w_components, 0.0, None)
+        if self.w_cover + self.w_components <= 0:
+            raise ValueError("SRRConfig: w_cover + w_components must be > 0")
+
+
+@register_policy("srr", SRRConfig)
+def srr(model, graph, scores, alloc: Allocation, config: SRRConfig) -> dict[str, int]:
     """Take channels from the most redundant group (recomputing its R after each) until `target` is met, or
     `ratio` of all channels are taken. Which channels go is the criterion's choice (l1 in the paper)."""
-    seq = srr_sequence(model, graph, min_channels, max_ratio, gamma, quantile, distance, w_cover, w_components)
-    return allocate_sequence(graph, seq, ratio, target, min_channels, max_ratio)
+    c, a = config, alloc
+    seq = srr_sequence(model, graph, a.min_channels, a.max_ratio, c.gamma, c.quantile, c.distance, c.w_cover,
+                       c.w_components)
+    return allocate_sequence(graph, seq, a.ratio, a.target, a.min_channels, a.max_ratio)

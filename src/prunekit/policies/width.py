@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from .base import Target, allocate_sequence, register_policy, room
+from ..config import NoOptions
+from .base import Allocation, allocate_sequence, register_policy, room
 
 
 def widest_first(graph, min_channels: int = 1, max_ratio: float = 0.9) -> Iterator[str]:
@@ -25,9 +26,9 @@ def widest_first(graph, min_channels: int = 1, max_ratio: float = 0.9) -> Iterat
         yield name
 
 
-@register_policy("width")
-def width(model, graph, scores, ratio: float | None = None, target: Target | None = None, min_channels: int = 1,
-          max_ratio: float = 0.9, **_):
+@register_policy("width", NoOptions)
+def width(model, graph, scores, alloc: Allocation, config: NoOptions) -> dict[str, int]:
     """Take channels from the currently widest group until `target` is met (or `ratio` of all channels)."""
-    return allocate_sequence(graph, widest_first(graph, min_channels, max_ratio), ratio, target, min_channels,
-                             max_ratio)
+    a = alloc
+    return allocate_sequence(graph, widest_first(graph, a.min_channels, a.max_ratio), a.ratio, a.target,
+                             a.min_channels, a.max_ratio)
