@@ -1,0 +1,86 @@
+"""`prunekit export MODEL --format onnx --out f.onnx`: ONNX with a dynamic batch, checked in onnxruntime."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .argtypes import float_between, int_between
+
+FORMATS = ("onnx",)
+
+
+def input_shape(text: str) -> tuple[int, ...]:
+    """'1,28,28' -> (1, 28, 28): the per-sample input shape (without the batch dimension)."""
+    try:
+        dims = tuple(int(v) for v in text.replace("x", ",").split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated sizes such as 1,28,28") from None
+    if not dims or any(d < 1 for d in dims):
+        raise argparse.ArgumentTypeError(f"{text!r}: every size must be an integer >= 1")
+    return dims
+
+
+def add_model_input_arguments(p: argparse.ArgumentParser) -> None:
+    """MODEL and --input-shape, shared with `prunekit quantize`."""
+    p.add_argument("model", help="a saved model (.safetensors), a run folder, or a compressed file (.pkz)")
+    p.add_argument("--input-shape", type=input_shape, default=None, metavar="C,H,W",
+                   help="per-sample input shape (default: the one recorded with the model)")
+
+
+def add_export_arguments(p: argparse.ArgumentParser) -> None:
+    add_model_input_arguments(p)
+    p.add_argument("--format", choices=FORMATS, default="onnx", help="output format (onnx)")
+    p.add_argument("--out", "-o", required=True, help="file to write (.onnx)")
+    p.add_argument("--atol", type=float_between(0.0), default=1e-4,
+                   help="largest allowed |PyTorch - onnxruntime| output difference (exit 1 above it)")
+    p.add_argument("--opset", type=int_between(13, 23), default=17)
+    p.add_argument("--batches", nargs="+", type=int_between(1), default=[1, 64], help="batch sizes timed in onnxruntime")
+    p.add_argument("--runs", type=int_between(1), default=20, help="timed onnxruntime runs per batch size")
+    p.add_argument("--threads", type=int_between(1), default=None, help="onnxruntime intra-op threads")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+
+
+def load_with_example(args: argparse.Namespace):
+    """(model, example input of batch 1) from MODEL and --input-shape (or the shape saved with the model)."""
+    import torch
+
+    from .common import CliError, load_model_with_shape
+    model, shape = load_model_with_shape(args.model)
+    if args.input_shape is not None:
+        shape = list(args.input_shape)
+    if shape is None:
+        shape = _saved_shape(Path(args.model))
+    if shape is None:
+        raise CliError(f"{args.model} records no input shape; pass --input-shape C,H,W")
+    return model.cpu().eval(), torch.randn(1, *shape, generator=torch.Generator().manual_seed(0))
+
+
+def _saved_shape(path: Path) -> list[int] | None:
+    """The input_shape a prunekit.save file keeps in its description's extras, when there is one."""
+    from ..io import read_description
+    file = path / "model.safetensors" if path.is_dir() else path
+    if file.suffix != ".safetensors" or not file.is_file():
+        return None
+    return (read_description(file).get("extra") or {}).get("input_shape")
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from ..quantize import QuantizeError, export
+    from ..report import format_bytes
+    from .common import CliError, print_table
+    model, example = load_with_example(args)
+    try:
+        res = export(model, example, args.out, opset=args.opset, atol=args.atol, overwrite=args.overwrite,
+                     latency_batches=args.batches, runs=args.runs, threads=args.threads, strict=False)
+    except QuantizeError as e:
+        raise CliError(str(e)) from e
+    rows = [("file", str(res.path)), ("size", f"{res.size_bytes:,} B ({format_bytes(res.size_bytes)})"),
+            ("inputs", ", ".join(res.input_names) + f" (dynamic batch; checked at {res.checked_batches})"),
+            ("max |PyTorch - onnxruntime|", f"{res.max_abs_diff:.3g} (atol {res.atol:g})")]
+    rows += [(f"onnxruntime latency, batch {b}", f"{ms:.3f} ms") for b, ms in res.latency_ms.items()]
+    print_table(f"prunekit export -> {res.path}", rows)
+    if not res.passed:
+        print(f"prunekit export: error: onnxruntime differs from PyTorch by {res.max_abs_diff:.3g} > --atol "
+              f"{res.atol:g} ({res.path} kept for inspection)")
+        return 1
+    return 0

@@ -1,0 +1,107 @@
+"""QuantizeConfig: every option of int8 quantization after pruning, validated when it is built."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+METHODS = ("auto", "static", "dynamic", "weight_only")
+BACKENDS = ("onnxruntime", "torchao")
+CALIBRATIONS = ("minmax", "entropy", "percentile")
+# What each backend can do: onnxruntime quantizes the exported graph (static QDQ with calibration, or dynamic
+# activations); torchao swaps the Linear weights of the eager model (dynamic activations, or weights only).
+BACKEND_METHODS = {"onnxruntime": ("auto", "static", "dynamic"), "torchao": ("auto", "dynamic", "weight_only")}
+
+
+class QuantizeError(ValueError):
+    """A model, input or option that int8 quantization cannot work with; the message names it."""
+
+
+@dataclass
+class QuantizeConfig:
+    """How to quantize a (pruned) model to int8.
+
+    Args:
+        method: "static" (int8 weights and activations, activation ranges calibrated on data), "dynamic"
+            (int8 weights, activation ranges computed per batch at run time), "weight_only" (int8 weights,
+            float activations; torchao only) or "auto": static for a network with convolutions, dynamic for a
+            Linear-only one.
+        backend: "onnxruntime" (quantizes the exported ONNX graph; the default because it ran fastest on this
+            CPU, see docs/quantization.md) or "torchao" (`quantize_` on the eager model's Linear layers).
+        calib_batches: training batches that calibrate activation ranges (static only).
+        calibration: onnxruntime's range estimator: "minmax", "entropy" or "percentile".
+        per_channel: one weight scale per output channel (True) or per tensor.
+        fold_bn: fold every BatchNorm that follows a convolution into it before quantizing.
+        qat_epochs: fake-quant fine-tuning epochs before the final calibration (0: post-training only).
+        qat_steps: cap on optimizer steps per QAT epoch (None: whole epochs).
+        qat_lr: SGD learning rate for QAT.
+        distill: during QAT, match the float teacher's soft outputs (the dense model when given).
+        temperature: distillation temperature.
+        alpha: weight of the distillation term (1 - alpha on the labels).
+        opset: ONNX opset of the exported graph.
+        seed: seeds calibration order and QAT.
+
+    Example:
+        >>> QuantizeConfig(method="static", calib_batches=16)
+        >>> QuantizeConfig.from_dict({"method": "dynamic"})
+    """
+
+    method: str = "auto"
+    backend: str = "onnxruntime"
+    calib_batches: int = 8
+    calibration: str = "minmax"
+    per_channel: bool = True
+    fold_bn: bool = True
+    qat_epochs: int = 0
+    qat_steps: int | None = None
+    qat_lr: float = 1e-3
+    distill: bool = True
+    temperature: float = 4.0
+    alpha: float = 0.7
+    opset: int = 17
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise QuantizeError(f"QuantizeConfig.method={self.method!r}: choose one of {', '.join(METHODS)}")
+        if self.backend not in BACKENDS:
+            raise QuantizeError(f"QuantizeConfig.backend={self.backend!r}: choose one of {', '.join(BACKENDS)}")
+        if self.method not in BACKEND_METHODS[self.backend]:
+            raise QuantizeError(f"QuantizeConfig: backend {self.backend!r} does not do method {self.method!r} "
+                                f"(it does {', '.join(BACKEND_METHODS[self.backend])})")
+        if self.calibration not in CALIBRATIONS:
+            raise QuantizeError(f"QuantizeConfig.calibration={self.calibration!r}: choose one of "
+                                f"{', '.join(CALIBRATIONS)}")
+        _check_int("calib_batches", self.calib_batches, 1)
+        _check_int("qat_epochs", self.qat_epochs, 0)
+        _check_int("opset", self.opset, 13)
+        _check_int("seed", self.seed, 0)
+        if self.qat_steps is not None:
+            _check_int("qat_steps", self.qat_steps, 1)
+        if self.qat_epochs and (self.backend != "onnxruntime" or self.method == "dynamic"):
+            raise QuantizeError("QuantizeConfig: QAT (qat_epochs > 0) calibrates static int8; use "
+                                "backend='onnxruntime' with method 'static' or 'auto'")
+        for name in ("qat_lr", "temperature"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+                raise QuantizeError(f"QuantizeConfig.{name}={value!r}: must be a number > 0")
+        if not isinstance(self.alpha, (int, float)) or not 0.0 <= self.alpha <= 1.0:
+            raise QuantizeError(f"QuantizeConfig.alpha={self.alpha!r}: must be in [0, 1]")
+
+    @classmethod
+    def from_dict(cls, options: dict[str, Any]) -> "QuantizeConfig":
+        """Build from a dict (a recipe's `quantize:` block); unknown keys raise TypeError naming them."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(options) - names)
+        if unknown:
+            raise TypeError(f"QuantizeConfig: unknown options {unknown}; valid: {sorted(names)}")
+        return cls(**options)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able options, as recorded in report.json."""
+        return dataclasses.asdict(self)
+
+
+def _check_int(name: str, value: Any, low: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise QuantizeError(f"QuantizeConfig.{name}={value!r}: must be an integer >= {low}")
