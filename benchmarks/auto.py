@@ -4,7 +4,7 @@
                                                      # benchmarks/results/auto/results.json + results.md
     python benchmarks/auto.py --quick --out /tmp/x   # smoke run, a few minutes
 
-See src/prunekit/cli_cmds/bench_auto.py for what is compared and how.
+See src/prunekit/bench/auto.py for what is compared and how.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from prunekit.cli_cmds.bench_auto import DEFAULT_OUT, add_arguments, cmd_bench_auto  # noqa: E402
+from prunekit.bench.auto import DEFAULT_OUT, add_arguments, cmd_bench_auto  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

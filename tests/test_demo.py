@@ -43,6 +43,7 @@ def test_demo_falls_back_to_digits(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("PRUNEKIT_DATA", raising=False)
     argv = demo_argv(tmp_path, tmp_path / "empty")
     argv[argv.index("--epochs") + 1] = "1"
+    del argv[argv.index("--data-dir"):argv.index("--data-dir") + 2]  # an explicit --data-dir never falls back
     assert main(argv) == 0
     assert "Falling back to the digits" in capsys.readouterr().err
     report = json.loads((tmp_path / "demo" / "report.json").read_text())

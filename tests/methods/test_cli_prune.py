@@ -24,7 +24,7 @@ def test_analyze_prints_table_and_writes_chart(tmp_path, capsys):
     assert {r["width"] for r in prunable} == {4, 8, 16}
     assert all(0 < r["macs_share"] < 1 and r["params"] > 0 for r in prunable)
     assert main(["analyze", "--model", "resnet20", "--width", "0.25", "--dataset", "digits", "--out",
-                 str(tmp_path)]) == 0
+                 str(tmp_path), "--overwrite"]) == 0  # the first run's files are replaced only when asked
     out = capsys.readouterr().out
     assert "SRR redundancy" in out and "layer3.0.conv2 (+3)" in out
 

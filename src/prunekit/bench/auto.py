@@ -1,7 +1,7 @@
 """`prunekit bench auto`: the `auto` policy against one-knob policies (uniform, srr, global) at equal measured
 latency (default 50% and 30% of dense) on Fashion-MNIST ResNet-20: test accuracy after a short fine-tune,
 measured latency, and the latency model's prediction error on held-back real models. Writes results.json and
-results.md. Also runnable as `python benchmarks/auto.py`. Top-level imports stay light.
+results.md. Also runnable as `python benchmarks/auto.py`.
 
 Every method starts from the same trained base, prunes by l1 within the groups its policy chose, and gets the
 same fine-tuning budget and seed. A one-knob policy is put at a latency by bisecting its knob on the latency
@@ -10,13 +10,34 @@ model's prediction; every method (auto included) is then measured for real and i
 from __future__ import annotations
 
 import argparse
+import copy
+import hashlib
 import json
+import os
 import platform
 import shlex
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
+
+import torch
+
+import prunekit as pk
+
+from ..criteria import get_criterion
+from ..data import get_dataset, make_loader
+from ..graph.plan import PruningPlan
+from ..measure import measure_latency
+from ..measure.latency import cpu_name
+from ..models import create
+from ..policies import get_policy, select_kept
+from ..policies.auto import knob_counts, meet_latency
+from ..policies.latency_layers import cache_dir
+from ..policies.latency_model import LatencyModel
+from ..train import TrainConfig, Trainer, evaluate
+from ..workflow import prepare_output_dir
 
 DEFAULT_OUT = "benchmarks/results/auto"
 
@@ -46,21 +67,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="tiny smoke run (digits-sized budget, minutes)")
     p.add_argument("--out", default=DEFAULT_OUT)
+    p.add_argument("--overwrite", action="store_true", help="replace earlier results in --out")
 
 
 def add_bench_auto_parser(sub) -> argparse.ArgumentParser:
     """Add `auto` to a `prunekit bench` subparsers object."""
     p = sub.add_parser("auto", help="auto vs uniform / srr / global at equal measured latency")
     add_arguments(p)
-    p.set_defaults(func=cmd_bench_auto)
     return p
 
 
 def _machine() -> dict[str, Any]:
-    import os
 
-    import torch
-    from ..measure.latency import cpu_name
     cpu = cpu_name() or platform.processor() or platform.machine()
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     return {"cpu": cpu, "cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
@@ -74,7 +92,6 @@ def _command() -> str:
 
 
 def _loaders(args):
-    from ..data import get_dataset, make_loader
     kw = dict(data_dir=args.data_dir, val_size=args.val_size, seed=args.seed)
     train = get_dataset(args.dataset, split="train", subset=args.train_subset, **kw)
     val = get_dataset(args.dataset, split="val", **kw)
@@ -84,19 +101,14 @@ def _loaders(args):
 
 
 def _train(model, loader, epochs, lr, args, log):
-    from ..train import TrainConfig, Trainer
     cfg = TrainConfig(epochs=epochs, lr=lr, seed=args.seed, max_steps_per_epoch=args.max_steps_per_epoch,
                       progress=False, verbose=False)
     return Trainer(model, loader, None, cfg, device="cpu", log=log).fit()
 
 
 def _base(args, train, log):
-    import hashlib
 
-    import torch
 
-    from ..models import create
-    from ..policies.latency_layers import cache_dir
     model = create(args.model, in_channels=1, num_classes=10)
     if args.base:
         model.load_state_dict(torch.load(args.base, weights_only=True))
@@ -122,19 +134,8 @@ def _base(args, train, log):
 
 
 def cmd_bench_auto(args: argparse.Namespace) -> int:
-    import copy
-    import warnings
 
-    import torch
 
-    import prunekit as pk
-    from ..criteria import get_criterion
-    from ..graph.plan import PruningPlan
-    from ..measure import measure_latency
-    from ..policies import get_policy, select_kept
-    from ..policies.auto import knob_counts, meet_latency
-    from ..policies.latency_model import LatencyModel
-    from ..train import evaluate
 
     if args.quick:
         args.train_subset, args.epochs, args.max_steps_per_epoch = min(args.train_subset, 2000), 1, 10
@@ -142,8 +143,7 @@ def cmd_bench_auto(args: argparse.Namespace) -> int:
     t_start = time.perf_counter()
     threads_before = torch.get_num_threads()
     torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_output_dir(Path(args.out), overwrite=args.overwrite)
 
     def log(msg: str) -> None:
         print(f"[{time.perf_counter() - t_start:7.1f} s] {msg}", flush=True)
@@ -243,8 +243,6 @@ def cmd_bench_auto(args: argparse.Namespace) -> int:
         torch.set_num_threads(threads_before)
     return 0
 
-
-run = cmd_bench_auto
 
 
 def render_markdown(r: dict[str, Any]) -> str:

@@ -1,5 +1,5 @@
-"""What every suite shares: the data, the cached base per architecture, running a method on a fresh copy of
-the base with the shared budget, measuring the result, and summarising seeds."""
+"""What every suite shares: the data, the cached base per architecture (the workflow's base step), running a
+method on a fresh copy of the base with the shared budget, measuring the result, and summarising seeds."""
 from __future__ import annotations
 
 import copy
@@ -13,7 +13,16 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from ..data import Loaders, dataset_info, get_dataset, make_loader
+from ..graph.trace import trace
+from ..measure import count
+from ..methods import run_method as _run
+from ..methods.common import Recovery, recover
+from ..train import TrainConfig
+from ..train import evaluate as _evaluate
+from ..workflow import train_base
 from .config import BenchConfig
+from .timing import paired_latency
 
 
 def default_cache() -> Path:
@@ -36,7 +45,6 @@ class Data:
 
     def train_loader(self, seed: int):
         """A new shuffled loader: every run sees the same batch order for the same seed, whatever ran before."""
-        from ..data import make_loader
         return make_loader(self.train_ds, self.batch_size, shuffle=True, seed=seed)
 
     def example(self) -> torch.Tensor:
@@ -46,7 +54,6 @@ class Data:
 
 def load_data(cfg: BenchConfig) -> Data:
     """Seeded subsets: `train_samples` training images (no validation split is used), `test_samples` test ones."""
-    from ..data import dataset_info, get_dataset, make_loader
     info = dataset_info(cfg.dataset, cfg.data_dir)
     kw = dict(data_dir=cfg.data_dir, seed=0)
     train = get_dataset(cfg.dataset, split="train", subset=cfg.train_samples, **kw)
@@ -57,27 +64,22 @@ def load_data(cfg: BenchConfig) -> Data:
 def get_base(cfg: BenchConfig, data: Data, arch: str, width: float) -> tuple[nn.Module, dict[str, Any]]:
     """The trained base of `arch`: from the cache (keyed by model, data subset and training settings) or
     trained once with seed 0 and cached, so that every method and every suite starts from the same weights."""
-    from ..cli_cmds.prune import get_base as cached_base
-    from ..data import Loaders
-    from ..models import create  # noqa: F401  (registers the models)
     kw = {"num_classes": data.info.num_classes, "in_channels": data.info.in_channels, "width": width}
     desc = {"dataset": cfg.dataset, "train_samples": cfg.train_samples, "batch_size": cfg.batch_size,
             "bench": 1}
     loaders = Loaders(data.train_loader(0), None, data.test_loader)
     cache = Path(cfg.cache_dir) if cfg.cache_dir else default_cache()
-    model, info = cached_base(arch, kw, loaders, desc, cfg.base_epochs, cfg.base_lr, 0, cache_dir=str(cache),
+    model, info = train_base(arch, kw, loaders, desc, cfg.base_epochs, cfg.base_lr, 0, cache_dir=str(cache),
                               max_steps=cfg.base_max_steps, device="cpu", progress=False, log=log)
     info = {k: v for k, v in info.items() if k != "history"}
     return model.eval(), info
 
 
 def evaluate(model: nn.Module, data: Data) -> float:
-    from ..train import evaluate as _evaluate
     return float(_evaluate(model, data.test_loader, "cpu")["top1"])
 
 
 def counts(model: nn.Module, example: torch.Tensor) -> dict[str, int]:
-    from ..measure import count
     c = count(model, example)
     return {"params": int(c.params), "macs": int(c.macs)}
 
@@ -87,7 +89,6 @@ def widths(model: nn.Module, example: torch.Tensor, ref: Any = None, prunable_on
     tensors, group by group of the base (so torch-pruning's models are read alike, and a group pruned to a
     single channel, which the tracer no longer reports as a group, keeps its name); else the model is traced."""
     if ref is None:
-        from ..graph.trace import trace
         graph = trace(model, example)
         return {g.name: g.size for g in (graph.prunable_groups() if prunable_only else graph.groups)}
     state = model.state_dict()
@@ -101,7 +102,6 @@ def widths(model: nn.Module, example: torch.Tensor, ref: Any = None, prunable_on
 
 def recovery_kwargs(cfg: BenchConfig, seed: int, **over: Any) -> dict[str, Any]:
     """The shared fine-tuning budget, as method keyword arguments."""
-    from ..train import TrainConfig
     kw = {"finetune_epochs": cfg.finetune_epochs, "lr": cfg.finetune_lr, "max_steps_per_epoch": cfg.finetune_steps,
           "seed": seed, "device": "cpu", "train_config": TrainConfig(progress=False, verbose=False)}
     kw.update(over)
@@ -111,7 +111,6 @@ def recovery_kwargs(cfg: BenchConfig, seed: int, **over: Any) -> dict[str, Any]:
 def run_method(base: nn.Module, data: Data, method: str, **kwargs: Any) -> tuple[nn.Module, dict]:
     """`method` on a fresh copy of the base with the suite's data (batch order seeded by kwargs["seed"]);
     returns (pruned model, method report)."""
-    from ..methods import run_method as _run
     seed = int(kwargs.get("seed", 0))
     torch.manual_seed(seed)
     model = copy.deepcopy(base).train()
@@ -123,7 +122,6 @@ def run_method(base: nn.Module, data: Data, method: str, **kwargs: Any) -> tuple
 
 def finetune(model: nn.Module, data: Data, cfg: BenchConfig, seed: int) -> dict[str, float]:
     """Fine-tune a model pruned outside prunekit (the torch-pruning peer) with the shared budget."""
-    from ..methods.common import Recovery, recover
     rec = Recovery(**{k: v for k, v in recovery_kwargs(cfg, seed).items()})
     timings: dict[str, float] = {}
     recover(model.train(), None, data.train_loader(seed), None, rec, timings, {})
@@ -140,7 +138,6 @@ def measure_row(model: nn.Module, data: Data, base: dict[str, Any], cfg: BenchCo
                            "macs_kept": c["macs"] / base["macs"], "params_kept": c["params"] / base["params"],
                            "widths": widths(model, ex, ref=base.get("graph"))}
     if dense is not None:
-        from .timing import paired_latency
         b = max(cfg.latency_batches)
         lat = paired_latency({"dense": dense, "pruned": model}, ex, b, cfg.latency_runs, threads=cfg.threads)
         row.update(latency_ms=lat["pruned"], dense_latency_ms=lat["dense"], latency_batch=b,
@@ -183,7 +180,6 @@ def prepare_base(cfg: BenchConfig, data: Data, arch: str, width: float) -> tuple
     """(trained base, its entry for the results: width, top1, params, macs, widths (prunable groups), its
     traced graph (not written out), training info)."""
     ex = data.example()
-    from ..graph.trace import trace
     base, info = get_base(cfg, data, arch, width)
     c = counts(base, ex)
     graph = trace(base, ex)

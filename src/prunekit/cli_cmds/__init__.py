@@ -1,6 +1,4 @@
-"""Subcommand modules of the `prunekit` command line.
-
-A module `prunekit.cli_cmds.<name>` (prune, analyze, bench, export, report, compress, ...) defines
-`add_<name>_arguments(parser)` (or `add_arguments`) and `cmd_<name>(args) -> int | None` (or `run`);
-`prunekit.cli` finds them by name (decompress lives in compress). Shared helpers (argument groups,
-loaders, model loading, measuring, tables) are in `common`."""
+"""Subcommand modules of the `prunekit` command line: `prunekit.cli_cmds.<name>` defines
+`add_<name>_arguments(parser)` and `cmd_<name>(args) -> int` (decompress lives in compress), listed in
+`prunekit.cli.COMMANDS`. They only parse flags into library calls; nothing outside the CLI imports them.
+Shared argument groups and the user-error type are in `common`, the range-checked flag types in `argtypes`."""

@@ -38,6 +38,8 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from ..utils import atomic_write
+
 SCHEMA_VERSION = 1
 METRIC_KEYS = ("top1", "params", "macs", "latency_ms", "size_bytes")
 
@@ -62,17 +64,8 @@ def to_jsonable(obj: Any) -> Any:
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to a temporary file next to ``path`` and rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    """Write ``text`` to ``path`` atomically (prunekit.utils.atomic_write; the caller checked the folder)."""
+    return atomic_write(path, text, overwrite=True)
 
 
 def environment_info() -> dict[str, dict[str, Any]]:
@@ -179,12 +172,52 @@ def write_report(out_dir: str | os.PathLike, report: dict[str, Any]) -> Path:
     return path
 
 
+class ReportFileError(ValueError):
+    """A report.json / results.json that cannot be read, is not JSON, or does not follow the schema."""
+
+
+def _read_json_file(p: Path) -> Any:
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ReportFileError(f"{p}: not a JSON report (not UTF-8 text at byte {e.start})") from None
+    except OSError as e:
+        raise ReportFileError(f"{p}: cannot be read ({e.strerror or e})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ReportFileError(f"{p}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
+
+
 def read_report(path: str | os.PathLike) -> dict[str, Any]:
-    """Load a report.json (a folder is taken to contain one)."""
+    """Load and check a report.json (a folder is taken to contain one).
+
+    Raises:
+        ReportFileError: unreadable, not JSON, not an object, or not following the schema (names the file).
+    """
     p = Path(path)
     if p.is_dir():
         p = p / "report.json"
-    return json.loads(p.read_text(encoding="utf-8"))
+    report = _read_json_file(p)
+    if not isinstance(report, dict):
+        raise ReportFileError(f"{p}: a report is a JSON object, found {type(report).__name__}")
+    problems = validate_report(report)
+    if problems:
+        raise ReportFileError(f"{p} does not follow the report schema: " + "; ".join(problems))
+    return report
+
+
+def check_readable(folder: str | os.PathLike, depth: int = 0) -> None:
+    """Read every report.json and results.json in `folder` and `depth` levels of subfolders; raises
+    ReportFileError naming the first that is unreadable, not JSON, or (report.json) off-schema."""
+    folder = Path(folder)
+    if (folder / "report.json").is_file():
+        read_report(folder / "report.json")
+    if (folder / "results.json").is_file():
+        _read_json_file(folder / "results.json")
+    if depth > 0:
+        for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            check_readable(sub, depth - 1)
 
 
 def union_columns(rows: Iterable[dict[str, Any]], first: Sequence[str] = ()) -> list[str]:

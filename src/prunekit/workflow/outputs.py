@@ -104,8 +104,8 @@ def prepare_output_dir(out: str | os.PathLike, *, overwrite: bool = False, resum
     found = earlier_outputs(out)
     if found and not overwrite:
         shown = ", ".join(found[:6]) + (", ..." if len(found) > 6 else "")
-        raise OutputExistsError(f"{flag} {out} holds an earlier run ({shown}); pass --overwrite to replace it "
-                                f"or choose another {flag}")
+        raise OutputExistsError(f"{flag} {out} holds an earlier run ({shown} already exist); pass --overwrite "
+                                f"to replace it or choose another {flag}")
     for name in found:
         (out / name).unlink()
     out.mkdir(parents=True, exist_ok=True)

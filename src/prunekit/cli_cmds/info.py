@@ -1,0 +1,47 @@
+"""`prunekit info`: parameters, MACs, latency and size of a registered model, a saved model or a checkpoint."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..models import create, default_input_size, get_entry, spec_of
+from . import argtypes as T
+from .common import (CliError, add_model_args, example_input, load_model_with_shape, looks_like_path,
+                     measure_model, metric_rows, model_kwargs, print_table)
+
+
+def add_info_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("target", help="registered model name, torchvision:<name>, or a saved model / checkpoint path")
+    add_model_args(p)
+    p.add_argument("--batches", type=T.positive_int, nargs="+", default=[1, 64], help="latency batch sizes")
+    p.add_argument("--runs", type=T.nonneg_int, default=30, help="timed runs per latency (0 = skip latency)")
+    p.add_argument("--threads", type=T.positive_int, default=None, help="torch threads while timing")
+    p.add_argument("--device", type=T.device, default="cpu")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    shape = None
+    if Path(args.target).exists():
+        model, shape = load_model_with_shape(args.target)
+    elif looks_like_path(args.target):
+        raise CliError(f"no such file: {args.target}")
+    else:
+        get_entry(args.target)  # unknown names list the valid ones
+        name = args.target
+        channels = args.in_channels or (1 if default_input_size(name) == 28 else 3)
+        model = create(name, **model_kwargs(name, args.num_classes or 10, channels, args.width, args.input_size))
+    spec = spec_of(model)
+    kw = spec.kwargs if spec else {}
+    channels = args.in_channels or (shape[0] if shape else kw.get("in_channels", 3))
+    size = args.input_size or (shape[1:] if shape else None) or kw.get("input_size") or (
+        default_input_size(spec.name) if spec else 224)
+    metrics = measure_model(model, example_input(channels, size), args.runs, args.batches, args.device, args.threads)
+    result = {"model": spec.to_dict() if spec else {"name": type(model).__name__},
+              "input_shape": list(example_input(channels, size).shape), **metrics}
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print_table(f"{result['model']['name']}  input {tuple(result['input_shape'])}", metric_rows(metrics))
+    return 0

@@ -1,0 +1,128 @@
+"""The first steps of a run: the data (seeded splits and loaders, plus what was read) and the base model
+(loaded from a file, reused from the cache of trained bases, or trained with the run's seed and cached)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from ..data import DatasetInfo, Loaders, dataset_info, get_dataset, make_loader
+from ..data.provenance import data_read
+from ..models import create, spec_of
+from ..train import TrainConfig, Trainer, seed_everything
+from ..utils import atomic_write
+from .config import DataConfig, WorkflowConfig
+from .models import load_model, model_kwargs
+
+CACHE_VERSION = 1
+
+
+@dataclass
+class RunData:
+    """The data of a run: what the models need to know, the loaders, and the files actually read."""
+
+    info: DatasetInfo
+    loaders: Loaders
+    read: dict[str, Any]
+
+
+def load_data(cfg: DataConfig, seed: int = 0, image_size: int | None = None) -> RunData:
+    """Seeded train / validation / test splits of `cfg.dataset` (resized to `image_size` when given)."""
+    info = dataset_info(cfg.dataset, cfg.data_dir, image_size)
+    kw = dict(data_dir=cfg.data_dir, val_size=cfg.val_size, seed=seed, image_size=image_size)
+    train = get_dataset(cfg.dataset, split="train", augment=cfg.augment, subset=cfg.train_subset or cfg.subset, **kw)
+    val = get_dataset(cfg.dataset, split="val", subset=cfg.subset, **kw)
+    test = get_dataset(cfg.dataset, split="test", subset=cfg.test_subset or cfg.subset, **kw)
+    eb = cfg.eval_batch_size or max(cfg.batch_size, 256)
+    loaders = Loaders(make_loader(train, cfg.batch_size, shuffle=True, seed=seed, num_workers=cfg.workers),
+                      make_loader(val, eb, num_workers=cfg.workers, seed=seed) if len(val) else None,
+                      make_loader(test, eb, num_workers=cfg.workers, seed=seed))
+    return RunData(info, loaders, data_read(cfg.dataset, cfg.data_dir))
+
+
+def cache_root(cache_dir: str | os.PathLike | None) -> Path:
+    """Where trained bases are cached: `cache_dir`, else $XDG_CACHE_HOME (or ~/.cache)/prunekit/bases."""
+    if cache_dir:
+        return Path(cache_dir)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "prunekit" / "bases"
+
+
+def base_key(desc: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def train_base(model_name: str, kw: dict[str, Any], loaders: Loaders, data_desc: dict[str, Any], epochs: int,
+               lr: float, seed: int, cache_dir: str | os.PathLike | None = None, use_cache: bool = True,
+               max_steps: int | None = None, device: str | torch.device | None = None, progress: bool = True,
+               log: Callable[[str], None] = print) -> tuple[nn.Module, dict[str, Any]]:
+    """(trained base, info): reused from the cache (keyed by model, data, training settings and seed) or
+    trained with `seed` set before the model is built, then cached. The same arguments give the same weights."""
+    t0 = time.perf_counter()
+    desc = {"model": model_name, "kwargs": kw, "data": data_desc, "epochs": epochs, "lr": lr, "seed": seed,
+            "max_steps": max_steps, "v": CACHE_VERSION}
+    folder = cache_root(cache_dir) / f"{model_name}-{base_key(desc)}"
+    weights = folder / "model.pt"
+    if use_cache and weights.exists() and (folder / "base.json").exists():
+        model = create(model_name, **kw)
+        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        info = json.loads((folder / "base.json").read_text())
+        log(f"base: reusing {folder} (trained {info.get('epochs')} epochs in {info.get('train_s', 0):.0f} s)")
+        return model, {**info, "source": str(folder), "cached": True, "time_s": time.perf_counter() - t0}
+    seed_everything(seed)
+    model = create(model_name, **kw)
+    cfg = TrainConfig(epochs=epochs, lr=lr, seed=seed, max_steps_per_epoch=max_steps, progress=progress)
+    log(f"base: training {model_name} for {epochs} epoch(s)")
+    result = Trainer(model, loaders.train, loaders.val, cfg, device=device, log=log).fit()
+    model = model.cpu()
+    train_s = time.perf_counter() - t0
+    info = {**desc, "train_s": train_s, "history": result.history}
+    if use_cache:
+        state = model.state_dict()
+        atomic_write(weights, lambda tmp: torch.save(state, tmp), overwrite=True)
+        atomic_write(folder / "base.json", json.dumps(info, indent=2, default=str) + "\n", overwrite=True)
+    return model, {**info, "source": "trained", "cached": False, "time_s": train_s}
+
+
+def data_description(cfg: WorkflowConfig) -> dict[str, Any]:
+    """The data block of report.json (and part of the base cache key)."""
+    d = cfg.data
+    return {"dataset": d.dataset, "data_dir": d.data_dir, "subset": d.subset, "seed": cfg.seed,
+            "batch_size": d.batch_size, "augment": d.augment, "val_size": d.val_size,
+            **({"train_subset": d.train_subset} if d.train_subset else {}),
+            **({"test_subset": d.test_subset} if d.test_subset else {})}
+
+
+def get_base(cfg: WorkflowConfig, data: RunData, log: Callable[[str], None] = print
+             ) -> tuple[nn.Module, str, dict[str, Any], dict[str, Any]]:
+    """(base model, its registry name, its constructor keywords, info) for a run.
+
+    A `base.path` of another architecture than `model.name` is an error (the report would otherwise label one
+    model with the other's name)."""
+    m = cfg.model
+    if cfg.base.path:
+        t0 = time.perf_counter()
+        model = load_model(cfg.base.path).cpu()
+        spec = spec_of(model)
+        if spec is not None and m.name and spec.name != m.name:
+            raise ValueError(f"--base {cfg.base.path} holds a {spec.name} ({spec.kwargs}), not the --model "
+                             f"{m.name}; drop --model or give a base of that architecture")
+        if spec is None and not m.name:
+            raise ValueError(f"{cfg.base.path}: cannot tell its registry model; pass --model")
+        name = spec.name if spec is not None else m.name
+        kw = dict(spec.kwargs) if spec is not None else {}
+        return model, name, kw, {"source": str(cfg.base.path), "time_s": time.perf_counter() - t0}
+    info = data.info
+    h, w = info.image_size
+    kw = model_kwargs(m.name, m.num_classes or info.num_classes, m.in_channels or info.in_channels, m.width,
+                      m.input_size or (h if h == w else None))
+    model, base_info = train_base(m.name, kw, data.loaders, data_description(cfg), cfg.base.epochs, cfg.base.lr,
+                                  cfg.seed, cfg.base.cache_dir, cfg.base.use_cache, cfg.max_steps_per_epoch,
+                                  cfg.device, cfg.progress, log)
+    return model, m.name, kw, base_info

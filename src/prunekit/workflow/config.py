@@ -1,0 +1,269 @@
+"""The configuration of one whole run (base -> prune -> recover -> quantize -> measure -> save -> report):
+dataclasses validated in `__post_init__`, JSON round-trippable (`to_dict` / `from_dict`), and recorded in
+report.json under "config". Unknown keys raise TypeError naming them and the valid ones.
+
+Example:
+    >>> cfg = WorkflowConfig(model=ModelConfig("resnet20", width=0.5), data=DataConfig("digits"),
+    ...                      prune=PruneConfig(method="oneshot", ratio=0.3), out="runs/p1")
+    >>> WorkflowConfig.from_json(cfg.to_json()) == cfg
+    True
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..data import canonical_name
+
+TARGET_KEYS = ("macs", "params", "latency", "size")
+
+
+def _fail(cls: type, msg: str) -> None:
+    raise ValueError(f"{cls.__name__}: {msg}")
+
+
+def _check(obj: Any, name: str, ok: bool, rule: str) -> None:
+    if not ok:
+        _fail(type(obj), f"{name} must be {rule}, got {getattr(obj, name)!r}")
+
+
+def _int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _opt_count(v: Any, lo: int) -> bool:
+    return v is None or (_int(v) and v >= lo)
+
+
+def from_mapping(cls: type, data: dict[str, Any]) -> Any:
+    """An instance of dataclass `cls` from a dict; keys it lacks raise TypeError naming them and the valid ones."""
+    if not isinstance(data, dict):
+        raise TypeError(f"{cls.__name__} expects a mapping, got {type(data).__name__}")
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise TypeError(f"{cls.__name__}: unknown key(s) {', '.join(map(repr, unknown))}; valid: {', '.join(names)}")
+    return cls(**data)
+
+
+@dataclass
+class ModelConfig:
+    """The architecture: a registry name (None with a base file: the file's own), sized for the data set."""
+
+    name: str | None = None
+    num_classes: int | None = None   # default: the data set's
+    in_channels: int | None = None   # default: the data set's
+    width: float = 1.0
+    input_size: int | None = None    # image side (default: the data set's)
+
+    def __post_init__(self) -> None:
+        _check(self, "name", self.name is None or (isinstance(self.name, str) and self.name.strip() != ""),
+               "a model name")
+        _check(self, "num_classes", _opt_count(self.num_classes, 2), "an integer >= 2 or None")
+        _check(self, "in_channels", _opt_count(self.in_channels, 1), "an integer >= 1 or None")
+        _check(self, "width", _num(self.width) and self.width > 0, "a number > 0")
+        _check(self, "input_size", _opt_count(self.input_size, 1), "an integer >= 1 or None")
+
+
+@dataclass
+class DataConfig:
+    """Which data set, where it is read from, and how it is split and batched."""
+
+    dataset: str = "fashion-mnist"
+    data_dir: str | None = None         # the only place read when given
+    val_size: int | float | None = None  # count or fraction carved from training (None: the data set's default)
+    subset: int | None = None            # at most this many samples in every split
+    train_subset: int | None = None      # overrides subset for the training split
+    test_subset: int | None = None       # overrides subset for the test split
+    batch_size: int = 128
+    eval_batch_size: int | None = None   # default: max(batch_size, 256)
+    workers: int = 0
+    augment: bool = False
+
+    def __post_init__(self) -> None:
+        self.dataset = canonical_name(self.dataset)
+        if self.data_dir is not None:
+            self.data_dir = str(self.data_dir)
+        v = self.val_size
+        _check(self, "val_size", v is None or (_int(v) and v >= 0) or (isinstance(v, float) and 0 <= v < 1),
+               "a count >= 0, a fraction in [0, 1) or None")
+        for name in ("subset", "train_subset", "test_subset", "eval_batch_size"):
+            _check(self, name, _opt_count(getattr(self, name), 1), "an integer >= 1 or None")
+        _check(self, "batch_size", _int(self.batch_size) and self.batch_size >= 1, "an integer >= 1")
+        _check(self, "workers", _int(self.workers) and self.workers >= 0, "an integer >= 0")
+
+
+@dataclass
+class BaseConfig:
+    """The starting model: loaded from `path`, else trained (and cached under `cache_dir` when use_cache)."""
+
+    path: str | None = None
+    epochs: int = 10
+    lr: float = 0.1
+    cache_dir: str | None = None   # default ~/.cache/prunekit/bases
+    use_cache: bool = True
+
+    def __post_init__(self) -> None:
+        if self.path is not None:
+            self.path = str(self.path)
+        _check(self, "epochs", _int(self.epochs) and self.epochs >= 0, "an integer >= 0")
+        _check(self, "lr", _num(self.lr) and self.lr > 0, "a number > 0")
+
+
+@dataclass
+class PruneConfig:
+    """The method (by registered name) and what it aims for: a target (fractions kept) or a ratio removed."""
+
+    method: str = "oneshot"
+    criterion: str | None = None     # default: the method's
+    policy: str | None = None        # default: the method's
+    target: dict[str, float] = field(default_factory=dict)  # {"macs"|"params"|"latency"|"size": kept fraction}
+    ratio: float | None = None       # fraction of channels removed (instead of a target)
+    ignore: list[str] = field(default_factory=list)  # module names / state_dict keys left untouched
+    heads: bool = False              # remove whole attention heads
+    round_to: int = 1
+    min_channels: int = 1
+    max_ratio: float = 0.9
+    score_batches: int = 8           # batches read by data-driven criteria (oneshot, iterative, srr)
+    options: dict[str, Any] = field(default_factory=dict)  # the method's own keywords (it rejects unknown ones)
+
+    def __post_init__(self) -> None:
+        _check(self, "method", isinstance(self.method, str) and self.method.strip() != "", "a method name")
+        self.method = self.method.strip().lower().replace("-", "_")
+        if not isinstance(self.target, dict):
+            _fail(PruneConfig, f"target must be a mapping of {', '.join(TARGET_KEYS)} to fractions")
+        bad = sorted(set(self.target) - set(TARGET_KEYS))
+        if bad:
+            raise TypeError(f"PruneConfig: unknown target key(s) {bad}; valid: {', '.join(TARGET_KEYS)}")
+        for k, v in self.target.items():
+            if not (_num(v) and 0 < v <= 1):
+                _fail(PruneConfig, f"target {k} must be a fraction kept in (0, 1], got {v!r}")
+        _check(self, "ratio", self.ratio is None or (_num(self.ratio) and 0 <= self.ratio < 1),
+               "a fraction in [0, 1) or None")
+        if self.target and self.ratio is not None:
+            _fail(PruneConfig, "give either a target or a ratio, not both")
+        if isinstance(self.ignore, str):
+            self.ignore = [self.ignore]  # one name, never its characters
+        self.ignore = list(self.ignore)
+        _check(self, "round_to", _int(self.round_to) and self.round_to >= 1, "an integer >= 1")
+        _check(self, "min_channels", _int(self.min_channels) and self.min_channels >= 1, "an integer >= 1")
+        _check(self, "max_ratio", _num(self.max_ratio) and 0 < self.max_ratio < 1, "a fraction in (0, 1)")
+        _check(self, "score_batches", _int(self.score_batches) and self.score_batches >= 1, "an integer >= 1")
+        if not isinstance(self.options, dict):
+            _fail(PruneConfig, "options must be a mapping of the method's keyword arguments")
+
+    def goal(self) -> dict[str, float]:
+        """The target, or {"ratio": r}; a ValueError when neither is given."""
+        if self.target:
+            return dict(self.target)
+        if self.ratio is not None:
+            return {"ratio": self.ratio}
+        raise ValueError("give a target (--target-macs, --target-params, --target-latency, --target-size) "
+                         "or a ratio (--ratio)")
+
+
+@dataclass
+class RecoverConfig:
+    """Fine-tuning after pruning (or training the pruned architecture from scratch)."""
+
+    finetune_epochs: int = 3
+    lr: float = 0.01
+    distill: bool = False
+    temperature: float = 4.0
+    distill_weight: float = 0.5
+    from_scratch: bool = False
+    scratch_epochs: int | None = None
+
+    def __post_init__(self) -> None:
+        _check(self, "finetune_epochs", _int(self.finetune_epochs) and self.finetune_epochs >= 0, "an integer >= 0")
+        _check(self, "lr", _num(self.lr) and self.lr > 0, "a number > 0")
+        _check(self, "temperature", _num(self.temperature) and self.temperature > 0, "a number > 0")
+        _check(self, "distill_weight", _num(self.distill_weight) and 0 <= self.distill_weight <= 1,
+               "a weight in [0, 1]")
+        _check(self, "scratch_epochs", _opt_count(self.scratch_epochs, 0), "an integer >= 0 or None")
+
+
+# Quantizers after pruning, by scheme name: fn(model, example_inputs, calibration_loader, QuantizeConfig)
+# -> (model, info dict). prunekit.quantize registers its schemes here (register_quantizer).
+QUANTIZERS: dict[str, Callable[..., tuple[Any, dict[str, Any]]]] = {}
+
+
+def register_quantizer(scheme: str, fn: Callable[..., tuple[Any, dict[str, Any]]]) -> None:
+    """Make `QuantizeConfig(scheme=...)` run `fn` after recovery (see QUANTIZERS for its signature)."""
+    QUANTIZERS[scheme.strip().lower()] = fn
+
+
+@dataclass
+class QuantizeConfig:
+    """Quantization after recovery: a registered scheme (e.g. "int8") and its options."""
+
+    scheme: str
+    calib_batches: int = 8
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check(self, "scheme", isinstance(self.scheme, str) and self.scheme.strip() != "", "a scheme name")
+        self.scheme = self.scheme.strip().lower()
+        _check(self, "calib_batches", _int(self.calib_batches) and self.calib_batches >= 1, "an integer >= 1")
+
+
+_SECTIONS = {"model": ModelConfig, "data": DataConfig, "base": BaseConfig, "prune": PruneConfig,
+             "recover": RecoverConfig, "quantize": QuantizeConfig}
+
+
+@dataclass
+class WorkflowConfig:
+    """One whole run. Sub-configs may be given as dicts (as read back from JSON)."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    base: BaseConfig = field(default_factory=BaseConfig)
+    prune: PruneConfig = field(default_factory=PruneConfig)
+    recover: RecoverConfig = field(default_factory=RecoverConfig)
+    quantize: QuantizeConfig | None = None
+    seed: int = 0
+    device: str | None = None               # default: cuda when available, else cpu
+    max_steps_per_epoch: int | None = None  # cap of every training phase (quick runs)
+    latency_runs: int = 30                  # timed runs per latency measurement (0: no timing)
+    analyze: bool = False                   # channel-group analysis of the base (analysis.json, analyze.png)
+    out: str | None = None                  # output folder (None: nothing is written)
+    overwrite: bool = False                 # replace an earlier run in `out`
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name, cls in _SECTIONS.items():
+            value = getattr(self, name)
+            if isinstance(value, dict):
+                setattr(self, name, from_mapping(cls, value))
+            elif not (isinstance(value, cls) or (name == "quantize" and value is None)):
+                raise TypeError(f"WorkflowConfig.{name} must be a {cls.__name__} or a dict, got {type(value).__name__}")
+        _check(self, "seed", _int(self.seed) and self.seed >= 0, "an integer >= 0")
+        _check(self, "max_steps_per_epoch", _opt_count(self.max_steps_per_epoch, 1), "an integer >= 1 or None")
+        _check(self, "latency_runs", _int(self.latency_runs) and self.latency_runs >= 0, "an integer >= 0")
+        if self.out is not None:
+            self.out = str(self.out)
+        if self.model.name is None and self.base.path is None:
+            _fail(WorkflowConfig, "give model.name (--model) or base.path (--base)")
+        self.prune.goal()  # a run without a target or ratio fails before any training
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON values (the inverse of `from_dict`)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "WorkflowConfig":
+        return from_mapping(cls, data)
+
+    def to_json(self, indent: int | None = 1) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    @classmethod
+    def from_json(cls, text: str) -> "WorkflowConfig":
+        return cls.from_dict(json.loads(text))

@@ -1,0 +1,201 @@
+"""`run_workflow(config)`: the whole story of one run, for the CLI (`prunekit prune`, `prunekit demo`), the
+benchmarks and library users alike: base (train or load) -> analysis (optional) -> prune with a registered
+method -> recover -> quantize (optional) -> measure before and after -> save the model and the plan ->
+report.json / report.md / plots."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from ..graph.plan import PruningPlan
+from ..graph.trace import trace
+from ..io import PLANS_ATTR, save as save_model_file
+from ..methods import list_methods, run_method
+from ..models import spec_of
+from ..policies import Target
+from ..report import plot_before_after, plot_layer_widths, plot_training_curve, write_report
+from ..report.analysis import analyze_model, plot_analysis
+from ..train import evaluate, seed_everything
+from ..utils import atomic_write
+from .base import RunData, data_description, get_base, load_data
+from .config import QUANTIZERS, WorkflowConfig
+from .models import example_input, measure_model
+from .outputs import prepare_output_dir
+
+
+@dataclass
+class WorkflowResult:
+    """What a run produced. `report` is the report.json object (also written to `out` when one was given)."""
+
+    config: WorkflowConfig
+    model: nn.Module                      # the pruned (recovered, quantized) model, on the CPU
+    plan: PruningPlan
+    before: dict[str, Any]                # Metrics of the base (report.json schema)
+    after: dict[str, Any]                 # Metrics of the result
+    report: dict[str, Any]
+    out: Path | None = None
+    analysis: list[dict[str, Any]] | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def measure(model: nn.Module, example: torch.Tensor, test_loader, latency_runs: int, device=None) -> dict[str, Any]:
+    """Params, MACs, size, latency (batches 1 and 64 unless latency_runs is 0) and test accuracy."""
+    m = measure_model(model.cpu().eval(), example, latency_runs, batches=(1, 64) if latency_runs else ())
+    scores = evaluate(model, test_loader, device)
+    model.cpu()
+    m.update(top1=scores["top1"], top5=scores["top5"], loss=scores["loss"])
+    return m
+
+
+def method_kwargs(cfg: WorkflowConfig, log: Callable[[str], None] | None) -> dict[str, Any]:
+    """The keyword arguments of the registered method for this config (its options first, the config wins)."""
+    p, r = cfg.prune, cfg.recover
+    kw: dict[str, Any] = dict(p.options)
+    goal = p.goal()
+    if "ratio" in goal:
+        kw["ratio"] = goal["ratio"]
+    else:
+        kw["target"] = Target(**goal)
+    if p.criterion:
+        kw["criterion"] = p.criterion
+    if p.policy:
+        kw["policy"] = p.policy
+    kw.update(finetune_epochs=r.finetune_epochs, lr=r.lr, distill=r.distill, temperature=r.temperature,
+              distill_weight=r.distill_weight, from_scratch=r.from_scratch, scratch_epochs=r.scratch_epochs,
+              max_steps_per_epoch=cfg.max_steps_per_epoch, seed=cfg.seed, min_channels=p.min_channels,
+              max_ratio=p.max_ratio, device=cfg.device)
+    trace_kw = trace_options(cfg)
+    if trace_kw:
+        kw["trace_kw"] = {**trace_kw, **kw.get("trace_kw", {})}
+    if log is not None:
+        kw["log"] = log  # one line per fine-tuning epoch
+    if p.method in ("oneshot", "iterative", "srr"):
+        kw.setdefault("score_batches", p.score_batches)
+    return kw
+
+
+def trace_options(cfg: WorkflowConfig) -> dict[str, Any]:
+    """pk.trace keywords of the config: modules left alone, whole heads, channel multiples."""
+    p = cfg.prune
+    kw: dict[str, Any] = {}
+    if p.ignore:
+        kw["ignore"] = list(p.ignore)
+    if p.heads:
+        kw["heads"] = True
+    if p.round_to > 1:
+        kw["round_to"] = p.round_to
+    return kw
+
+
+def _quantize(cfg: WorkflowConfig, model: nn.Module, example: torch.Tensor, data: RunData
+              ) -> tuple[nn.Module, dict[str, Any] | None]:
+    if cfg.quantize is None:
+        return model, None
+    fn = QUANTIZERS.get(cfg.quantize.scheme)
+    if fn is None:
+        raise ValueError(f"unknown quantization scheme {cfg.quantize.scheme!r}; registered: "
+                         f"{', '.join(sorted(QUANTIZERS)) or 'none'}")
+    return fn(model, example, data.loaders.train, cfg.quantize)
+
+
+def _save(out: Path, model: nn.Module, plan: PruningPlan, spec, report: dict[str, Any],
+          base_widths: dict[str, int], pruned_widths: dict[str, int], method: str,
+          history: list[dict[str, Any]]) -> None:
+    """model.safetensors (with the plan on the original architecture), plan.json, plots, report.json/.md."""
+    recorded = getattr(model, PLANS_ATTR, None)
+    kwargs = {"arch": spec.to_dict()} if spec is not None else {}
+    saved = save_model_file(model, out / "model.safetensors", plan=None if recorded else plan, overwrite=True,
+                            **kwargs)
+    report["extra"]["saved"] = str(saved)
+    atomic_write(out / "plan.json", plan.to_json(indent=1) + "\n", overwrite=True)
+    plots = [plot_before_after(report, out / "before_after.png").name,
+             plot_layer_widths(base_widths, {method: pruned_widths}, out / "layer_widths.png").name]
+    if history:
+        plots.append(plot_training_curve(history, out / "finetune_curve.png").name)
+    report["plots"] = plots
+    write_report(out, report)
+
+
+def run_workflow(config: WorkflowConfig, *, data: RunData | None = None,
+                 log: Callable[[str], None] = print) -> WorkflowResult:
+    """Run the whole story for `config`; returns the result (and writes it to `config.out` when set).
+
+    Args:
+        config: the validated run configuration (recorded in report.json under "config").
+        data: loaders to use instead of building them from `config.data` (the demo's fallback data set).
+        log: where progress lines go.
+
+    Returns:
+        WorkflowResult with the pruned model, the plan, the before/after metrics and the report.
+
+    Raises:
+        OutputExistsError / OutputConflictError: `config.out` holds an earlier run (without overwrite) or
+            overlaps the base's folder; checked before any work.
+        ValueError: a base of another architecture than `config.model.name`, an unknown method, ...
+
+    Example:
+        >>> from prunekit.workflow import DataConfig, ModelConfig, PruneConfig, WorkflowConfig, run_workflow
+        >>> res = run_workflow(WorkflowConfig(model=ModelConfig("lenet5"), data=DataConfig("digits"),
+        ...                                   prune=PruneConfig(ratio=0.3), out="runs/lenet-30"))
+        >>> res.after["macs"] / res.before["macs"]
+    """
+    t_start = time.perf_counter()
+    cfg = config
+    if cfg.prune.method not in list_methods():  # before any training
+        raise ValueError(f"unknown method {cfg.prune.method!r}; choose one of: {', '.join(list_methods())}")
+    out = prepare_output_dir(cfg.out, overwrite=cfg.overwrite, protect=[cfg.base.path] if cfg.base.path else [],
+                             flag="out") if cfg.out else None
+    timings: dict[str, float] = {}
+    data = data if data is not None else load_data(cfg.data, cfg.seed, cfg.model.input_size)
+    model, name, kw, base_info = get_base(cfg, data, log)
+    timings["base"] = base_info["time_s"]
+    example = example_input(kw.get("in_channels", data.info.in_channels), data.info.image_size)
+    t0 = time.perf_counter()
+    before = measure(model, example, data.loaders.test, cfg.latency_runs, cfg.device)
+    timings["measure_before"] = time.perf_counter() - t0
+    spec = spec_of(model)
+    analysis = None
+    if cfg.analyze:
+        t0 = time.perf_counter()
+        analysis = analyze_model(model.eval(), example)
+        if out is not None:
+            plot_analysis(analysis, out / "analyze.png")
+        timings["analyze"] = time.perf_counter() - t0
+    mkw = method_kwargs(cfg, log if cfg.progress else None)
+    base_widths = {g.name: g.size for g in trace(model, example, **mkw.get("trace_kw", {})).prunable_groups()}
+    seed_everything(cfg.seed)  # the method sees the same RNG state whether the base was trained or reused
+    t0 = time.perf_counter()
+    pruned, rep = run_method(cfg.prune.method, model, data.loaders.train, data.loaders.val, example, **mkw)
+    timings["method"] = time.perf_counter() - t0
+    for k, v in rep.timings.items():
+        timings[f"method.{k}"] = v
+    pruned, quant_info = _quantize(cfg, pruned, example, data)
+    t0 = time.perf_counter()
+    after = measure(pruned, example, data.loaders.test, cfg.latency_runs, cfg.device)
+    timings["measure_after"] = time.perf_counter() - t0
+    plan = rep.plan
+    pruned_widths = {**base_widths, **{d.name: len(d.kept) for d in plan.decisions}}
+    hist = rep.history.get("finetune") or rep.history.get("scratch") or []
+    p, r = cfg.prune, cfg.recover
+    method_desc = {"name": p.method, **{k: rep.get(k) for k in ("criterion", "policy")}, "target": dict(p.target),
+                   "ratio": p.ratio, "finetune_epochs": r.finetune_epochs, "finetune_lr": r.lr, "distill": r.distill,
+                   "from_scratch": r.from_scratch, "extra": dict(p.options)}
+    report = {"model": {"name": name, **kw},
+              "data": {**data_description(cfg), "train": len(data.loaders.train.dataset),
+                       "test": len(data.loaders.test.dataset)},
+              "data_read": data.read, "config": cfg.to_dict(), "method": method_desc,
+              "metrics": {"before": before, "after": after}, "timings": timings, "history": hist,
+              "extra": {"base": {k: v for k, v in base_info.items() if k != "history"}, "widths": pruned_widths,
+                        "base_widths": base_widths, "saved": None, "analysis": analysis, "quantize": quant_info,
+                        "method_report": {k: v for k, v in rep.to_dict().items()
+                                          if k not in ("plan", "history", "timings")}}}
+    timings["total"] = time.perf_counter() - t_start
+    if out is not None:
+        _save(out, pruned, plan, spec, report, base_widths, pruned_widths, p.method, hist)
+    return WorkflowResult(config=cfg, model=pruned.cpu(), plan=plan, before=before, after=after, report=report,
+                          out=out, analysis=analysis, timings=timings)
