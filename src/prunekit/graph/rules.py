@@ -166,9 +166,11 @@ def _head_union(ctx, after: torch.Tensor, va: list[int]) -> bool:
     d = after.shape[va[-1]]
     if head_size is not None and head_size != d:
         return False  # e.g. nn.MultiheadAttention's (3, embed_dim) split of the packed projection
+    counts = [h] + [c for c in ctx.kv_heads(module) if c != h]  # q heads, then grouped kv heads
     for j in reversed(va[:-1]):
         f = after.shape[j]
-        if f == h or (f % h == 0 and head_size is not None):
+        h = next((c for c in counts if c == f), None) or (counts[0] if f % counts[0] == 0 and head_size else None)
+        if h is not None:
             rows = after.movedim(j, 0).reshape(f, -1)
             per_head = rows.reshape(f // h, h, -1).transpose(0, 1).reshape(h, -1)  # row r is head r % h
             ctx.uf.union_pairs(per_head, per_head[:, :1].expand_as(per_head))
@@ -440,6 +442,21 @@ def _union_per_batch(ctx, A: torch.Tensor, drop_a: int, B: torch.Tensor, drop_b:
     return True
 
 
+def _per_head_only(ctx, s: torch.Tensor, A: torch.Tensor, B: torch.Tensor) -> bool:
+    """Attention probabilities (A) @ values (B) when head_dim, not the head, is the pruning unit: labels of A
+    that vary only over the batch (head) dims come from values added per head to the scores (T5's relative
+    position bias, ALiBi slopes). Heads are never removed in this mode, so those values stay whole; carried
+    into the output they would tie every head_dim position to them."""
+    if ctx.heads or A.dim() < 3 or ctx.is_state(A) or ctx.is_state(B):
+        return False
+    batch = set(range(A.dim() - 2))
+    vs = set(varying_dims(s))
+    if not vs or not vs <= batch:
+        return False
+    off = A.dim() - B.dim()
+    return any(align(t, B.dim()).shape[d - off] > 1 for t in ctx.get(B) for d in vs if d - off >= 0)
+
+
 def _contract(ctx, A: torch.Tensor, B: torch.Tensor, out: torch.Tensor, bias=None) -> None:
     k = A.shape[-1]
     macs = float(out.numel()) * k
@@ -456,6 +473,9 @@ def _contract(ctx, A: torch.Tensor, B: torch.Tensor, out: torch.Tensor, bias=Non
     for s in ctx.get(A):
         s = align(s, A.dim())
         if s.shape[-1] == 1 and varying_dims(s) and A.dim() > 1:
+            if _per_head_only(ctx, s, A, B):
+                ctx.uf.mark_fixed(s, f"per-head values (a position bias) while head_dim is the unit ({ctx.where()})")
+                continue
             srcs.append(s)
     for s in ctx.get(B):
         s = align(s, B.dim())
@@ -628,10 +648,31 @@ HEAD_DIM_NOTE = "attention scale depends on head_dim"
 SCORES_NOTE = "a product of two activations (attention scores) may be scaled by head_dim"
 
 
+def _kv_repeat(q: torch.Tensor, k: torch.Tensor) -> int:
+    """Grouped-query attention (sdpa's enable_gqa): k/v hold fewer heads than q, kv head g serving q heads
+    g*r .. g*r+r-1. Returns r (1 without grouping)."""
+    if q.dim() < 3 or k.dim() < 3 or q.shape[-3] == k.shape[-3] or q.shape[-3] % k.shape[-3]:
+        return 1
+    return q.shape[-3] // k.shape[-3]
+
+
+def _union_heads_gqa(ctx, q: torch.Tensor, k: torch.Tensor, rep: int) -> bool:
+    """Whole-head mode with grouped kv heads: q head h is one unit with kv head h // rep."""
+    la, lb = _per_batch(ctx, q, -2), _per_batch(ctx, k, -2)
+    if la is None or lb is None:
+        return False
+    la, lb = align(la, lb.dim()), align(lb, la.dim())
+    if lb.shape[-2] > 1:
+        lb = lb.repeat_interleave(rep, dim=-2)
+    ctx.uf.union_pairs(*torch.broadcast_tensors(la, lb))
+    return True
+
+
 def sdpa(ctx, func, args, kwargs, out) -> None:
     q, k, v = args[0], args[1], args[2]
     e = q.shape[-1]
-    if ctx.heads and _union_per_batch(ctx, q, -2, k, -2):
+    rep = _kv_repeat(q, k)
+    if ctx.heads and (_union_heads_gqa(ctx, q, k, rep) if rep > 1 else _union_per_batch(ctx, q, -2, k, -2)):
         qls = ctx.get(q)  # whole heads go: the note is dropped for those whose head_dim cannot change
     else:
         qls, kl = [dim_labels(ctx, q, -1, e)], dim_labels(ctx, k, -1, e)
@@ -645,6 +686,8 @@ def sdpa(ctx, func, args, kwargs, out) -> None:
         if s.shape[-1] == 1:
             continue
         lab = along_dims(ctx, s, [d for d in range(v.dim()) if d != v.dim() - 2])
+        if rep > 1 and lab.dim() >= 2 and lab.shape[-2] > 1:
+            lab = lab.repeat_interleave(rep, dim=-2)  # output head h reads kv head h // rep
         res.append(lab.unsqueeze(-2))
     ctx.set(_outs(out)[0], res)
 

@@ -30,6 +30,15 @@ class UnsupportedOpError(RuntimeError):
 
 HEADS_ATTRS = ("num_heads", "n_heads", "num_attention_heads", "heads", "n_head", "nhead", "num_head")
 HEAD_DIM_ATTRS = ("head_dim", "dim_head", "d_head", "head_size", "attention_head_size", "d_k", "d_v")
+KV_HEADS_ATTRS = ("num_key_value_heads", "num_kv_heads", "n_kv_heads", "n_head_kv")
+
+
+def _head_sources(mod) -> list:
+    """Where a module keeps its head counts: itself, then, for attention modules that keep only a `config`
+    (Hugging Face Llama-style attention reads num_attention_heads / num_key_value_heads from it), that config."""
+    cfg = getattr(mod, "config", None)
+    named_attention = "Attention" in type(mod).__name__ or "Attn" in type(mod).__name__
+    return [mod, cfg] if cfg is not None and named_attention else [mod]
 
 
 class TraceContext:
@@ -136,13 +145,24 @@ class TraceContext:
         """(name, head count, head size or None) of the innermost module on the stack with a head-count attribute."""
         for name, _typ in reversed(self.stack):
             mod = self.modules.get(name)
-            for attr in HEADS_ATTRS:
-                h = getattr(mod, attr, None)
-                if isinstance(h, int) and not isinstance(h, bool) and h > 1:
-                    d = next((getattr(mod, a) for a in HEAD_DIM_ATTRS if isinstance(getattr(mod, a, None), int)),
-                             None)
-                    return name, h, d
+            for src in _head_sources(mod):
+                for attr in HEADS_ATTRS:
+                    h = getattr(src, attr, None)
+                    if isinstance(h, int) and not isinstance(h, bool) and h > 1:
+                        d = next((getattr(mod, a) for a in HEAD_DIM_ATTRS if isinstance(getattr(mod, a, None), int)),
+                                 None)
+                        return name, h, d
         return None
+
+    def kv_heads(self, name: str) -> list[int]:
+        """Key/value head counts (grouped-query attention) that module `name` or its config declares."""
+        found = []
+        for src in _head_sources(self.modules.get(name)):
+            for attr in KV_HEADS_ATTRS:
+                h = getattr(src, attr, None)
+                if isinstance(h, int) and not isinstance(h, bool) and h > 1 and h not in found:
+                    found.append(h)
+        return found
 
     def record_width(self, size: int, labels: torch.Tensor) -> None:
         name = self.stack[-1][0] if self.stack else ""

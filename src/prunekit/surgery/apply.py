@@ -1,6 +1,8 @@
 """Apply a PruningPlan: slice parameters, buffers and optimizer state, then patch module attributes."""
 from __future__ import annotations
 
+import sys
+
 import torch
 from torch import nn
 
@@ -74,11 +76,26 @@ def apply(model: nn.Module, plan: PlanLike, optimizer: torch.optim.Optimizer | N
             mod._parameters[name] = new
         else:
             mod._buffers[name] = new
+    hf = _hf_glue(model)
+    if hf is not None:
+        hf.register_patches(model)  # Conv1D, attention head counts (transformers' module types)
     _patch_attributes(model, plan)
+    if hf is not None:
+        hf.after_apply(model)  # the config follows the new widths
     history = list(getattr(model, "_prunekit_plans", []))
     history.append(plan.to_dict())
     object.__setattr__(model, "_prunekit_plans", history)
     return model
+
+
+def _hf_glue(model: nn.Module):
+    """prunekit.transformers.hf for a transformers model (transformers already imported by the caller), else None."""
+    tf = sys.modules.get("transformers")
+    if tf is None or not isinstance(model, getattr(tf, "PreTrainedModel", ())):
+        return None
+    from ..transformers import hf
+
+    return hf
 
 
 def _move_state(opt: torch.optim.Optimizer, old: nn.Parameter, new: nn.Parameter, keeps) -> None:
