@@ -11,7 +11,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -20,9 +20,11 @@ from prunekit.compress import (
     DEFAULT_INDEX_BITS, StageSize, dense_bytes, load_compressed, quantized_bytes, save_compressed,
     share_weights, sparse_bytes, unshare_weights,
 )
+from prunekit.config import Config, check_bool, check_choice, check_float, check_int, unknown_keywords
 from prunekit.surgery.masks import FilterFn, remove_masks, target_layers
 from prunekit.train import TrainConfig, Trainer, evaluate
 from prunekit.unstructured import AGPPruner, prune_unstructured
+from prunekit.unstructured.criteria import WEIGHT_CRITERIA, criterion_options
 from prunekit.unstructured.prune import Sparsity
 
 
@@ -78,35 +80,103 @@ def _train(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None
     return trainer.fit().history
 
 
+def _bits_ok(bits: Any) -> bool:
+    vals = bits.values() if isinstance(bits, Mapping) else [bits]
+    return all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 16 for v in vals)
+
+
+@dataclass
+class DeepCompressionConfig(Config):
+    """Every knob of Deep Compression (see `deep_compression`).
+
+    sparsity: float or per-layer mapping (None: conv 0.7, linear 0.92), reached one-shot before retraining
+    (schedule "oneshot") or with AGP over the first `agp_fraction` of the `retrain_epochs` ("agp"); scope
+    "layer" or "global"; criterion a weight criterion name (magnitude, lamp, obd, random) with its options in
+    criterion_kw. bits: weight-sharing bit width (int or per-layer mapping; None: conv 8, linear 5), k-means
+    over `kmeans_iters`. index_bits: relative-index width of the size estimates. train_config: the other
+    training settings; epochs and lr are set per phase. path: the compressed file (None: a temporary one).
+    """
+
+    RUNTIME: ClassVar[tuple[str, ...]] = ("filter_fn", "log")
+    CONVERT: ClassVar[dict[str, Callable[[Any], Any]]] = {"train_config": lambda d: TrainConfig(**d)}
+
+    sparsity: Sparsity | None = None
+    scope: str = "layer"
+    criterion: str = "magnitude"
+    criterion_kw: dict[str, Any] = field(default_factory=dict)
+    schedule: str = "oneshot"
+    retrain_epochs: int = 4
+    retrain_lr: float = 0.01
+    agp_fraction: float = 0.5
+    bits: int | dict[str, int] | None = None
+    kmeans_iters: int = 100
+    finetune_epochs: int = 2
+    finetune_lr: float = 0.001
+    index_bits: int | dict[str, int] = field(default_factory=lambda: dict(DEFAULT_INDEX_BITS))
+    filter_fn: FilterFn | None = None
+    train_config: TrainConfig | None = None
+    path: str | None = None
+    description: Any = None
+    overwrite: bool = False
+    device: str | None = None
+    log: Callable[[str], None] | None = None
+
+    def __post_init__(self) -> None:
+        w = "DeepCompressionConfig"
+        check_choice(w, "scope", self.scope, ("layer", "global"))
+        check_choice(w, "schedule", self.schedule, ("oneshot", "agp"))
+        fn = WEIGHT_CRITERIA.entry(self.criterion).obj
+        self.criterion_kw = dict(self.criterion_kw or {})
+        unknown_keywords(f"{w} criterion_kw for {self.criterion!r}", self.criterion_kw, criterion_options(fn))
+        check_int(w, "retrain_epochs", self.retrain_epochs, lo=0)
+        check_float(w, "retrain_lr", self.retrain_lr, 0.0, None, lo_open=True)
+        check_float(w, "agp_fraction", self.agp_fraction, 0.0, 1.0, lo_open=True)
+        if self.schedule == "agp" and self.retrain_epochs == 0:
+            raise ValueError(f"{w}: schedule='agp' needs retrain_epochs > 0")
+        for name in ("bits", "index_bits"):
+            value = getattr(self, name)
+            if value is not None and not _bits_ok(value):
+                raise ValueError(f"{w}: {name}={value!r} must be an int in [1, 16] or a mapping of such ints")
+        check_int(w, "kmeans_iters", self.kmeans_iters, lo=1)
+        check_int(w, "finetune_epochs", self.finetune_epochs, lo=0)
+        check_float(w, "finetune_lr", self.finetune_lr, 0.0, None, lo_open=True)
+        check_bool(w, "overwrite", self.overwrite)
+        if self.path is not None:
+            self.path = os.fspath(self.path)
+        if self.device is not None:
+            self.device = str(self.device)
+
+
 def deep_compression(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = None,
-                     test_loader: Iterable | None = None, *,
-                     sparsity: Sparsity | None = None, scope: str = "layer", criterion: str = "magnitude",
-                     criterion_kw: Mapping[str, Any] | None = None, schedule: str = "oneshot",
-                     retrain_epochs: int = 4, retrain_lr: float = 0.01, agp_fraction: float = 0.5,
-                     bits: int | Mapping[str, int] | None = None, kmeans_iters: int = 100,
-                     finetune_epochs: int = 2, finetune_lr: float = 0.001,
-                     index_bits: int | Mapping[str, int] = DEFAULT_INDEX_BITS,
-                     filter_fn: FilterFn | None = None, train_config: TrainConfig | None = None,
-                     path: str | os.PathLike | None = None, description: Mapping[str, Any] | str | None = None,
-                     overwrite: bool = False, device: torch.device | str | None = None,
-                     log: Callable[[str], None] | None = None) -> DeepCompressionResult:
+                     test_loader: Iterable | None = None, config: DeepCompressionConfig | None = None,
+                     **options: Any) -> DeepCompressionResult:
     """Run the whole pipeline on ``model`` (trained, modified in place) and report every stage.
 
-    ``sparsity``: float or per-layer mapping (default ``{"conv": 0.7, "linear": 0.92}``), reached one-shot
-    before retraining (``schedule="oneshot"``) or with AGP over the first ``agp_fraction`` of the
-    ``retrain_epochs`` (``"agp"``). ``bits``: weight-sharing bit width per layer (default conv 8, linear 5).
-    ``index_bits``: relative-index width of the pruned/quantized size estimates (the paper's 8 / 5).
-    ``train_config`` holds the other training settings (optimizer, weight decay...); epochs and lr are set
-    per phase. The compressed file goes to ``path`` (a temporary file when None). Accuracy is measured on
-    ``test_loader`` (else ``val_loader``).
+    Args:
+        model: a trained model, changed in place.
+        train_loader, val_loader: retraining and fine-tuning batches (val_loader for the Trainer).
+        test_loader: where accuracy is measured (else val_loader).
+        config: a DeepCompressionConfig, or its fields as keywords (an unknown one raises TypeError listing
+            the valid ones).
+
+    Returns:
+        A DeepCompressionResult: per stage its bytes, ratio and accuracy; the model read back from the file.
+
+    Example:
+        >>> res = deep_compression(net, train, None, test, sparsity=0.8, bits=4, retrain_epochs=1)
+        >>> res.stage("huffman").ratio > 10
+        True
     """
-    sparsity = {"conv": 0.7, "linear": 0.92} if sparsity is None else sparsity
-    bits = {"conv": 8, "linear": 5} if bits is None else bits
-    if schedule not in ("oneshot", "agp"):
-        raise ValueError(f"schedule must be 'oneshot' or 'agp', got {schedule!r}")
-    base = train_config or TrainConfig()
+    if config is None:
+        config = DeepCompressionConfig.from_kwargs("deep_compression()", options)
+    elif options:
+        raise TypeError(f"deep_compression() got config= and keyword options {sorted(options)}; give one of them")
+    c = config
+    sparsity = {"conv": 0.7, "linear": 0.92} if c.sparsity is None else c.sparsity
+    bits = {"conv": 8, "linear": 5} if c.bits is None else c.bits
+    base = c.train_config or TrainConfig()
     eval_loader = test_loader if test_loader is not None else val_loader
-    dev = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = torch.device(c.device if c.device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(dev)
 
     def accuracy(m: nn.Module) -> float | None:
@@ -114,58 +184,62 @@ def deep_compression(model: nn.Module, train_loader: Iterable, val_loader: Itera
 
     dense = dense_bytes(model)
     stages = [StageSize("dense", dense, 1.0, accuracy(model))]
-    notes: dict[str, Any] = {}
+    notes: dict[str, Any] = {"config": c.to_dict()}
     history: dict[str, list[dict[str, Any]]] = {}
-
-    # 1. prune + retrain with masks
-    retrain = TrainConfig(**{**asdict(base), "epochs": retrain_epochs, "lr": retrain_lr})
-    callbacks = []
-    if schedule == "oneshot":
-        prune_unstructured(model, sparsity, criterion, scope, filter_fn, **dict(criterion_kw or {}))
-        notes["accuracy_pruned_before_retrain"] = accuracy(model)
-    else:
-        if retrain_epochs <= 0:
-            raise ValueError("schedule='agp' needs retrain_epochs > 0")
-        steps = retrain_epochs * _steps_per_epoch(train_loader, base)
-        agp = AGPPruner(model, sparsity, total_steps=max(1, int(agp_fraction * steps)),
-                        frequency=max(1, steps // (10 * retrain_epochs)), criterion=criterion, scope=scope,
-                        filter_fn=filter_fn, criterion_kw=dict(criterion_kw or {}))
-        callbacks.append(agp)
-    history["retrain"] = _train(model, train_loader, val_loader, retrain, dev, log, callbacks)
-    if schedule == "agp":
-        notes["agp_history"] = agp.history
-    stages.append(StageSize("pruned", sparse_bytes(model, index_bits, filter_fn), 0.0, accuracy(model)))
+    _prune_and_retrain(model, train_loader, val_loader, c, sparsity, base, dev, accuracy, notes, history)
+    stages.append(StageSize("pruned", sparse_bytes(model, c.index_bits, c.filter_fn), 0.0, accuracy(model)))
 
     # 2. weight sharing + centroid fine-tuning
     remove_masks(model, make_permanent=True)
-    infos = share_weights(model, bits, filter_fn, iters=kmeans_iters)
+    infos = share_weights(model, bits, c.filter_fn, iters=c.kmeans_iters)
     notes["accuracy_quantized_before_finetune"] = accuracy(model)
     for name, prm in model.named_parameters():
         if name.endswith("parametrizations.weight.original"):
             prm.requires_grad_(False)   # the stored dense weights are unused now
-    finetune = TrainConfig(**{**asdict(base), "epochs": finetune_epochs, "lr": finetune_lr})
-    history["finetune"] = _train(model, train_loader, val_loader, finetune, dev, log)
-    stages.append(StageSize("quantized", quantized_bytes(model, index_bits, filter_fn), 0.0, accuracy(model)))
+    finetune = TrainConfig(**{**asdict(base), "epochs": c.finetune_epochs, "lr": c.finetune_lr})
+    history["finetune"] = _train(model, train_loader, val_loader, finetune, dev, c.log)
+    stages.append(StageSize("quantized", quantized_bytes(model, c.index_bits, c.filter_fn), 0.0, accuracy(model)))
 
     # 3. Huffman: write the container, read it back, check it
     model.eval()
     with tempfile.TemporaryDirectory() as tmp:
-        out = os.fspath(path) if path is not None else os.path.join(tmp, "model.pkz")
-        info = save_compressed(model, out, description,
-                               meta={"stages": [asdict(s) for s in stages]}, overwrite=overwrite)
-        target = None if (description or getattr(model, "_prunekit_spec", None)) else _dense_copy(model)
+        out = c.path if c.path is not None else os.path.join(tmp, "model.pkz")
+        info = save_compressed(model, out, c.description,
+                               meta={"stages": [asdict(s) for s in stages]}, overwrite=c.overwrite)
+        target = None if (c.description or getattr(model, "_prunekit_spec", None)) else _dense_copy(model)
         loaded = load_compressed(out, model=target, device=dev)
     exact = _same_outputs(model, loaded, eval_loader or train_loader, dev)
     stages.append(StageSize("huffman", info.file_bytes, 0.0, accuracy(loaded)))
     for s in stages:
         s.ratio = dense / s.bytes
     layers = []
-    for key, m in target_layers(loaded, filter_fn):
+    for key, m in target_layers(loaded, c.filter_fn):
         shared = infos.get(key)
         layers.append(LayerReport(key, m.weight.numel(), int((m.weight != 0).sum()),
                                   shared.bits if shared else None, shared.clusters if shared else None,
                                   info.tensor_bytes.get(key, 0)))
-    return DeepCompressionResult(stages, layers, loaded, None if path is None else info.path, exact, notes, history)
+    return DeepCompressionResult(stages, layers, loaded, None if c.path is None else info.path, exact, notes, history)
+
+
+def _prune_and_retrain(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None,
+                       c: DeepCompressionConfig, sparsity: Sparsity, base: TrainConfig, dev: torch.device,
+                       accuracy: Callable[[nn.Module], float | None], notes: dict[str, Any],
+                       history: dict[str, list[dict[str, Any]]]) -> None:
+    """Stage 1: masks (one-shot, or AGP during retraining), then retraining with the masks."""
+    retrain = TrainConfig(**{**asdict(base), "epochs": c.retrain_epochs, "lr": c.retrain_lr})
+    callbacks = []
+    if c.schedule == "oneshot":
+        prune_unstructured(model, sparsity, c.criterion, c.scope, c.filter_fn, **c.criterion_kw)
+        notes["accuracy_pruned_before_retrain"] = accuracy(model)
+    else:
+        steps = c.retrain_epochs * _steps_per_epoch(train_loader, base)
+        agp = AGPPruner(model, sparsity, total_steps=max(1, int(c.agp_fraction * steps)),
+                        frequency=max(1, steps // (10 * c.retrain_epochs)), criterion=c.criterion, scope=c.scope,
+                        filter_fn=c.filter_fn, criterion_kw=dict(c.criterion_kw))
+        callbacks.append(agp)
+    history["retrain"] = _train(model, train_loader, val_loader, retrain, dev, c.log, callbacks)
+    if c.schedule == "agp":
+        notes["agp_history"] = agp.history
 
 
 def _steps_per_epoch(loader: Iterable, config: TrainConfig) -> int:

@@ -174,10 +174,13 @@ def time_run(fn: Callable[[], Any], device: torch.device, threads: int | None, w
 
 def time_layer(config: dict, c_in: int, c_out: int, batch: int, device: torch.device, threads: int | None,
                warmup: int = 3, runs: int = 15, stat: str = "min", clock: str = "auto") -> float:
-    """Milliseconds of one isolated layer at the given widths."""
-    mod, shape = build_layer(config, c_in, c_out)
-    mod = mod.to(device)
-    x = torch.randn(batch, *shape, device=device)
+    """Milliseconds of one isolated layer at the given widths (weights and input from a fixed seed, drawn
+    without touching the caller's random state)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        mod, shape = build_layer(config, c_in, c_out)
+        x = torch.randn(batch, *shape)
+    mod, x = mod.to(device), x.to(device)
     return time_run(lambda: mod(x), device, threads, warmup, runs, stat, clock)
 
 

@@ -6,6 +6,7 @@ already masked score lowest under magnitude, LAMP and OBD.
 """
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable
 from itertools import islice
 
@@ -13,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from prunekit.config import unknown_keywords
+from prunekit.registry import Registry
 from prunekit.surgery.masks import FilterFn, target_layers, weight_param
 
 Scores = dict[str, torch.Tensor]
@@ -88,20 +91,24 @@ def random_scores(model: nn.Module, filter_fn: FilterFn | None = None, seed: int
             for k, m in target_layers(model, filter_fn)}
 
 
-WEIGHT_CRITERIA: dict[str, Criterion] = {
-    "magnitude": magnitude_scores,
-    "lamp": lamp_scores,
-    "obd": obd_scores,
-    "random": random_scores,
-}
+WEIGHT_CRITERIA: Registry = Registry("weight criterion")
+for _name, _fn in (("magnitude", magnitude_scores), ("lamp", lamp_scores), ("obd", obd_scores),
+                   ("random", random_scores)):
+    WEIGHT_CRITERIA.register(_name, _fn)
+
+
+def criterion_options(criterion: Criterion) -> list[str]:
+    """The keyword options a weight criterion takes (everything after model and filter_fn)."""
+    params = list(inspect.signature(criterion).parameters.values())[2:]
+    return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 
 
 def weight_scores(model: nn.Module, criterion: str | Criterion = "magnitude",
                   filter_fn: FilterFn | None = None, **kw) -> Scores:
-    """Scores from a criterion given by name (``WEIGHT_CRITERIA``) or as a callable."""
+    """Scores from a criterion given by name (``WEIGHT_CRITERIA``) or as a callable; an option the criterion
+    does not take raises TypeError naming it and listing the ones it does."""
+    name = criterion if isinstance(criterion, str) else getattr(criterion, "__name__", "criterion")
     if isinstance(criterion, str):
-        try:
-            criterion = WEIGHT_CRITERIA[criterion]
-        except KeyError:
-            raise ValueError(f"unknown weight criterion {criterion!r}; known: {sorted(WEIGHT_CRITERIA)}") from None
+        criterion = WEIGHT_CRITERIA.entry(criterion).obj
+    unknown_keywords(f"weight criterion {name!r}", kw, criterion_options(criterion))
     return criterion(model, filter_fn, **kw)

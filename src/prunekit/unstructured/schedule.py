@@ -13,8 +13,9 @@ from typing import Any
 
 from torch import nn
 
+from prunekit.config import unknown_keywords
 from prunekit.surgery.masks import FilterFn, apply_masks, get_masks
-from prunekit.unstructured.criteria import Criterion, weight_scores
+from prunekit.unstructured.criteria import WEIGHT_CRITERIA, Criterion, criterion_options, weight_scores
 from prunekit.unstructured.prune import Sparsity, layer_sparsities, masks_from_scores
 
 
@@ -53,6 +54,12 @@ class AGPPruner:
             raise ValueError(f"frequency must be positive, got {self.frequency}")
         if self.scope == "global" and isinstance(self.final_sparsity, Mapping):
             raise ValueError("global scope takes one float final_sparsity")
+        if self.scope not in ("global", "layer"):
+            raise ValueError(f"scope must be 'global' or 'layer', got {self.scope!r}")
+        if self.total_steps <= 0:
+            raise ValueError(f"total_steps must be positive, got {self.total_steps}")
+        fn = WEIGHT_CRITERIA.entry(self.criterion).obj if isinstance(self.criterion, str) else self.criterion
+        unknown_keywords(f"AGPPruner criterion_kw for {self.criterion!r}", self.criterion_kw, criterion_options(fn))
 
     @property
     def end_step(self) -> int:
