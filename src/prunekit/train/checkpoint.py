@@ -1,15 +1,18 @@
 """Checkpoint files (atomic, checksummed) and the random-number state that makes a resumed run continue
 identically.
 
-A checkpoint is a ``torch.save`` of a dict, read back with ``weights_only=True`` (no code runs on load).
-Every dict written here carries ``"sha256"``: the digest of all its other entries (tensors by dtype, shape
-and bytes); :func:`load_checkpoint` recomputes it, so a flipped byte or a truncated file raises
-:class:`ModelFileError` naming the file instead of resuming from damaged weights.
+A checkpoint is a ``torch.save`` zip archive, read back with ``weights_only=True`` (no code runs on load).
+Its zip comment, the last 64 bytes of the file, is the hex SHA-256 of every byte before it; readers here
+check it before torch parses anything, so a flipped byte anywhere or a truncated file raises
+:class:`ModelFileError` naming the file. ``torch.load`` still reads the file as usual (zip comments are
+part of the format).
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import random
+import struct
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -17,55 +20,94 @@ import numpy as np
 import torch
 
 from ..errors import ModelFileError
-from ..utils.checksum import object_digest
 from ..utils.fileio import atomic_write
 
 FORMAT = "prunekit-train-checkpoint"
-CHECKSUM_KEY = "sha256"
+_EOCD = b"PK\x05\x06"        # zip end-of-central-directory signature; the record is 22 bytes + comment
+_EOCD_SIZE = 22
+_DIGEST_HEX = 64
+
+
+def _file_sha256(path: Path, length: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        left = length
+        while left > 0:
+            chunk = f.read(min(left, 1 << 22))
+            if not chunk:
+                break
+            h.update(chunk)
+            left -= len(chunk)
+    return h.hexdigest()
+
+
+def _seal(path: Path) -> None:
+    """Turn the zip torch.save wrote into one whose 64-byte comment is the SHA-256 of all bytes before it."""
+    size = path.stat().st_size
+    with open(path, "r+b") as f:
+        f.seek(size - _EOCD_SIZE)
+        eocd = f.read(_EOCD_SIZE)
+        if eocd[:4] != _EOCD or eocd[-2:] != b"\0\0":
+            raise RuntimeError(f"torch.save wrote an archive prunekit cannot seal ({path})")
+        f.seek(size - 2)
+        f.write(struct.pack("<H", _DIGEST_HEX))
+    digest = _file_sha256(path, size)
+    with open(path, "ab") as f:
+        f.write(digest.encode())
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike, overwrite: bool = True) -> Path:
-    """``torch.save`` through the one atomic writer (``prunekit.utils.fileio.atomic_write``).
+    """``torch.save`` through the one atomic writer (``prunekit.utils.fileio.atomic_write``), sealed with a
+    SHA-256 that :func:`read_checked` and :func:`load_checkpoint` verify. A reader (or a crash) never sees a
+    half-written checkpoint."""
+    def write(tmp: Path) -> None:
+        torch.save(obj, tmp)
+        _seal(tmp)
 
-    A dict gets a ``"sha256"`` entry over its other entries, which :func:`load_checkpoint` and
-    :func:`read_checked` verify. A reader (or a crash) never sees a half-written checkpoint.
-    """
-    if isinstance(obj, dict):
-        obj = {**{k: v for k, v in obj.items() if k != CHECKSUM_KEY}, CHECKSUM_KEY: None}
-        obj[CHECKSUM_KEY] = object_digest({k: v for k, v in obj.items() if k != CHECKSUM_KEY})
-    return atomic_write(path, lambda tmp: torch.save(obj, tmp), overwrite=overwrite)
+    return atomic_write(path, write, overwrite=overwrite)
 
 
-def read_checked(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """A dict written by :func:`atomic_torch_save`, its checksum verified and removed.
+def _check_seal(path: Path) -> None:
+    size = path.stat().st_size
+    tail_len = _EOCD_SIZE + _DIGEST_HEX
+    with open(path, "rb") as f:
+        head = f.read(4)
+        f.seek(max(0, size - tail_len))
+        tail = f.read(tail_len)
+    if size < tail_len or tail[:4] != _EOCD or tail[20:22] != struct.pack("<H", _DIGEST_HEX):
+        if head == b"PK\x03\x04" and tail[-_EOCD_SIZE:][:4] == _EOCD:
+            raise ModelFileError(f"{path} has no prunekit checksum: written by another tool or before prunekit "
+                                 "sealed its checkpoints")
+        raise ModelFileError(f"{path} is not a readable checkpoint: corrupt or truncated ({size} bytes, no intact "
+                             "end record)")
+    stored = tail[_EOCD_SIZE:]
+    if _file_sha256(path, size - _DIGEST_HEX).encode() != stored:
+        raise ModelFileError(f"{path}: checksum mismatch, the checkpoint is corrupted")
+
+
+def read_checked(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
+    """The object in a file written by :func:`atomic_torch_save`, after its checksum is verified.
 
     Raises:
         FileNotFoundError: no such file.
-        ModelFileError: not a torch file, truncated, corrupted, not a dict, or without a checksum.
+        ModelFileError: not a sealed torch file, truncated, corrupted, or unreadable by torch.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such checkpoint: {path}")
+    _check_seal(path)
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # noqa: BLE001 - torch raises many error types for damaged zip/pickle data
-        raise ModelFileError(f"{path} is not a readable checkpoint: corrupt or truncated "
-                             f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})") from e
-    if not isinstance(state, dict):
-        raise ModelFileError(f"{path} is not a prunekit checkpoint (it holds a {type(state).__name__}, not a dict)")
-    stored = state.pop(CHECKSUM_KEY, None)
-    if not isinstance(stored, str):
-        raise ModelFileError(f"{path} has no checksum: written by another tool or before prunekit stored checksums")
-    if object_digest(state) != stored:
-        raise ModelFileError(f"{path}: checksum mismatch, the checkpoint is corrupted")
-    return state
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises many error types for unexpected content
+        first = str(e).splitlines()[0][:200] if str(e) else ""
+        raise ModelFileError(f"{path} is not a readable checkpoint ({type(e).__name__}: {first})") from e
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a trainer checkpoint (tensors and plain Python values only: ``weights_only=True``), verified."""
     state = read_checked(path, map_location)
-    if state.get("format") != FORMAT:
-        raise ModelFileError(f"{path} is not a prunekit training checkpoint (format {state.get('format')!r})")
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise ModelFileError(f"{path} is not a prunekit training checkpoint")
     return state
 
 

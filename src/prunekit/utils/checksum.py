@@ -1,14 +1,13 @@
-"""SHA-256 digests of what prunekit files store: named tensors (models) and nested checkpoint objects.
+"""SHA-256 digest of named tensors, as model files store it.
 
-Both hash the values, not the file bytes, so they can be checked on exactly what a loader returns. A
-tensor contributes its dtype, shape and raw little-endian element bytes.
+It hashes the values, not the file bytes, so it is checked on exactly what the loader returns. A tensor
+contributes its key, dtype, shape and raw little-endian element bytes.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 from collections.abc import Mapping
-from typing import Any
 
 import torch
 
@@ -27,34 +26,4 @@ def tensors_digest(tensors: Mapping[str, torch.Tensor], prefix: bytes = b"") -> 
     for key in sorted(tensors):
         h.update(json.dumps(key).encode())
         _update_tensor(h, tensors[key])
-    return h.hexdigest()
-
-
-def _update(h: "hashlib._Hash", obj: Any) -> None:
-    if isinstance(obj, torch.Tensor):
-        h.update(b"T")
-        _update_tensor(h, obj)
-    elif isinstance(obj, Mapping):
-        h.update(b"d%d:" % len(obj))
-        for k, v in obj.items():
-            _update(h, k)
-            _update(h, v)
-    elif isinstance(obj, (list, tuple)):
-        h.update(b"%s%d:" % (b"l" if isinstance(obj, list) else b"t", len(obj)))
-        for v in obj:
-            _update(h, v)
-    elif isinstance(obj, (bytes, bytearray)):
-        h.update(b"b%d:" % len(obj) + bytes(obj))
-    elif isinstance(obj, str):
-        data = obj.encode("utf-8", "surrogatepass")
-        h.update(b"s%d:" % len(data) + data)
-    else:  # numbers, None, dtypes...: their exact repr, tagged with the type
-        text = f"{type(obj).__qualname__}:{obj!r}".encode()
-        h.update(b"o%d:" % len(text) + text)
-
-
-def object_digest(obj: Any) -> str:
-    """Hex SHA-256 of a nested structure of dicts (in order), lists, tuples, tensors and plain values."""
-    h = hashlib.sha256()
-    _update(h, obj)
     return h.hexdigest()
