@@ -99,9 +99,12 @@ class QuantizeResult:
 
 
 def resolve_method(model: nn.Module, config: QuantizeConfig) -> str:
-    """The method "auto" stands for: static for a network with convolutions, dynamic otherwise."""
+    """The method "auto" stands for: static for a network with convolutions, dynamic otherwise (and always
+    dynamic with torchao, which quantizes Linear layers only)."""
     if config.method != "auto":
         return config.method
+    if config.backend == "torchao":
+        return "dynamic"
     return "static" if any(isinstance(m, _CONVS) for m in model.modules()) else "dynamic"
 
 

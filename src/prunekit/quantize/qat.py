@@ -92,11 +92,12 @@ def qat_finetune(model: nn.Module, loader: Iterable, config: QuantizeConfig, tea
     torch.manual_seed(config.seed)
     kd = None
     if config.distill:
-        kd = DistillationLoss(teacher if teacher is not None else copy.deepcopy(model), config.temperature,
+        # a copy: DistillationLoss freezes its teacher, which must not change the caller's model
+        kd = DistillationLoss(copy.deepcopy(teacher if teacher is not None else model), config.temperature,
                               config.alpha)
     hooks, layers = _attach(model)
     report = QATReport(layers=len(layers))
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = [p.requires_grad_(True) for p in model.parameters()]
     opt = torch.optim.SGD(params, lr=config.qat_lr, momentum=0.9)
     model.train()
     try:
