@@ -94,8 +94,9 @@ def save(model: nn.Module, path: str | os.PathLike, plan: PruningPlan | None = N
         if not isinstance(v, torch.Tensor):
             continue
         t = v.detach().cpu().contiguous()
-        tensors[k] = t.clone() if id(v) in seen else t  # tied tensors are stored once per name
-        seen.add(id(v))
+        ptr = t.untyped_storage().data_ptr()  # tied tensors (HF's tied embeddings) are new objects per key
+        tensors[k] = t.clone() if ptr in seen else t  # tied tensors are stored once per name
+        seen.add(ptr)
     desc_json = json.dumps(desc)
     meta = {DESC_KEY: desc_json, CHECKSUM_KEY: _digest(desc_json, tensors)}
     return atomic_write(Path(path), lambda tmp: save_file(tensors, str(tmp), metadata=meta), overwrite=overwrite)

@@ -191,6 +191,30 @@ def _attention(mod: nn.Module, ctx) -> None:
             setattr(mod, n, in_w)
 
 
+FFN_ATTRS = ("intermediate_size", "ffn_dim", "d_ff", "hidden_dim")
+
+
+def _ffn_child(mod: nn.Module) -> nn.Module | None:
+    return _child(mod, FFN_IN)
+
+
+def _feed_forward(mod: nn.Module, ctx) -> None:
+    """Widths a feed-forward block keeps as attributes (Llama's MLP: hidden_size, intermediate_size)."""
+    first = _ffn_child(mod)
+    if first is None:
+        return
+    for n in FFN_ATTRS:
+        if isinstance(getattr(mod, n, None), int):
+            setattr(mod, n, _width_out(first))
+    if isinstance(getattr(mod, "hidden_size", None), int):
+        mod.hidden_size = _width_in(first)
+
+
+def _looks_like_ffn(mod: nn.Module) -> bool:
+    return _ffn_child(mod) is not None and any(isinstance(getattr(mod, n, None), int)
+                                               for n in FFN_ATTRS + ("hidden_size",))
+
+
 def _looks_like_attention(mod: nn.Module) -> bool:
     name = type(mod).__name__
     return ("Attention" in name or "Attn" in name) and _projections(mod) is not None
@@ -210,9 +234,12 @@ def register_patches(model: nn.Module) -> None:
         register_patch(Conv1D, _conv1d, builtin=True)
     for mod in model.modules():
         t = type(mod)
-        if t not in table and _looks_like_attention(mod):
-            register_patch(t, _attention)
-            table[t] = _attention
+        if t in table or not t.__module__.startswith("transformers."):
+            continue
+        fn = _attention if _looks_like_attention(mod) else _feed_forward if _looks_like_ffn(mod) else None
+        if fn is not None:
+            register_patch(t, fn)
+            table[t] = fn
 
 
 # ---------------------------------------------------------------- config after pruning
@@ -300,24 +327,32 @@ FIELDS = [("hidden_size", "hidden"), ("num_attention_heads", "heads"), ("num_key
 MODEL_FIELDS = {"distilbert": [("hidden_dim", "ffn")]}  # names that mean another width elsewhere
 
 
-def _candidate(config, widths: dict[str, list[int]], add_head_dim: bool) -> tuple[Any, dict[str, Any]]:
+def _candidate(config, widths: dict[str, list[int]]) -> tuple[Any, dict[str, Any]]:
     cfg = copy.deepcopy(config)
     changed: dict[str, Any] = {}
     for name, key in FIELDS + MODEL_FIELDS.get(getattr(config, "model_type", ""), []):
         value = _uniform(widths.get(key, []))
-        present = hasattr(cfg, name) and getattr(cfg, name, None) is not None
-        if name == "head_dim" and add_head_dim and value is not None:
-            present = True  # some attention modules read config.head_dim when it is there (ViT, Llama)
-        if value is None or not present or getattr(cfg, name) == value:
+        present = getattr(cfg, name, None) is not None
+        if name == "head_dim" and value is not None:
+            present = True  # attention modules that find config.head_dim use it (ViT, Qwen2); others ignore it
+        if value is None or not present or getattr(cfg, name, None) == value:
             continue
         setattr(cfg, name, value)
         changed[name] = value
     return cfg, changed
 
 
-def _rebuilt(model: nn.Module, cfg) -> nn.Module:
-    with torch.device("meta"):
-        return type(model)(cfg)
+def _rebuild_differences(model: nn.Module, cfg) -> list[str]:
+    """What differs between `model` and its architecture built from `cfg` (on the meta device)."""
+    try:
+        if hasattr(cfg, "validate"):  # save_pretrained validates the config first (Llama: hidden % heads == 0)
+            cfg.validate()
+        with torch.device("meta"):
+            rebuilt = type(model)(cfg)
+    except Exception as e:  # noqa: BLE001 - the architecture rejects the config (e.g. hidden % heads != 0)
+        why = str(e).strip().splitlines()[-1].strip() if str(e).strip() else ""
+        return [f"{type(model).__name__} does not accept it ({type(e).__name__}: {why})"]
+    return _differences(model, rebuilt)
 
 
 def _differences(pruned: nn.Module, rebuilt: nn.Module, limit: int = 8) -> list[str]:
@@ -350,7 +385,15 @@ def _differences(pruned: nn.Module, rebuilt: nn.Module, limit: int = 8) -> list[
 def update_config(model: nn.Module) -> dict[str, Any]:
     """Set the pruned model's config fields that have one value across layers; returns what changed."""
     widths = measure(model)
-    cfg, changed = _candidate(model.config, widths, add_head_dim=False)
+    cfg, changed = _candidate(model.config, widths)
+    old_hidden, new_hidden = getattr(model.config, "hidden_size", None), _uniform(widths.get("hidden", []))
+    if isinstance(old_hidden, int) and new_hidden is not None and new_hidden != old_hidden:
+        # layers that copied the residual width from the config (Llama's decoder layer: hidden_size)
+        for mod in model.modules():
+            if type(mod).__module__.startswith("transformers.") and not _looks_like_attention(mod):
+                for n in ("hidden_size", "embed_dim", "d_model"):
+                    if getattr(mod, n, None) == old_hidden and not isinstance(getattr(mod, n), bool):
+                        setattr(mod, n, new_hidden)
     for name, value in changed.items():
         setattr(model.config, name, value)
     return changed
@@ -359,9 +402,8 @@ def update_config(model: nn.Module) -> dict[str, Any]:
 def config_status(model: nn.Module) -> ConfigStatus:
     """Whether `model.config` rebuilds the pruned model exactly (so `save_pretrained` works).
 
-    Builds the architecture from the config on the meta device and compares every tensor shape and plain
-    module attribute (head sizes, attention scale, ...). When a config field the architecture reads only
-    when present (head_dim) makes them match, it is added to the config.
+    Validates the config as `save_pretrained` does, builds the architecture from it on the meta device and
+    compares every tensor shape and plain module attribute (head sizes, attention scale, ...).
 
     Returns:
         ConfigStatus (reloadable, the fields prunekit set, what still differs).
@@ -374,14 +416,7 @@ def config_status(model: nn.Module) -> ConfigStatus:
     if not is_hf_model(model):
         raise TypeError(f"config_status: {type(model).__name__} is not a transformers PreTrainedModel")
     updated = dict(getattr(model, STATUS_ATTR, {}))
-    diffs = _differences(model, _rebuilt(model, model.config))
-    if diffs:
-        cfg, extra = _candidate(model.config, measure(model), add_head_dim=True)
-        if extra and not _differences(model, _rebuilt(model, cfg)):
-            for name, value in extra.items():
-                setattr(model.config, name, value)
-            updated.update(extra)
-            diffs = []
+    diffs = _rebuild_differences(model, model.config)
     return ConfigStatus(reloadable=not diffs, updated=updated, differences=diffs)
 
 
