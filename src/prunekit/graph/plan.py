@@ -9,7 +9,7 @@ from pathlib import Path
 from ..errors import PlanFormatError
 from ..utils.fileio import atomic_write
 from .groups import ChannelGroup, DependencyGraph, Member
-from .plan_schema import PLAN_VERSION, model_identity, validate_plan_dict
+from .plan_schema import PLAN_VERSION, model_identity, plan_digest, validate_plan_dict
 
 __all__ = ["GroupDecision", "PLAN_VERSION", "PlanFormatError", "PruningPlan", "model_identity"]
 
@@ -108,7 +108,9 @@ class PruningPlan:
         return data
 
     def to_json(self, indent: int | None = None) -> str:
-        return json.dumps(self.to_dict(), indent=indent)
+        """The plan as JSON, with a "sha256" of its content that :meth:`from_json` verifies."""
+        data = json.loads(json.dumps(self.to_dict()))  # the digest is of what a reader will parse
+        return json.dumps({**data, "sha256": plan_digest(data)}, indent=indent)
 
     @classmethod
     def from_dict(cls, data: dict) -> "PruningPlan":
@@ -118,6 +120,11 @@ class PruningPlan:
             PlanFormatError: naming the first field that breaks the schema.
         """
         validate_plan_dict(data)
+        if "sha256" in data:
+            stored, data = data["sha256"], {k: v for k, v in data.items() if k != "sha256"}
+            if plan_digest(data) != stored:
+                raise PlanFormatError("plan field sha256 does not match the plan's content: the plan changed after "
+                                      "it was written (corrupted; if you edited it on purpose, delete the sha256 field)")
         decisions = []
         for g in data["groups"]:
             members = [Member(m["key"], m["dim"], [list(r) for r in m["index"]], m.get("module", ""),

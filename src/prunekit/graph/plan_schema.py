@@ -9,7 +9,7 @@ from typing import Any
 from ..errors import PlanFormatError
 
 PLAN_VERSION = 1
-TOP_FIELDS = {"version", "meta", "shapes", "patches", "groups", "identity"}
+TOP_FIELDS = {"version", "meta", "shapes", "patches", "groups", "identity", "sha256"}
 GROUP_FIELDS = {"name", "size", "kept", "notes", "members"}
 MEMBER_FIELDS = {"key", "dim", "module", "role", "index"}
 PATCH_FIELDS = {"module", "old", "new", "factors", "kind"}
@@ -22,6 +22,12 @@ def model_identity(shapes: Mapping[str, Sequence[int]]) -> dict[str, Any]:
     items = sorted((k, [int(s) for s in v]) for k, v in shapes.items())
     digest = hashlib.sha256(json.dumps(items, separators=(",", ":")).encode()).hexdigest()
     return {"tensors": len(items), "sha256": digest}
+
+
+def plan_digest(data: dict) -> str:
+    """Hex SHA-256 of a plan dict's content (keys sorted, no whitespace), stored as "sha256" in plan JSON."""
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _int(v: Any, field: str, lo: int | None = 0) -> int:
@@ -143,6 +149,8 @@ def validate_plan_dict(data: Any) -> None:
         sha = _str(ident["sha256"], "identity.sha256")
         if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
             raise PlanFormatError(f"plan field identity.sha256 must be 64 lowercase hex digits, got {sha[:70]!r}")
+    if "sha256" in data:
+        _str(data["sha256"], "sha256")
     for i, p in enumerate(_list(data.get("patches", []), "patches")):
         _check_patch(p, f"patches[{i}]")
     names = set()

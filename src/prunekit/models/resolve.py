@@ -25,7 +25,7 @@ from typing import Any, Callable
 from torch import nn
 
 from ..errors import ModelFileError
-from .registry import create
+from .registry import create, get_entry
 
 LIBRARIES = ("prunekit", "torchvision", "timm", "transformers")
 # timm.create_model options that would read a file, a URL or the hub
@@ -157,6 +157,10 @@ def build_arch(arch: Any, factory: Callable[..., nn.Module] | None = None, sourc
             return _torchvision(name, kw, source)
         if library == "timm":
             return _timm(name, kw, source)
+        try:
+            get_entry(name)
+        except ValueError as e:
+            raise _fail(source, str(e)) from e
         return create(name, **kw)
     except ModelFileError:
         raise
