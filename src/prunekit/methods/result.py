@@ -50,7 +50,9 @@ class MethodResult:
     def _names(self) -> list[str]:
         return [f.name for f in fields(self)]
 
-    def __getitem__(self, key: str) -> Any:
+    def __getitem__(self, key: str | int) -> Any:
+        if isinstance(key, int):  # as the (model, result) pair it unpacks to
+            return (self.model, self)[key]
         if key in self._names():
             return getattr(self, key)
         if key in self.extras:
