@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from .cli_cmds.common import CliError, load_model  # noqa: F401  (load_model: re-exported for scripts and tests)
@@ -49,6 +50,16 @@ def _one_line(e: BaseException) -> str:
     return text if isinstance(e, USER_ERRORS) else f"{type(e).__name__}: {text} (--debug shows the traceback)"
 
 
+def _interrupted(args: argparse.Namespace) -> str:
+    """What Ctrl-C leaves: for train, whether a checkpoint to resume from exists."""
+    if args.command != "train":
+        return "interrupted"
+    last = Path(args.out) / "last.pt"
+    if last.is_file():
+        return f"interrupted; resume with --resume (from {last})"
+    return "interrupted before the first checkpoint; nothing to resume, start the run again"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (2 for errors, 130 when interrupted)."""
     parser = build_parser()
@@ -61,8 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         if args.debug:
             raise
-        hint = "; resume with --resume" if args.command == "train" else ""
-        print(f"prunekit {args.command}: interrupted{hint}", file=sys.stderr)
+        print(f"prunekit {args.command}: {_interrupted(args)}", file=sys.stderr)
         return INTERRUPTED
     except Exception as e:  # noqa: BLE001 - every error is reported as one line without --debug
         if args.debug:

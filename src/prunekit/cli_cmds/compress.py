@@ -70,7 +70,7 @@ def cmd_decompress(args: argparse.Namespace) -> int:
     if args.out is not None:
         if not cf.description:
             raise CliError(f"{args.file} has no model description; it can only be loaded into a given model")
-        out = prepare_output_dir(Path(args.out), overwrite=args.overwrite, protect=[args.file], flag="--out")
+        out = prepare_output_dir(Path(args.out), overwrite=args.overwrite, protect_files=[args.file], flag="--out")
         model = load_compressed(args.file)
         written = save_model(model, out)
         rows.append(("written", ", ".join(str(p) for p in written)))

@@ -32,6 +32,18 @@ class RunData:
     loaders: Loaders
     read: dict[str, Any]
 
+    def reseed(self, seed: int) -> None:
+        """Put every loader's generator (batch order, worker seeds) and every dataset's augmentation generator
+        back to `seed`: a step sees the same data whatever an earlier step (base training) drew."""
+        for loader in self.loaders:
+            if loader is None:
+                continue
+            if isinstance(loader.generator, torch.Generator):
+                loader.generator.manual_seed(seed)
+            gen = getattr(loader.dataset, "generator", None)
+            if isinstance(gen, torch.Generator):
+                gen.manual_seed(seed)
+
 
 def load_data(cfg: DataConfig, seed: int = 0, image_size: int | None = None) -> RunData:
     """Seeded train / validation / test splits of `cfg.dataset` (resized to `image_size` when given)."""

@@ -69,8 +69,8 @@ def input_folder(path: str | os.PathLike) -> Path:
 
 
 def prepare_output_dir(out: str | os.PathLike, *, overwrite: bool = False, resume: bool = False,
-                       protect: Iterable[str | os.PathLike] = (), flag: str = "--out",
-                       resume_file: str = "last.pt") -> Path:
+                       protect: Iterable[str | os.PathLike] = (), protect_files: Iterable[str | os.PathLike] = (),
+                       flag: str = "--out", resume_file: str = "last.pt") -> Path:
     """Check and create the output folder of a run; returns it.
 
     Args:
@@ -78,7 +78,9 @@ def prepare_output_dir(out: str | os.PathLike, *, overwrite: bool = False, resum
         overwrite: replace an earlier run there (its prunekit outputs are removed first, so that no file of
             the old run is left mixed with the new one; other files are left alone).
         resume: continue the run there; `resume_file` must exist.
-        protect: inputs (files or folders) whose folder `out` must neither be, be inside nor contain.
+        protect: run inputs: a run folder, which `out` must neither be, be inside nor contain; or a file,
+            whose folder `out` must neither be nor contain.
+        protect_files: single input files that must not lie in `out` or below it.
         flag: the option that named `out`, for the messages.
         resume_file: the checkpoint a resumed run continues from.
 
@@ -91,9 +93,16 @@ def prepare_output_dir(out: str | os.PathLike, *, overwrite: bool = False, resum
     for item in protect:
         folder = input_folder(item)
         how = _overlap(out, folder)
+        if how == "is inside" and not Path(item).is_dir():
+            how = None  # next to a single input file's folder is fine; only its own folder holds its run
         if how is not None:
             raise OutputConflictError(f"{flag} {out} {how} the folder of the input {item}; write the run "
                                       "somewhere else so that the input is not replaced")
+    for item in protect_files:
+        f = Path(item).resolve()
+        if out.resolve() in f.parents:
+            raise OutputConflictError(f"{flag} {out} holds the input {item}; write somewhere else so that the "
+                                      "input is not replaced")
     if out.exists() and not out.is_dir():
         raise OutputExistsError(f"{flag} {out} is a file, not a folder")
     if resume:

@@ -24,7 +24,7 @@ from ..train import evaluate, seed_everything
 from ..utils import atomic_write
 from .base import RunData, data_description, get_base, load_data
 from .config import QUANTIZERS, WorkflowConfig
-from .models import example_input, measure_model
+from .models import ModelSourceError, example_input, measure_model
 from .outputs import prepare_output_dir
 
 
@@ -148,8 +148,10 @@ def run_workflow(config: WorkflowConfig, *, data: RunData | None = None,
     cfg = config
     if cfg.prune.method not in list_methods():  # before any training
         raise ValueError(f"unknown method {cfg.prune.method!r}; choose one of: {', '.join(list_methods())}")
+    if cfg.base.path and not Path(cfg.base.path).exists():
+        raise ModelSourceError(f"no such file or folder: {cfg.base.path}")
     out = prepare_output_dir(cfg.out, overwrite=cfg.overwrite, protect=[cfg.base.path] if cfg.base.path else [],
-                             flag="out") if cfg.out else None
+                             flag="--out") if cfg.out else None
     timings: dict[str, float] = {}
     data = data if data is not None else load_data(cfg.data, cfg.seed, cfg.model.input_size)
     model, name, kw, base_info = get_base(cfg, data, log)
@@ -168,7 +170,9 @@ def run_workflow(config: WorkflowConfig, *, data: RunData | None = None,
         timings["analyze"] = time.perf_counter() - t0
     mkw = method_kwargs(cfg, log if cfg.progress else None)
     base_widths = {g.name: g.size for g in trace(model, example, **mkw.get("trace_kw", {})).prunable_groups()}
-    seed_everything(cfg.seed)  # the method sees the same RNG state whether the base was trained or reused
+    # the method sees the same RNG and data order whether the base was trained here or reused from the cache
+    seed_everything(cfg.seed)
+    data.reseed(cfg.seed)
     t0 = time.perf_counter()
     pruned, rep = run_method(cfg.prune.method, model, data.loaders.train, data.loaders.val, example, **mkw)
     timings["method"] = time.perf_counter() - t0
