@@ -1,0 +1,173 @@
+"""Hugging Face transformers models prune, run, generate, verify and reload (tiny configs, random init, no downloads).
+
+Every model of `prunekit.transformers.hf.tiny_zoo()` is pruned 30% uniform, with head_dim (default) and with
+whole heads as the unit; the pruned model is checked against the original with the removed slices zeroed
+(computed here, independently of `pk.verify`), generates, and reloads: through `save_pretrained` +
+`from_pretrained` when `config_status` says its config describes it, else through `pk.save` / `pk.load`.
+"""
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+import prunekit as pk
+from prunekit.graph.trace import _tensors
+from prunekit.transformers import hf
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+NAMES = [c.name for c in hf.tiny_zoo()]
+# (model, heads) whose pruned config rebuilds them exactly; the others differ for a reason the config cannot
+# express (hidden not a multiple of the heads, a head_dim other than hidden / heads, a changed attention scale,
+# per-stage conv widths)
+RELOADABLE = {("qwen2", False), ("qwen2", True), ("mistral", False), ("mistral", True), ("t5", False),
+              ("t5", True), ("vit", True)}
+
+
+def _params(m: nn.Module) -> int:
+    return sum(p.numel() for p in m.parameters())
+
+
+@torch.no_grad()
+def _outputs(model: nn.Module, inputs: dict) -> list[torch.Tensor]:
+    return [t.float() for t in _tensors(model(**inputs)) if t.is_floating_point()]
+
+
+def _zeroed(model: nn.Module, plan) -> nn.Module:
+    z = copy.deepcopy(model)
+    sd = z.state_dict(keep_vars=True)
+    with torch.no_grad():
+        for key, dim, idx in plan.removals():
+            sd[key].index_fill_(dim, torch.tensor(idx), 0.0)
+    return z
+
+
+def _rel_diff(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
+    assert [t.shape for t in a] == [t.shape for t in b]
+    scale = max(float(t.abs().max()) for t in a) or 1.0
+    return max(float((x - y).abs().max()) for x, y in zip(a, b)) / scale
+
+
+def _generate(model: nn.Module, inputs: dict) -> torch.Tensor:
+    kw = {k: v for k, v in inputs.items() if not k.startswith("decoder_")}
+    return model.generate(**kw, max_new_tokens=3, min_new_tokens=3, do_sample=False)
+
+
+def _reload(pruned: nn.Module, tmp_path, reloadable: bool) -> nn.Module:
+    if reloadable:
+        pruned.save_pretrained(tmp_path / "hf")
+        return type(pruned).from_pretrained(tmp_path / "hf").eval()
+    path = pk.save(pruned, tmp_path / "model.safetensors")
+    return pk.load(path).eval()
+
+
+@pytest.mark.parametrize("heads", [False, True], ids=["head_dim", "heads"])
+@pytest.mark.parametrize("name", NAMES)
+def test_hf_model(name, heads, tmp_path):
+    case = hf.zoo_case(name)
+    model, x = case.build(), case.inputs()
+    ref = _outputs(model, x)
+    plan = pk.plan(model, x, ratio=0.3, heads=heads)
+    pruned = pk.apply(copy.deepcopy(model), plan)
+    assert _params(pruned) < 0.8 * _params(model), name
+    out = _outputs(pruned, x)
+    assert [t.shape for t in out] == [t.shape for t in ref]
+    # independent check: the original with every removed slice zeroed computes what the pruned model computes
+    rel = _rel_diff(_outputs(_zeroed(model, plan), x), out)
+    if plan.exact:
+        assert rel < 1e-4, f"{name}: plan claims exact, zeroing check differs by {rel:.3g}"
+    else:
+        assert plan.reasons()
+    report = pk.verify(model, pruned, plan, x)
+    assert report.exact == (report.max_rel_diff <= 1e-4) and (report.exact or not plan.exact)
+    tokens = _generate(pruned, x) if case.generates else None
+    status = hf.config_status(pruned)
+    assert status.reloadable == ((name, heads) in RELOADABLE), str(status)
+    again = _reload(pruned, tmp_path, status.reloadable)
+    assert _rel_diff(out, _outputs(again, x)) < 1e-6
+    if tokens is not None:
+        # the prompt, or for encoder-decoders the decoder start token (Whisper's generate strips it)
+        start = 0 if name == "whisper" else 1 if "decoder_input_ids" in x else x["input_ids"].shape[-1]
+        assert tokens.shape == (1, start + 3)
+        assert torch.equal(_generate(again, x), tokens)
+
+
+def test_gpt2_conv1d_prunes_both_roles():
+    """GPT-2's Conv1D keeps its weight as (in, out): both dims are pruned and nf / nx follow."""
+    case = hf.zoo_case("gpt2")
+    model, x = case.build(), case.inputs()
+    pruned = pk.apply(copy.deepcopy(model), pk.plan(model, x, ratio=0.3))
+    from transformers.pytorch_utils import Conv1D
+
+    convs = [m for m in pruned.modules() if isinstance(m, Conv1D)]
+    assert len(convs) == 8
+    for m in convs:
+        assert (m.nx, m.nf) == tuple(m.weight.shape) and m.bias.shape == (m.nf,)
+    fc = pruned.transformer.h[0].mlp.c_fc
+    assert fc.nx == 45 and fc.nf == 179  # 64 -> 45 residual, 256 -> 179 hidden
+    attn = pruned.transformer.h[0].attn
+    assert (attn.num_heads, attn.head_dim, attn.split_size) == (4, 11, 44)
+
+
+def test_llama_gqa_whole_kv_groups():
+    """heads=True: a kv head goes with the q heads it serves (q heads 2g, 2g+1 for kv head g); the ratio stays 2."""
+    case = hf.zoo_case("llama")
+    model, x = case.build(), case.inputs()
+    plan = pk.plan(model, x, ratio=0.3, heads=True)
+    removed = {(k, d): idx for k, d, idx in plan.removals()}
+    pruned = pk.apply(copy.deepcopy(model), plan)
+    for i, layer in enumerate(pruned.model.layers):
+        pre = f"model.layers.{i}.self_attn."
+        k_rows, q_rows = removed[(pre + "k_proj.weight", 0)], removed[(pre + "q_proj.weight", 0)]
+        assert removed[(pre + "v_proj.weight", 0)] == k_rows and removed[(pre + "o_proj.weight", 1)] == q_rows
+        g = k_rows[0] // 16
+        assert k_rows == list(range(16 * g, 16 * g + 16))  # one whole kv head
+        assert q_rows == list(range(32 * g, 32 * g + 32))  # and exactly the two q heads it serves
+        a = layer.self_attn
+        assert (a.q_proj.out_features // 16, a.k_proj.out_features // 16, a.num_key_value_groups) == (2, 1, 2)
+    assert (pruned.config.num_attention_heads, pruned.config.num_key_value_heads) == (2, 1)
+
+
+def test_t5_relative_bias():
+    """The relative position bias is per head: pinned when head_dim is the unit, pruned with its head otherwise."""
+    case = hf.zoo_case("t5")
+    model, x = case.build(), case.inputs()
+    graph = pk.trace(model, x)
+    bias = [g for g in graph.groups if g.name.endswith("relative_attention_bias")]
+    assert len(bias) == 2 and all(not g.prunable and "position bias" in g.reason for g in bias)
+    d_kv = {g.size for g in graph.groups if g.name.endswith("SelfAttention.q (+2)")}
+    assert d_kv == {16}
+    pruned = pk.apply(copy.deepcopy(model), pk.plan(model, x, ratio=0.3, heads=True))
+    for stack in (pruned.encoder, pruned.decoder):
+        attn = stack.block[0].layer[0].SelfAttention
+        assert attn.relative_attention_bias.weight.shape == (8, attn.n_heads) and attn.n_heads == 3
+        assert attn.inner_dim == 3 * attn.key_value_proj_dim == attn.q.out_features
+    assert pruned.config.num_heads == 3
+
+
+def test_llama_round_to_heads_reloads_with_save_pretrained(tmp_path):
+    """With widths a multiple of the head count, Llama's config validates and save_pretrained reloads it."""
+    case = hf.zoo_case("llama")
+    model, x = case.build(), case.inputs()
+    pruned = pk.apply(copy.deepcopy(model), pk.plan(model, x, ratio=0.3, round_to=4))
+    status = hf.config_status(pruned)
+    assert status.reloadable, str(status)
+    assert pruned.config.hidden_size % 4 == 0 and pruned.config.hidden_size < 64
+    again = _reload(pruned, tmp_path, True)
+    assert _rel_diff(_outputs(pruned, x), _outputs(again, x)) < 1e-6
+    assert torch.equal(_generate(again, x), _generate(pruned, x))
+
+
+def test_describe_and_build_round_trip():
+    case = hf.zoo_case("bert")
+    model, x = case.build(), case.inputs()
+    pruned = pk.apply(copy.deepcopy(model), pk.plan(model, x, ratio=0.3))
+    desc = hf.describe(pruned)
+    assert desc["class"] == "BertForSequenceClassification" and desc["config"]["hidden_size"] == 64
+    rebuilt = hf.build(desc)
+    assert _params(rebuilt) == _params(model)
+    with pytest.raises(ValueError, match="not a model class exported by transformers"):
+        hf.build({"class": "os", "config": desc["config"]})
+    with pytest.raises(ValueError, match="remote code"):
+        hf.build({"class": "BertModel", "config": {**desc["config"], "auto_map": {"AutoModel": "x.y"}}})
