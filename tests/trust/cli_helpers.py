@@ -5,6 +5,8 @@ from pathlib import Path
 
 from safetensors.torch import load_file
 
+from prunekit.cli import main
+
 from data.writers import write_fmnist  # tests/data: tiny files in the real formats
 
 
@@ -18,6 +20,13 @@ def train_argv(data: Path, out: Path, *extra: str, model: str = "lenet5") -> lis
     return ["train", "--model", model, "--dataset", "fashion-mnist", "--data-dir", str(data), "--epochs", "1",
             "--val-size", "10", "--batch-size", "8", "--out", str(out), "--latency-runs", "0", "--no-progress",
             *extra]
+
+
+def trained_run(root: Path, name: str = "run") -> tuple[Path, Path]:
+    """(tiny data folder, a finished one-epoch LeNet-5 run on it) under root."""
+    data = tiny_fmnist(root / "data")
+    assert main(train_argv(data, root / name)) == 0
+    return data, root / name
 
 
 def prune_argv(out: Path, cache: Path, *extra: str) -> list[str]:

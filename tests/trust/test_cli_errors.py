@@ -8,7 +8,7 @@ import pytest
 from prunekit.cli import main
 from prunekit.train import Trainer
 
-from .cli_helpers import tiny_fmnist, train_argv
+from .cli_helpers import tiny_fmnist, train_argv, trained_run
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -24,10 +24,7 @@ def one_line_error(capsys, argv: list[str], rc: int = 2) -> str:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """One finished LeNet-5 run on the tiny data (shared: the tests copy what they change)."""
-    root = tmp_path_factory.mktemp("trained")
-    data = tiny_fmnist(root / "data")
-    assert main(train_argv(data, root / "run")) == 0
-    return data, root / "run"
+    return trained_run(tmp_path_factory.mktemp("trained"))
 
 
 def test_bad_device_is_an_argparse_error(capsys, tmp_path):

@@ -9,7 +9,7 @@ from prunekit.cli import main
 from prunekit.workflow import (NothingToResumeError, OutputConflictError, OutputExistsError, earlier_outputs,
                                prepare_output_dir)
 
-from .cli_helpers import prune_argv, snapshot, tiny_fmnist, train_argv
+from .cli_helpers import prune_argv, snapshot, train_argv, trained_run
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -17,10 +17,7 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """A finished LeNet-5 train run and the tiny data it read."""
-    root = tmp_path_factory.mktemp("runs")
-    data = tiny_fmnist(root / "data")
-    assert main(train_argv(data, root / "t1")) == 0
-    return data, root / "t1"
+    return trained_run(tmp_path_factory.mktemp("runs"), "t1")
 
 
 def refused(capsys, argv: list[str], folder, text: str) -> None:

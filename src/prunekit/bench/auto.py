@@ -37,6 +37,7 @@ from ..policies.auto import knob_counts, meet_latency
 from ..policies.latency_layers import cache_dir
 from ..policies.latency_model import LatencyModel
 from ..train import TrainConfig, Trainer, evaluate
+from ..utils import argtypes as T
 from ..workflow import prepare_output_dir
 
 DEFAULT_OUT = "benchmarks/results/auto"
@@ -48,23 +49,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="resnet20")
     p.add_argument("--methods", nargs="+", default=["auto", "auto-nohw", "uniform", "srr", "global"],
                    help="auto, auto-nohw (no hardware-friendly widths) and any registered one-knob policy")
-    p.add_argument("--targets", type=float, nargs="+", default=[0.5, 0.3], help="latency fractions of dense")
+    p.add_argument("--targets", type=T.keep_fraction, nargs="+", default=[0.5, 0.3], help="latency fractions of dense")
     p.add_argument("--criterion", default="l1")
-    p.add_argument("--train-subset", type=int, default=20000, help="training images used (of 55,000)")
-    p.add_argument("--val-size", type=int, default=5000)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--epochs", type=int, default=3, help="base training epochs (short: a benchmark budget)")
-    p.add_argument("--lr", type=float, default=0.1)
-    p.add_argument("--finetune-epochs", type=int, default=1)
-    p.add_argument("--finetune-lr", type=float, default=0.01)
-    p.add_argument("--max-steps-per-epoch", type=int, default=None, help="cap for smoke runs")
-    p.add_argument("--evaluations", type=int, default=40, help="candidates the auto search scores")
-    p.add_argument("--latency-batch", type=int, default=64)
-    p.add_argument("--threads", type=int, default=1, help="torch threads for everything (timing included)")
-    p.add_argument("--holdout", type=int, default=8, help="held-back real models scoring the latency model")
+    p.add_argument("--train-subset", type=T.positive_int, default=20000, help="training images used (of 55,000)")
+    p.add_argument("--val-size", type=T.positive_int, default=5000)
+    p.add_argument("--batch-size", type=T.positive_int, default=128)
+    p.add_argument("--epochs", type=T.nonneg_int, default=3, help="base training epochs (short: a benchmark budget)")
+    p.add_argument("--lr", type=T.positive_float, default=0.1)
+    p.add_argument("--finetune-epochs", type=T.nonneg_int, default=1)
+    p.add_argument("--finetune-lr", type=T.positive_float, default=0.01)
+    p.add_argument("--max-steps-per-epoch", type=T.positive_int, default=None, help="cap for smoke runs")
+    p.add_argument("--evaluations", type=T.positive_int, default=40, help="candidates the auto search scores")
+    p.add_argument("--latency-batch", type=T.positive_int, default=64)
+    p.add_argument("--threads", type=T.positive_int, default=1, help="torch threads for everything (timing included)")
+    p.add_argument("--holdout", type=T.nonneg_int, default=8, help="held-back real models scoring the latency model")
     p.add_argument("--reuse-latency", action="store_true", help="load the latency tables from the user cache")
     p.add_argument("--base", default=None, help="state dict (.pt) of a trained base to start from")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=T.nonneg_int, default=0)
     p.add_argument("--quick", action="store_true", help="tiny smoke run (digits-sized budget, minutes)")
     p.add_argument("--out", default=DEFAULT_OUT)
     p.add_argument("--overwrite", action="store_true", help="replace earlier results in --out")
