@@ -70,6 +70,12 @@ class Registry(Mapping[str, T]):
             raise ValueError(f"unknown {self.kind} {name!r}{hint}; choose one of: {', '.join(self.names())}")
         return self._entries[key]
 
+    def copy(self) -> "Registry[T]":
+        """An independent registry with the same entries (registering in one leaves the other as it is)."""
+        out: Registry[T] = Registry(self.kind)
+        out._entries = dict(self._entries)
+        return out
+
     def config_type(self, name: str) -> type | None:
         return self.entry(name).config
 

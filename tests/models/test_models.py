@@ -125,7 +125,7 @@ def test_torchvision_models(name, channels):
 
 
 def test_register_model_decorator(monkeypatch):
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    monkeypatch.setattr(registry, "_REGISTRY", registry._REGISTRY.copy())
 
     @register_model("tiny-mlp", input_size=4)
     def tiny(num_classes: int = 10, in_channels: int = 3, width: float = 1.0, hidden: int = 5) -> nn.Module:

@@ -9,6 +9,8 @@ from typing import Any, Callable
 
 from torch import nn
 
+from ..registry import Registry
+
 TORCHVISION_PREFIX = "torchvision:"
 SPEC_ATTR = "_prunekit_spec"
 
@@ -42,11 +44,7 @@ class ModelSpec:
         return create(self.name, **self.kwargs)
 
 
-_REGISTRY: dict[str, ModelEntry] = {}
-
-
-def _key(name: str) -> str:
-    return name.strip().lower().replace("_", "-")
+_REGISTRY: Registry = Registry("model")
 
 
 def register_model(name: str | None = None, input_size: int = 32,
@@ -54,11 +52,11 @@ def register_model(name: str | None = None, input_size: int = 32,
     """Decorator registering a factory under `name` (default: the function's name)."""
 
     def wrap(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        key = _key(name or factory.__name__)
+        key = (name or factory.__name__).strip().lower()
         if key in _REGISTRY or key.startswith(TORCHVISION_PREFIX):
             raise ValueError(f"model name {key!r} is already registered or reserved")
         doc = (factory.__doc__ or "").strip().splitlines()
-        _REGISTRY[key] = ModelEntry(key, factory, input_size, doc[0] if doc else "")
+        _REGISTRY.register(key, ModelEntry(key, factory, input_size, doc[0] if doc else ""))
         return factory
 
     return wrap
@@ -66,7 +64,7 @@ def register_model(name: str | None = None, input_size: int = 32,
 
 def list_models(include_torchvision: bool = False) -> list[str]:
     """Registered model names, sorted; with include_torchvision, also every `torchvision:<name>`."""
-    names = sorted(_REGISTRY)
+    names = _REGISTRY.names()
     if include_torchvision:
         from .tv import torchvision_names
         names += [TORCHVISION_PREFIX + n for n in torchvision_names()]
@@ -74,7 +72,7 @@ def list_models(include_torchvision: bool = False) -> list[str]:
 
 
 def _unknown(name: str) -> ValueError:
-    return ValueError(f"unknown model {name!r}; valid: {', '.join(sorted(_REGISTRY))}, "
+    return ValueError(f"unknown model {name!r}; valid: {', '.join(_REGISTRY.names())}, "
                       f"or {TORCHVISION_PREFIX}<name> for any torchvision classification model")
 
 
@@ -83,10 +81,9 @@ def get_entry(name: str) -> ModelEntry:
     if name.strip().lower().startswith(TORCHVISION_PREFIX):
         from .tv import torchvision_entry
         return torchvision_entry(name.strip()[len(TORCHVISION_PREFIX):])
-    try:
-        return _REGISTRY[_key(name)]
-    except KeyError:
-        raise _unknown(name) from None
+    if name not in _REGISTRY:
+        raise _unknown(name)
+    return _REGISTRY[name]
 
 
 def default_input_size(name: str) -> int:
