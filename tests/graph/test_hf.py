@@ -171,3 +171,29 @@ def test_describe_and_build_round_trip():
         hf.build({"class": "os", "config": desc["config"]})
     with pytest.raises(ValueError, match="remote code"):
         hf.build({"class": "BertModel", "config": {**desc["config"], "auto_map": {"AutoModel": "x.y"}}})
+
+
+def _channels_first_norms():
+    import timm.layers
+    from transformers.models.convnext.modeling_convnext import ConvNextLayerNorm
+    from transformers.models.convnextv2.modeling_convnextv2 import ConvNextV2LayerNorm
+
+    return {"hf_convnext": lambda c: ConvNextLayerNorm(c, data_format="channels_first"),
+            "hf_convnextv2": lambda c: ConvNextV2LayerNorm(c, data_format="channels_first"),
+            "timm_layernorm2d": lambda c: timm.layers.LayerNorm2d(c)}
+
+
+@pytest.mark.parametrize("kind", ["hf_convnext", "hf_convnextv2", "timm_layernorm2d"])
+def test_channels_first_layer_norm(kind):
+    """LayerNorms over dim 1 of an NCHW tensor (they permute, normalise the last dim, permute back)."""
+    torch.manual_seed(0)
+    norm = _channels_first_norms()[kind]
+    model = nn.Sequential(nn.Conv2d(3, 16, 3), norm(16), nn.Conv2d(16, 8, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(8, 4)).eval()
+    x = torch.randn(1, 3, 12, 12)
+    plan = pk.plan(model, x, ratio=0.3)
+    pruned = pk.apply(copy.deepcopy(model), plan)
+    assert pruned[0].out_channels == 11 and tuple(pruned[1].normalized_shape) == (11,) == tuple(pruned[1].weight.shape)
+    with torch.no_grad():
+        assert pruned(x).shape == (1, 4)
+    assert not plan.exact and any("norm" in r for r in plan.reasons())
