@@ -44,12 +44,12 @@ class LinearStats:
 
     def add(self, x: torch.Tensor) -> None:
         """Accumulate the rows of ``x`` (any leading shape, last dim = in_features)."""
-        rows = x.detach().reshape(-1, x.shape[-1]).to(device="cpu", dtype=torch.float64)
+        rows = x.detach().reshape(-1, x.shape[-1]).float()
         self.tokens += rows.shape[0]
-        self.sq_sum += rows.square().sum(0)
-        self.sum += rows.sum(0)
-        if self.hessian:
-            self.xtx += rows.T @ rows
+        self.sq_sum += rows.square().sum(0).to("cpu", torch.float64)
+        self.sum += rows.sum(0).to("cpu", torch.float64)
+        if self.hessian:  # one batch's product in float32 (fast), the running sum in float64
+            self.xtx += (rows.T @ rows).to("cpu", torch.float64)
 
     @property
     def col_norm(self) -> torch.Tensor:
