@@ -190,8 +190,9 @@ class RecoverConfig:
         _check(self, "scratch_epochs", _opt_count(self.scratch_epochs, 0), "an integer >= 0 or None")
 
 
-# Quantizers after pruning, by scheme name: fn(model, example_inputs, calibration_loader, QuantizeConfig)
-# -> (model, info dict). prunekit.quantize registers its schemes here (register_quantizer).
+# Quantizers after pruning, by scheme name: fn(model, example_inputs, calibration_loader, QuantizeConfig,
+# **context) -> (model, info dict); context: out (run folder or None), test_loader, latency_runs. prunekit.quantize registers its schemes here
+# (register_quantizer).
 QUANTIZERS: dict[str, Callable[..., tuple[Any, dict[str, Any]]]] = {}
 
 

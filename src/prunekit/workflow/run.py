@@ -92,15 +92,13 @@ def trace_options(cfg: WorkflowConfig) -> dict[str, Any]:
     return kw
 
 
-def _quantize(cfg: WorkflowConfig, model: nn.Module, example: torch.Tensor, data: RunData
+def _quantize(cfg: WorkflowConfig, model: nn.Module, example: torch.Tensor, data: RunData, out: Path | None = None
               ) -> tuple[nn.Module, dict[str, Any] | None]:
     if cfg.quantize is None:
         return model, None
-    fn = QUANTIZERS.get(cfg.quantize.scheme)
-    if fn is None:
-        raise ValueError(f"unknown quantization scheme {cfg.quantize.scheme!r}; registered: "
-                         f"{', '.join(sorted(QUANTIZERS)) or 'none'}")
-    return fn(model, example, data.loaders.train, cfg.quantize)
+    # keywords beyond (model, example, calibration loader, config): where the int8 files go, what to score
+    return QUANTIZERS[cfg.quantize.scheme](model, example, data.loaders.train, cfg.quantize, out=out,
+                                           test_loader=data.loaders.test, latency_runs=cfg.latency_runs)
 
 
 def _save(out: Path, model: nn.Module, plan: PruningPlan, spec, report: dict[str, Any],
@@ -148,6 +146,11 @@ def run_workflow(config: WorkflowConfig, *, data: RunData | None = None,
     cfg = config
     if cfg.prune.method not in list_methods():  # before any training
         raise ValueError(f"unknown method {cfg.prune.method!r}; choose one of: {', '.join(list_methods())}")
+    if cfg.quantize is not None:
+        import prunekit.quantize  # noqa: F401  (registers the "int8" scheme)
+    if cfg.quantize is not None and cfg.quantize.scheme not in QUANTIZERS:
+        raise ValueError(f"unknown quantization scheme {cfg.quantize.scheme!r}; registered: "
+                         f"{', '.join(sorted(QUANTIZERS)) or 'none'}")
     if cfg.base.path and not Path(cfg.base.path).exists():
         raise ModelSourceError(f"no such file or folder: {cfg.base.path}")
     out = prepare_output_dir(cfg.out, overwrite=cfg.overwrite, protect=[cfg.base.path] if cfg.base.path else [],
@@ -178,7 +181,7 @@ def run_workflow(config: WorkflowConfig, *, data: RunData | None = None,
     timings["method"] = time.perf_counter() - t0
     for k, v in rep.timings.items():
         timings[f"method.{k}"] = v
-    pruned, quant_info = _quantize(cfg, pruned, example, data)
+    pruned, quant_info = _quantize(cfg, pruned, example, data, out)
     t0 = time.perf_counter()
     after = measure(pruned, example, data.loaders.test, cfg.latency_runs, cfg.device)
     timings["measure_after"] = time.perf_counter() - t0
@@ -198,6 +201,11 @@ def run_workflow(config: WorkflowConfig, *, data: RunData | None = None,
                         "base_widths": base_widths, "saved": None, "analysis": analysis, "quantize": quant_info,
                         "method_report": {k: v for k, v in rep.to_dict().items()
                                           if k not in ("plan", "history", "timings")}}}
+    if quant_info and isinstance(quant_info.get("metrics"), dict):  # the int8 row of the before/after table
+        extra_metrics = quant_info.pop("metrics")
+        report["metrics"]["int8"] = extra_metrics.get("int8")
+        if extra_metrics.get("after_latency_by_runtime"):
+            after["latency_by_runtime"] = extra_metrics["after_latency_by_runtime"]
     timings["total"] = time.perf_counter() - t_start
     if out is not None:
         _save(out, pruned, plan, spec, report, base_widths, pruned_widths, p.method, hist)
