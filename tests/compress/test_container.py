@@ -124,7 +124,8 @@ def test_description_rebuilds_through_registry(tmp_path, monkeypatch):
         assert a == 1
         return _net()
 
-    monkeypatch.setitem(registry._REGISTRY, "tiny", registry.ModelEntry("tiny", tiny, 8))
+    monkeypatch.setattr(registry, "_REGISTRY", registry._REGISTRY.copy())
+    registry.register_model("tiny", input_size=8)(tiny)
     model = _compressed_net()
     save_compressed(model, tmp_path / "m.pkz", description={"name": "tiny", "kwargs": {"a": 1}})
     loaded = load_compressed(tmp_path / "m.pkz")
