@@ -28,20 +28,19 @@ from torch import nn
 from ..graph.cost import kept_shapes, predict
 from ..graph.groups import DependencyGraph
 from ..config import Config, check_float, check_int
-from ..train.evaluation import recalibrate_bn  # noqa: F401 (also imported from here)
+from ..measure.size import serialized_size, unique_state_dict
+from ..train.evaluation import evaluate, forward, move, recalibrate_bn, split_batch
 from .auto_search import Candidate, Projector, evolve, knob_counts, meet_latency  # noqa: F401 (public here too)
 from .base import Allocation, Target, register_policy
 from .latency_layers import build_pruned, uniform_counts
 from .latency_model import LatencyModel
 
 log = logging.getLogger("prunekit.auto")
-LAST_REPORT: dict[str, Any] = {}  # what the latest `auto` call found (also written into a `report=` dict)
 
 
 # ----------------------------------------------------------------------------- targets
 def size_predictor(model: nn.Module, graph: DependencyGraph) -> tuple[int, Callable[[dict], float]]:
     """(dense serialized bytes, counts -> predicted bytes): tensor bytes at the kept shapes plus the header."""
-    from ..measure.size import serialized_size, unique_state_dict
     sd = unique_state_dict(model)
     dense = serialized_size(sd)
     header = dense - sum(t.numel() * t.element_size() for t in sd.values())
@@ -112,7 +111,6 @@ def short_finetune(model: nn.Module, batches: list, device: torch.device, lr: fl
     """A few SGD steps (momentum 0.9, weight decay 5e-4) over `batches`: the stage-2 score's fine-tune."""
     import torch.nn.functional as F
 
-    from ..train.evaluation import forward, move, split_batch
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
     model.train()
     for batch in batches:
@@ -225,71 +223,30 @@ def auto(model: nn.Module, graph: DependencyGraph, scores: dict[str, torch.Tenso
     `latency_device` (default: the model's) at `latency_batch` (default: the example inputs' batch).
     What the search found goes to `alloc.info` (and config.report when given).
     """
-    ratio, target, min_channels, max_ratio = alloc.ratio, alloc.target, alloc.min_channels, alloc.max_ratio
-    data, example_inputs, seed = alloc.data, alloc.example_inputs, alloc.seed
-    cfg = config
-    val_data, evaluations, latency_model = cfg.val_data, cfg.evaluations, cfg.latency_model
-    hw_widths = cfg.hw_widths
-    log_fn, report = cfg.log_fn, cfg.report
+    min_channels, max_ratio, data, cfg = alloc.min_channels, alloc.max_ratio, alloc.data, config
     t0 = time.perf_counter()
-    say = log_fn or log.info
+    say = cfg.log_fn or log.info
+    target = alloc.target
     if target is None:
-        if not ratio:
+        if not alloc.ratio:
             return {}
         base = predict(graph, {})["macs"]
-        target = Target(macs=predict(graph, uniform_counts(graph, ratio, min_channels, max_ratio))["macs"] / base)
-    if hw_widths is None:
-        hw_widths = target.latency is not None  # the latency model's step scans come for free then
-    lm = latency_model if isinstance(latency_model, LatencyModel) else None
-    if lm is None and (target.latency is not None or hw_widths):
-        if example_inputs is None:
-            raise ValueError("auto: a latency target or hw_widths needs example_inputs")
-        lm = LatencyModel.build(model, example_inputs, graph=graph, min_channels=min_channels, max_ratio=max_ratio,
-                                seed=seed, **({"batch": cfg.latency_batch, "device": cfg.latency_device,
-                                               "threads": cfg.latency_threads, "log": say} | dict(latency_model or {})))
+        uniform = uniform_counts(graph, alloc.ratio, min_channels, max_ratio)
+        target = Target(macs=predict(graph, uniform)["macs"] / base)
+    hw_widths = target.latency is not None if cfg.hw_widths is None else cfg.hw_widths
+    lm = _latency_model(model, graph, target, alloc, cfg, hw_widths, say)
     widths = ({g.name: lm.efficient_widths(g.name, cfg.hw_tolerance) for g in graph.prunable_groups()}
               if hw_widths else {})
     project = Projector(graph, cost_function(model, graph, target, lm), min_channels, max_ratio, widths)
-
-    rng = random.Random(seed)
-    if data is not None:
-        device = next((p.device for p in model.parameters()), torch.device("cpu"))
-        calib, val = split_data(data, val_data, cfg.calib_samples, cfg.val_samples)
-        from ..train.evaluation import evaluate
-
-        def score(counts: dict[str, int]) -> float:
-            net = build_pruned(model, graph, counts, scores)
-            recalibrate_bn(net, calib, device)
-            r = evaluate(net, val, device)
-            return r["top1"] - 1e-3 * r["loss"]  # ties in accuracy go to the lower loss
-        mode = f"top-1 on {sum(len(b[0]) for b in val)} validation samples after BN recalibration"
-    else:
-        warnings.warn("auto: no data given, so candidates are scored by a magnitude proxy (the kept share of each "
-                      "group's criterion score), not by accuracy; pass data=<train loader>, val_data=<val loader>",
-                      stacklevel=2)
-        score, mode = magnitude_proxy(graph, scores), "magnitude proxy (no data)"
-    evaluations = evaluations or (40 if data is not None else 300)
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    score, mode, calib = _scorer(model, graph, scores, data, cfg, device)
+    evaluations = cfg.evaluations or (40 if data is not None else 300)
     say(f"auto: target {target.items()}, scoring by {mode}, {evaluations} candidates")
     seeds = [[1.0] * len(project.groups)]
-    ranked = evolve(project, score, evaluations, cfg.population, cfg.sigma, seeds, rng, say)
+    ranked = evolve(project, score, evaluations, cfg.population, cfg.sigma, seeds, random.Random(alloc.seed), say)
     best, stage2 = ranked[0], []
-    finalists, finetune_steps = cfg.finalists, cfg.finetune_steps
-    if data is not None and finalists > 0 and finetune_steps > 0:
-        # the few best, and the uniform-like seed, each get a short fine-tune and a larger validation subset
-        pool = ranked[:finalists] + [c for c in ranked[finalists:] if c.pref == seeds[0]]
-        batches = _batches(_train_of(data), finetune_steps)
-        big_val = split_data(data, val_data, 0, cfg.final_val_samples)[1]
-        for c in pool:
-            net = build_pruned(model, graph, c.counts, scores)
-            recalibrate_bn(net, calib, device)
-            short_finetune(net, batches, device, cfg.finetune_lr)
-            r = evaluate(net, big_val, device)
-            stage2.append({"stage1": c.score, "score": r["top1"] - 1e-3 * r["loss"], "counts": c.counts})
-            c.final = stage2[-1]["score"]
-        best = max(pool, key=lambda c: c.final)
-        say(f"auto: {len(pool)} finalists fine-tuned {finetune_steps} steps; best top-1 {best.final:.4f} "
-            f"(stage-1 rank {ranked.index(best) + 1})")
-
+    if data is not None and cfg.finalists > 0 and cfg.finetune_steps > 0:
+        best, stage2 = _finalists(model, graph, scores, data, cfg, ranked, seeds[0], calib, device, say)
     measured = None
     if lm is not None and target.latency is not None and cfg.verify_latency:
 
@@ -299,8 +256,75 @@ def auto(model: nn.Module, graph: DependencyGraph, scores: dict[str, torch.Tenso
 
         counts, measured = meet_latency(lm, at_scale, target.latency, cfg.latency_tolerance, say=say)
         best = Candidate(best.pref, counts, best.score, project.cost(counts), best.final)
-    now = predict(graph, best.counts)
-    base = predict(graph, {})
+    info = _summary(graph, target, mode, ranked, best, stage2, project, measured, widths, lm, t0)
+    alloc.info.update(info)
+    if cfg.report is not None:
+        cfg.report.update(info)
+    say(f"auto: best score {best.score:.4f}, MACs kept {info['macs_kept']:.3f}, {info['time_s']:.1f} s")
+    return best.counts
+
+
+def _latency_model(model: nn.Module, graph: DependencyGraph, target: Target, alloc: Allocation, cfg: AutoConfig,
+                   hw_widths: bool, say: Callable[[str], None]) -> LatencyModel | None:
+    """The given LatencyModel, or one built when a latency target or hw_widths needs it (else None)."""
+    if isinstance(cfg.latency_model, LatencyModel):
+        return cfg.latency_model
+    if target.latency is None and not hw_widths:
+        return None
+    if alloc.example_inputs is None:
+        raise ValueError("auto: a latency target or hw_widths needs example_inputs")
+    opts = {"batch": cfg.latency_batch, "device": cfg.latency_device, "threads": cfg.latency_threads, "log": say}
+    return LatencyModel.build(model, alloc.example_inputs, graph=graph, min_channels=alloc.min_channels,
+                              max_ratio=alloc.max_ratio, seed=alloc.seed, **(opts | dict(cfg.latency_model or {})))
+
+
+def _scorer(model: nn.Module, graph: DependencyGraph, scores: dict[str, torch.Tensor], data: Any, cfg: AutoConfig,
+            device: torch.device) -> tuple[Callable[[dict], float], str, list]:
+    """(counts -> score, what the score is, calibration batches): validation top-1 after BatchNorm
+    recalibration with data, else the magnitude proxy (with a warning)."""
+    if data is None:
+        warnings.warn("auto: no data given, so candidates are scored by a magnitude proxy (the kept share of each "
+                      "group's criterion score), not by accuracy; pass data=<train loader>, val_data=<val loader>",
+                      stacklevel=4)
+        return magnitude_proxy(graph, scores), "magnitude proxy (no data)", []
+    calib, val = split_data(data, cfg.val_data, cfg.calib_samples, cfg.val_samples)
+
+    def score(counts: dict[str, int]) -> float:
+        net = build_pruned(model, graph, counts, scores)
+        recalibrate_bn(net, calib, device)
+        r = evaluate(net, val, device)
+        return r["top1"] - 1e-3 * r["loss"]  # ties in accuracy go to the lower loss
+
+    return score, f"top-1 on {sum(len(b[0]) for b in val)} validation samples after BN recalibration", calib
+
+
+def _finalists(model: nn.Module, graph: DependencyGraph, scores: dict[str, torch.Tensor], data: Any,
+               cfg: AutoConfig, ranked: list[Candidate], start: list[float], calib: list, device: torch.device,
+               say: Callable[[str], None]) -> tuple[Candidate, list[dict[str, Any]]]:
+    """Stage 2: the few best, and the uniform-like start, each get a short fine-tune and a larger validation
+    subset; the best after it wins. Returns (winner, per finalist its stage-1 and stage-2 scores)."""
+    pool = ranked[:cfg.finalists] + [c for c in ranked[cfg.finalists:] if c.pref == start]
+    batches = _batches(_train_of(data), cfg.finetune_steps)
+    big_val = split_data(data, cfg.val_data, 0, cfg.final_val_samples)[1]
+    stage2 = []
+    for c in pool:
+        net = build_pruned(model, graph, c.counts, scores)
+        recalibrate_bn(net, calib, device)
+        short_finetune(net, batches, device, cfg.finetune_lr)
+        r = evaluate(net, big_val, device)
+        stage2.append({"stage1": c.score, "score": r["top1"] - 1e-3 * r["loss"], "counts": c.counts})
+        c.final = stage2[-1]["score"]
+    best = max(pool, key=lambda c: c.final)
+    say(f"auto: {len(pool)} finalists fine-tuned {cfg.finetune_steps} steps; best top-1 {best.final:.4f} "
+        f"(stage-1 rank {ranked.index(best) + 1})")
+    return best, stage2
+
+
+def _summary(graph: DependencyGraph, target: Target, mode: str, ranked: list[Candidate], best: Candidate,
+             stage2: list, project: Projector, measured: float | None, widths: dict, lm: LatencyModel | None,
+             t0: float) -> dict[str, Any]:
+    """What the search found (the policy's `info` and `report`)."""
+    now, base = predict(graph, best.counts), predict(graph, {})
     info = {"target": target.items(), "scoring": mode, "evaluations": len(ranked), "best_score": best.score,
             "final_score": best.final if stage2 else None,
             "counts": best.counts, "cost": project.cost(best.counts), "macs_kept": now["macs"] / base["macs"],
@@ -311,10 +335,4 @@ def auto(model: nn.Module, graph: DependencyGraph, scores: dict[str, torch.Tenso
         info["latency_model"] = {"dense_ms": lm.dense_ms, "predicted_ratio": lm.ratio(best.counts),
                                  "holdout": {k: v for k, v in lm.holdout.items() if k != "candidates"},
                                  "device": lm.device_signature, "batch": lm.batch, "threads": lm.threads}
-    LAST_REPORT.clear()
-    LAST_REPORT.update(info)
-    alloc.info.update(info)
-    if report is not None:
-        report.update(info)
-    say(f"auto: best score {best.score:.4f}, MACs kept {info['macs_kept']:.3f}, {info['time_s']:.1f} s")
-    return best.counts
+    return info
