@@ -30,6 +30,13 @@ def load(path, **kwargs):
     return _load(path, **kwargs)
 
 
+def export(model, example_inputs, path, **kwargs):
+    """Export to ONNX (dynamic batch) and check it in onnxruntime (see prunekit.quantize.export)."""
+    from .quantize import export as _export
+
+    return _export(model, example_inputs, path, **kwargs)
+
+
 __all__ = ["ModelFileError", "PlanFormatError", "ChannelGroup", "PlanConfig", "TargetError", "DependencyGraph", "PatchContext", "PlanMismatchError", "PruningPlan", "Target",
-           "UnsupportedOpError", "VerifyReport", "apply", "count", "load", "plan", "register_patch", "save", "trace",
+           "UnsupportedOpError", "VerifyReport", "apply", "count", "export", "load", "plan", "register_patch", "save", "trace",
            "verify", "__version__"]

@@ -15,7 +15,7 @@ import yaml
 
 from ..methods import list_methods
 from ..report.console import before_after_rows, print_before_after
-from ..workflow import (BaseConfig, DataConfig, ModelConfig, PruneConfig, RecoverConfig, WorkflowConfig,
+from ..workflow import (BaseConfig, DataConfig, ModelConfig, PruneConfig, QuantizeConfig, RecoverConfig, WorkflowConfig,
                         run_workflow)
 from . import argtypes as T
 from .common import CliError, add_data_args, add_model_args, add_output_args
@@ -59,6 +59,9 @@ def add_prune_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="extra method argument (YAML value), e.g. every=20, rho=0.05; repeatable")
     p.add_argument("--latency-runs", type=T.nonneg_int, default=30, help="timed runs per latency (0: skip)")
+    p.add_argument("--quantize", choices=["int8"], default=None,
+                   help="int8 after recovery: model.int8.onnx and the int8 row of the report (see prunekit quantize)")
+    p.add_argument("--calib-batches", type=T.positive_int, default=8, help="training batches calibrating --quantize")
     p.add_argument("--device", type=T.device, default=None, help="default: cuda when available, else cpu")
     add_output_args(p, "runs/prune")
     p.add_argument("--no-progress", action="store_true")
@@ -114,6 +117,7 @@ def config_from_args(args: argparse.Namespace, extra: dict[str, Any] | None = No
         recover=RecoverConfig(finetune_epochs=args.finetune_epochs, lr=args.finetune_lr, distill=args.distill,
                               temperature=args.temperature, distill_weight=args.distill_weight,
                               from_scratch=args.from_scratch, scratch_epochs=args.scratch_epochs),
+        quantize=QuantizeConfig(scheme=args.quantize, calib_batches=args.calib_batches) if args.quantize else None,
         seed=args.seed, device=args.device, max_steps_per_epoch=args.max_steps_per_epoch,
         latency_runs=args.latency_runs, out=args.out, overwrite=args.overwrite, progress=not args.no_progress)
 
@@ -127,6 +131,9 @@ def cmd_prune(args: argparse.Namespace) -> int:
     report = result.report
     print_before_after(f"{report['model']['name']} on {report['data']['dataset']}: {result.config.prune.method} "
                        f"-> {args.out}", before_after_rows(result.before, result.after))
+    if report["metrics"].get("int8"):
+        from ..quantize.compare import int8_table
+        print("\n".join(int8_table(report["metrics"])))
     t = report["timings"]
     print("time per phase: " + ", ".join(f"{k} {v:.1f} s" for k, v in t.items() if not k.startswith("method.")))
     return 0

@@ -50,14 +50,13 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     import itertools
 
     from ..quantize import quantize_model
-    from ..quantize.compare import float_latency, int8_metrics, int8_table
+    from ..quantize.compare import float_latency, int8_metrics
     from ..report import write_report
+    from ..workflow import prepare_output_dir
     from .common import build_loaders, measure_model, print_table
     from .export import load_with_example
     cfg = config_from_args(args)
-    out = Path(args.out)
-    if (out / "report.json").exists() and not args.overwrite:
-        raise FileExistsError(f"{out / 'report.json'} exists; pass --overwrite to replace it")
+    out = prepare_output_dir(Path(args.out), overwrite=args.overwrite, protect=[args.model])
     model, example = load_with_example(args)
     info, loaders = build_loaders(args)
     test = None if args.eval_batches == 0 else (
@@ -77,8 +76,6 @@ def cmd_quantize(args: argparse.Namespace) -> int:
               "method": {"name": "quantize", **cfg.to_dict()}, "quantize": res.to_dict(),
               "metrics": {"before": before, "after": None, "int8": int8}}
     write_report(out, report)
-    with open(out / "report.md", "a", encoding="utf-8") as f:
-        f.write("\n## int8\n\n" + "\n".join(int8_table(report["metrics"])) + "\n")
     rows = [("int8 file", str(res.onnx_path) if res.onnx_path else "(torchao model, in memory)"),
             ("method / backend", f"{res.method} / {res.backend}"),
             ("size float -> int8", f"{res.fp32_size_bytes:,} B -> {res.size_bytes:,} B"),

@@ -45,7 +45,10 @@ def int8_metrics(result: QuantizeResult, example_inputs: Inputs, eval_loader: It
 
 
 def _ms(block: dict | None, runtime: str, batch: int) -> str:
-    value = ((block or {}).get("latency_by_runtime") or {}).get(runtime) or {}
+    block = block or {}
+    value = dict((block.get("latency_by_runtime") or {}).get(runtime) or {})
+    if runtime == "torch" and not value:   # a workflow Metrics block: torch latencies under "latency"
+        value = {k: r["median_ms"] for k, r in (block.get("latency") or {}).items() if isinstance(r, dict)}
     return f"{value[str(batch)]:.3f}" if str(batch) in value else "-"
 
 

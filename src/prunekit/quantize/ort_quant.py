@@ -47,7 +47,7 @@ def quantize_onnx(fp32_path: str | os.PathLike, out_path: str | os.PathLike, con
         out_path: int8 ONNX file to write (the caller has checked it may be written).
         config: per_channel and calibration are read from it.
         method: "static" (QDQ: int8 weights and activations, ranges from ``calib_inputs``) or "dynamic"
-            (int8 weights, activation ranges per batch at run time; MatMul/Gemm only).
+            (int8 weights, activation ranges per batch at run time; MatMul/Gemm, and Gather so that embedding tables are int8 too).
         calib_inputs: model inputs (tensor, tuple or dict per batch) for static calibration.
 
     Returns:
@@ -60,7 +60,7 @@ def quantize_onnx(fp32_path: str | os.PathLike, out_path: str | os.PathLike, con
         src = _preprocess(fp32_path, Path(tmp) / "pre.onnx")
         if method == "dynamic":
             quantize_dynamic(str(src), str(out_path), per_channel=config.per_channel, weight_type=QuantType.QInt8,
-                             op_types_to_quantize=["MatMul", "Gemm"])
+                             op_types_to_quantize=["MatMul", "Gemm", "Gather"])
             return out_path
         if method != "static":
             raise QuantizeError(f"onnxruntime quantization method {method!r}: choose static or dynamic")

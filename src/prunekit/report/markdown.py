@@ -109,6 +109,9 @@ def render_markdown(report: dict[str, Any]) -> str:
     if metrics.get("before"):
         out += ["## Metrics", "", markdown_table(metrics_rows(metrics["before"], metrics.get("after")),
                                                  ["metric", "before", "after", "change"])]
+    if metrics.get("int8"):  # the int8 row: top-1, bytes, torch and onnxruntime latency at batch 1 and 64
+        from ..quantize.compare import int8_table
+        out += ["## int8", "", *int8_table(metrics), ""]
     timings = report.get("timings") or {}
     if timings:
         rows = [[k, f"{float(v):.2f}"] for k, v in timings.items()]

@@ -1,0 +1,77 @@
+"""`prunekit quantize` and `prunekit prune ... --quantize int8`: the int8 ONNX file and the int8 row of the
+report (top-1, bytes, latency)."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import prunekit as pk
+from prunekit.cli import main
+from prunekit.models import create
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from data.writers import write_fmnist  # noqa: E402  (tests/data: tiny files in the real formats)
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+def _saved_lenet(tmp_path: Path) -> Path:
+    torch.manual_seed(0)
+    pk.save(create("lenet5", num_classes=10, in_channels=1), tmp_path / "m.safetensors",
+            extra={"input_shape": [1, 28, 28]})
+    return tmp_path / "m.safetensors"
+
+
+def test_quantize_command_writes_int8_and_report(tmp_path, capsys):
+    write_fmnist(tmp_path / "fm", 64, 32, learnable=True)
+    model = _saved_lenet(tmp_path)
+    argv = ["quantize", str(model), "--out", str(tmp_path / "q"), "--calib-batches", "2", "--dataset",
+            "fashion-mnist", "--data-dir", str(tmp_path / "fm"), "--batch-size", "16", "--val-size", "0",
+            "--latency-runs", "2"]
+    assert main(argv) == 0
+    assert "size float -> int8" in capsys.readouterr().out
+    report = json.loads((tmp_path / "q" / "report.json").read_text())
+    int8 = report["metrics"]["int8"]
+    assert int8["method"] == "static" and int8["backend"] == "onnxruntime" and int8["calib_batches"] == 2
+    assert int8["size_bytes"] == (tmp_path / "q" / "model.int8.onnx").stat().st_size
+    assert 0.0 <= int8["top1"] <= 1.0 and set(int8["latency_by_runtime"]["onnxruntime"]) == {"1", "64"}
+    assert set(report["metrics"]["before"]["latency_by_runtime"]) == {"torch", "onnxruntime"}
+    md = (tmp_path / "q" / "report.md").read_text()
+    assert "## int8" in md and "| int8 (onnxruntime, static) |" in md
+    assert main(argv) == 2                                                     # no silent overwrite
+    assert "report.json exists; pass --overwrite to replace it" in capsys.readouterr().err
+
+
+def test_quantize_command_errors(tmp_path, capsys):
+    write_fmnist(tmp_path / "fm", 32, 16, learnable=True)
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a model at all")
+    base = ["--out", str(tmp_path / "q"), "--dataset", "fashion-mnist", "--data-dir", str(tmp_path / "fm"),
+            "--val-size", "0"]
+    assert main(["quantize", str(bad), *base]) == 2
+    assert "bad.safetensors" in capsys.readouterr().err
+    model = _saved_lenet(tmp_path)
+    assert main(["quantize", str(model), *base, "--input-shape", "3,28,28"]) == 2
+    assert "the model does not run on the example inputs: RuntimeError" in capsys.readouterr().err
+    assert main(["quantize", str(model), *base, "--backend", "torchao", "--method", "static"]) == 2
+    assert "backend 'torchao' does not do method 'static'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["quantize", str(model), *base, "--calib-batches", "0"])
+
+
+def test_prune_with_quantize_int8(tmp_path):
+    out = tmp_path / "run"
+    argv = ["prune", "--model", "resnet20", "--width", "0.25", "--dataset", "digits", "--epochs", "1",
+            "--max-steps-per-epoch", "3", "--finetune-epochs", "1", "--out", str(out), "--latency-runs", "2",
+            "--cache-dir", str(tmp_path / "cache"), "--no-progress", "--batch-size", "64", "--ratio", "0.5",
+            "--quantize", "int8", "--calib-batches", "2"]
+    assert main(argv) == 0
+    report = json.loads((out / "report.json").read_text())
+    int8 = report["metrics"]["int8"]
+    assert int8["size_bytes"] == (out / "model.int8.onnx").stat().st_size and int8["calib_batches"] == 2
+    assert int8["top1"] is not None and "onnxruntime" in report["metrics"]["after"]["latency_by_runtime"]
+    assert report["config"]["quantize"]["scheme"] == "int8"
+    assert "## int8" in (out / "report.md").read_text()
+    assert pk.load(out / "model.safetensors") is not None                    # the float model is saved as before
