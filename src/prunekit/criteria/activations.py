@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..graph.groups import ChannelGroup, DependencyGraph
+from ..train.evaluation import forward, move, split_batch
 
 STATS = ("taylor", "apoz", "mean_activation", "hrank")
 _CHANNEL_FIRST = (nn.modules.conv._ConvNd, nn.modules.batchnorm._NormBase, nn.GroupNorm)
@@ -257,8 +258,6 @@ def model_device(model: nn.Module) -> torch.device:
 def record(model: nn.Module, graph: DependencyGraph, data: Any, stats: Iterable[str], batches: int | None = 8,
            relu: bool = True, loss_fn=None) -> ActivationRecorder:
     """Run the model over `batches` batches of `data` (eval mode; backward only when taylor is asked)."""
-    from ..train.evaluation import forward, move, split_batch
-
     rec = ActivationRecorder(model, graph, stats, relu)
     loss_fn = loss_fn or F.cross_entropy
     device = model_device(model)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from ..config import check_bool
 from ..graph.groups import DependencyGraph
+from ..train.evaluation import forward, move, split_batch
 from .activations import iter_batches, model_device, record
 from .base import Criterion, DataCriterionConfig, member_rows, per_channel, producer_weights, register_criterion
 
@@ -77,8 +78,6 @@ class OBD(Criterion):
     Config = DataCriterionConfig
 
     def score(self, model, graph: DependencyGraph, data):
-        from ..train.evaluation import forward, move, split_batch
-
         groups = graph.prunable_groups()
         pw = {g.name: producer_weights(model, graph, g) for g in groups}
         params = {id(w): w for ws in pw.values() for _, w in ws if w.requires_grad}

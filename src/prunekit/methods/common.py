@@ -17,6 +17,7 @@ from ..planning import enforce_target, plan_from_scores, trace_for
 from ..policies import Target, get_policy
 from ..surgery import apply
 from ..train import DistillationLoss, TrainConfig, Trainer
+from ..train.evaluation import split_batch
 from .config import MethodConfig, Recovery
 from .result import MethodResult
 
@@ -61,7 +62,6 @@ def default_inputs(train_loader: Iterable, example_inputs: Any = None) -> Any:
     """The given example inputs, else the first sample of the first training batch."""
     if example_inputs is not None:
         return example_inputs
-    from ..train.evaluation import split_batch
     inputs, _ = split_batch(next(iter(train_loader)))
     if isinstance(inputs, torch.Tensor):
         return inputs[:1]

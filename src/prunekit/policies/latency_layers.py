@@ -20,7 +20,8 @@ from ..graph.groups import DependencyGraph
 from ..graph.plan import PruningPlan
 from ..measure.inputs import call_model
 from ..measure.latency import _Threads, cpu_name
-from .base import clamp_counts, max_removable
+from ..surgery import apply
+from .base import clamp_counts, max_removable, select_kept
 
 CACHE_VERSION = 1
 Timer = Callable[[dict, int, int], float]
@@ -199,8 +200,6 @@ def time_model(model: nn.Module, inputs: Any, device: torch.device, threads: int
 def build_pruned(model: nn.Module, graph: DependencyGraph, counts: dict[str, int],
                  scores: dict[str, torch.Tensor] | None = None) -> nn.Module:
     """A pruned copy of `model` removing `counts[group]` channels (lowest scores; without scores, the last ones)."""
-    from ..surgery import apply
-    from .base import select_kept
     if scores is None:
         scores = {g.name: -torch.arange(g.size, dtype=torch.float) for g in graph.prunable_groups()}
     plan = PruningPlan.from_kept(graph, select_kept(graph, scores, counts))

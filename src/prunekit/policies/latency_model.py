@@ -24,6 +24,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from ..graph import trace
 from ..graph.groups import DependencyGraph
 from ..measure.inputs import rebatch, to_device
 from ..utils.fileio import atomic_write
@@ -305,7 +306,6 @@ class LatencyModel:
         cache=None caches real timings only (not injected timers) unless `cache_folder` is given.
         """
         if graph is None:
-            from ..graph.trace import trace
             graph = trace(model, example_inputs)
         lm = cls(model, graph, example_inputs, **kwargs)
         use_cache = cache if cache is not None else (not lm.injected or cache_folder is not None)
