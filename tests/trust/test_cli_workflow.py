@@ -65,6 +65,7 @@ def test_run_workflow_returns_one_result_and_records_its_config(tmp_path):
     assert res.out == tmp_path / "run" and res.plan.decisions
     assert res.after["macs"] < res.before["macs"] and res.after["params"] < res.before["params"]
     report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert res.report == report  # the result carries what was written
     assert WorkflowConfig.from_dict(report["config"]) == cfg
     assert report["summary"]["macs_kept"] == pytest.approx(res.after["macs"] / res.before["macs"])
     assert report["data_read"]["files"][0]["name"] == "digits.csv.gz"

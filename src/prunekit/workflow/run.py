@@ -18,7 +18,7 @@ from ..io import PLANS_ATTR, save as save_model_file
 from ..methods import list_methods, run_method
 from ..models import spec_of
 from ..policies import Target
-from ..report import plot_before_after, plot_layer_widths, plot_training_curve, write_report
+from ..report import complete_report, plot_before_after, plot_layer_widths, plot_training_curve, write_report
 from ..report.analysis import analyze_model, plot_analysis
 from ..train import evaluate, seed_everything
 from ..utils import atomic_write
@@ -207,6 +207,7 @@ def run_workflow(config: WorkflowConfig, *, data: RunData | None = None,
         if extra_metrics.get("after_latency_by_runtime"):
             after["latency_by_runtime"] = extra_metrics["after_latency_by_runtime"]
     timings["total"] = time.perf_counter() - t_start
+    report = complete_report(report)  # summary, time, versions, machine: what report.json holds
     if out is not None:
         _save(out, pruned, plan, spec, report, base_widths, pruned_widths, p.method, hist)
     return WorkflowResult(config=cfg, model=pruned.cpu(), plan=plan, before=before, after=after, report=report,
