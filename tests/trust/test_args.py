@@ -214,3 +214,16 @@ def test_method_result_records_its_config():
     assert res.config.plan.seed == 4 and res.plan.meta["method_config"] == res.config.to_dict()
     assert res["plan"] is res.plan and res.get("criterion") == "l1" and res.to_dict()["config"]["plan"]["ratio"] == 0.5
     json.dumps(res.to_dict())
+
+
+@pytest.mark.parametrize("kw, named", [
+    ({"lr": -1.0}, "lr=-1.0"), ({"finetune_epochs": -1}, "finetune_epochs=-1"),
+    ({"distill_weight": 2.0}, "distill_weight=2.0"), ({"score_batches": 0}, "score_batches=0"),
+    ({"policy": "global", "policy_kw": {"normalize": "median"}}, "'median'"),
+    ({"policy": "srr", "policy_kw": {"quantile": 1.5}}, "quantile=1.5"),
+])
+def test_method_and_policy_options_are_range_checked(kw, named):
+    loader, ex = data(n=16)
+    with pytest.raises(ValueError) as e:
+        run_method("oneshot", net(), loader, None, ex, ratio=0.3, **kw)
+    assert_names(e, named)
