@@ -21,8 +21,8 @@ NAMES = [c.name for c in hf.tiny_zoo()]
 # (model, heads) whose pruned config rebuilds them exactly; the others differ for a reason the config cannot
 # express (hidden not a multiple of the heads, a head_dim other than hidden / heads, a changed attention scale,
 # per-stage conv widths)
-RELOADABLE = {("qwen2", False), ("qwen2", True), ("mistral", False), ("mistral", True), ("t5", False),
-              ("t5", True), ("vit", True)}
+RELOADABLE = {("qwen2", False), ("qwen2", True), ("mistral", False), ("mistral", True), ("mixtral", False),
+              ("mixtral", True), ("t5", False), ("t5", True), ("vit", True)}
 
 
 def _params(m: nn.Module) -> int:
@@ -197,3 +197,19 @@ def test_channels_first_layer_norm(kind):
     with torch.no_grad():
         assert pruned(x).shape == (1, 4)
     assert not plan.exact and any("norm" in r for r in plan.reasons())
+
+
+def test_mixtral_experts():
+    """Mixture of experts: the router's outputs index experts (pinned); every expert keeps the same channels;
+    the grouped_mm kernel wants 16-byte rows, so expert widths stay multiples of 4 float32 elements."""
+    case = hf.zoo_case("mixtral")
+    model, x = case.build(), case.inputs()
+    graph = pk.trace(model, x)
+    router = graph.group("model.layers.0.mlp.gate")
+    assert not router.prunable and "topk.default depends on channel order" in router.reason
+    experts = graph.group("model.layers.0.mlp.experts")
+    assert experts.prunable and experts.size == 128 and experts.round_to == 4
+    pruned = pk.apply(copy.deepcopy(model), pk.plan(model, x, ratio=0.3, graph=graph))
+    e = pruned.model.layers[0].mlp.experts
+    assert e.gate_up_proj.shape == (4, 2 * 88, 44) and e.down_proj.shape == (4, 44, 88)
+    assert (e.intermediate_dim, e.hidden_dim) == (88, 44) and pruned.config.intermediate_size == 88

@@ -497,6 +497,26 @@ def addmm(ctx, func, args, kwargs, out) -> None:
     _contract(ctx, args[1], args[2], out, bias=args[0])
 
 
+def grouped_mm(ctx, func, args, kwargs, out) -> None:
+    """Mixture-of-experts products (torch._grouped_mm): rows of `a` routed to experts, `b` (experts, K, N).
+
+    Channel k of the input and channel n of the output are the same position in every expert (one width
+    for all of them), so the experts dim is united away; which expert a row meets is data, not a channel."""
+    a, b = args[0], args[1]
+    k = a.shape[-1]
+    klab, outlab = dim_labels(ctx, b, -2, k), dim_labels(ctx, b, -1)
+    ctx.uf.union_pairs(dim_labels(ctx, a, -1, k), klab)
+    ctx.uf.mark_produced(outlab)
+    ctx.add_macs(b, float(out.numel()) * k)
+    # the kernel wants 16-byte aligned rows: widths stay multiples of 16 bytes' worth of elements
+    need = max(1, 16 // a.element_size())
+    ctx.__dict__.setdefault("width_multiples", []).append((torch.cat([klab, outlab]), need))
+    bias = args[3] if len(args) > 3 else kwargs.get("bias")
+    if isinstance(bias, torch.Tensor) and ctx.get(bias):
+        ctx.uf.union_pairs(dim_labels(ctx, bias, -1), outlab)
+    ctx.set(out, [placed(outlab, out.dim(), -1)])
+
+
 def convolution(ctx, func, args, kwargs, out) -> None:
     x, w, b = args[0], args[1], args[2]
     transposed, groups = bool(args[6]), int(args[8])
@@ -632,7 +652,8 @@ def softmax(ctx, func, args, kwargs, out) -> None:
 def position_dependent(ctx, func, args, kwargs, out) -> None:
     """cumsum/sort/topk along a labelled dim depend on channel positions: pin those channels."""
     x = args[0]
-    dim = args[1] if len(args) > 1 and isinstance(args[1], int) else kwargs.get("dim", -1)
+    pos = 2 if func.__name__.split(".")[0] == "topk" else 1  # topk(x, k, dim=-1): args[1] is k
+    dim = args[pos] if len(args) > pos and isinstance(args[pos], int) else kwargs.get("dim", -1)
     res = []
     for s in ctx.get(x):
         s = align(s, x.dim())
@@ -748,6 +769,7 @@ RULES: dict[str, Rule] = {
     "constant_pad_nd": constant_pad, "pad": constant_pad,
     "copy_": copy_, "copy": pointwise,
     "mm": mm, "bmm": mm, "matmul": mm, "addmm": addmm, "baddbmm": addmm, "addbmm": addmm,
+    "_grouped_mm": grouped_mm,
     "convolution": convolution, "_convolution": convolution,
     "embedding": embedding,
     "native_batch_norm": batch_norm, "_native_batch_norm_legit_no_training": batch_norm,

@@ -365,6 +365,16 @@ def _role(key: str, dim: int, produced: bool, module: nn.Module | None) -> str:
     return "other"
 
 
+def width_multiples(ctx: TraceContext) -> dict[int, int]:
+    """root -> the multiple a kernel needs its width to stay (rules record `ctx.width_multiples`: grouped_mm
+    wants 16-byte aligned rows)."""
+    out: dict[int, int] = {}
+    for labels, m in getattr(ctx, "width_multiples", []):
+        for r in ctx.uf.roots(labels.reshape(-1).numpy()).tolist():
+            out[r] = max(out.get(r, 1), m)
+    return out
+
+
 def build_groups(ctx: TraceContext, model: nn.Module, round_to: int = 1) -> list[ChannelGroup]:
     uf = ctx.uf
     mods = ctx.modules
@@ -402,6 +412,7 @@ def build_groups(ctx: TraceContext, model: nn.Module, round_to: int = 1) -> list
         r = uf.find(a)  # a head removed whole keeps its head_dim, so the scale notes do not apply to it
         notes.setdefault(r, set()).update(t for t in texts if not (t in (HEAD_DIM_NOTE, SCORES_NOTE)
                                                                    and r in whole_heads))
+    multiples = width_multiples(ctx)
     # channels of each group, in producer order
     group_channels: dict[int, list[int]] = {}
     seen: set[int] = set()
@@ -458,8 +469,9 @@ def build_groups(ctx: TraceContext, model: nn.Module, round_to: int = 1) -> list
         reason = "; ".join(reasons) if not prunable or reasons else ""
         if len(chans) <= 1:
             reason = "single channel"
+        multiple = max([round_to] + [multiples[r] for r in chans if r in multiples])
         g = ChannelGroup(name=name, size=len(chans), members=members, prunable=prunable, reason=reason,
-                         candidates=cand, notes=gnotes, round_to=round_to)
+                         candidates=cand, notes=gnotes, round_to=multiple)
         g._roots = chans
         groups.append(g)
     # unique, stable names

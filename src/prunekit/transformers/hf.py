@@ -210,6 +210,27 @@ def _feed_forward(mod: nn.Module, ctx) -> None:
         mod.hidden_size = _width_in(first)
 
 
+def _expert_widths(mod: nn.Module) -> tuple[int, int] | None:
+    """(intermediate, hidden) of a mixture-of-experts module keeping 3-D weights (experts, out, in)."""
+    down = mod._parameters.get("down_proj") if isinstance(getattr(mod, "_parameters", None), dict) else None
+    if not isinstance(down, torch.Tensor) or down.dim() != 3:
+        return None
+    if getattr(mod, "is_transposed", False):  # (experts, in, out)
+        return int(down.shape[1]), int(down.shape[2])
+    return int(down.shape[2]), int(down.shape[1])
+
+
+def _experts(mod: nn.Module, ctx) -> None:
+    """Widths a mixture-of-experts module keeps as attributes (Mixtral: intermediate_dim, hidden_dim)."""
+    inter, hidden = _expert_widths(mod)
+    for n in ("intermediate_dim", "intermediate_size", "expert_dim"):
+        if isinstance(getattr(mod, n, None), int):
+            setattr(mod, n, inter)
+    for n in ("hidden_dim", "hidden_size"):
+        if isinstance(getattr(mod, n, None), int):
+            setattr(mod, n, hidden)
+
+
 def _looks_like_ffn(mod: nn.Module) -> bool:
     return _ffn_child(mod) is not None and any(isinstance(getattr(mod, n, None), int)
                                                for n in FFN_ATTRS + ("hidden_size",))
@@ -236,7 +257,8 @@ def register_patches(model: nn.Module) -> None:
         t = type(mod)
         if t in table or not t.__module__.startswith("transformers."):
             continue
-        fn = _attention if _looks_like_attention(mod) else _feed_forward if _looks_like_ffn(mod) else None
+        fn = (_attention if _looks_like_attention(mod) else _feed_forward if _looks_like_ffn(mod)
+              else _experts if _expert_widths(mod) is not None else None)
         if fn is not None:
             register_patch(t, fn)
             table[t] = fn
@@ -298,6 +320,10 @@ def measure(model: nn.Module) -> dict[str, list[int]]:
                 add("head_dim", name, d)
                 if _child(mod, K_NAMES) is not None and ("cross" not in name.lower() and "EncDec" not in name):
                     add("kv_heads", name, kv_w // d)
+            continue
+        experts = _expert_widths(mod)
+        if experts is not None:
+            add("ffn", name, experts[0])
             continue
         parent, leaf = _leaf(name)
         if not hasattr(mod, "weight") or not isinstance(getattr(mod, "weight"), torch.Tensor):

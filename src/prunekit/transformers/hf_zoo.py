@@ -86,6 +86,8 @@ def tiny_zoo() -> list[HFCase]:
                tags=["decoder", "gqa"]),
         HFCase("mistral", _make("MistralConfig", "MistralForCausalLM", **_DEC, sliding_window=None), ids,
                generates=True, tags=["decoder", "gqa"]),
+        HFCase("mixtral", _make("MixtralConfig", "MixtralForCausalLM", **_DEC, num_local_experts=4,
+                                num_experts_per_tok=2), ids, generates=True, tags=["decoder", "gqa", "moe"]),
         HFCase("opt", _make("OPTConfig", "OPTForCausalLM", vocab_size=96, hidden_size=64, ffn_dim=128,
                             num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=64,
                             word_embed_proj_dim=64, pad_token_id=0, bos_token_id=1, eos_token_id=2), ids,
