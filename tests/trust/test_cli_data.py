@@ -55,3 +55,10 @@ def test_report_records_the_files_read(tmp_path, system_copy):
     assert main(argv) == 0  # without --data-dir: the system copy, and the report says so
     read = json.loads((tmp_path / "b" / "report.json").read_text())["data_read"]
     assert read["root"] == str(system_copy.resolve()) and len(read["files"]) == 4
+
+
+def test_data_dir_for_the_bundled_digits_is_refused(capsys, tmp_path):
+    assert main(["train", "--model", "lenet300", "--dataset", "digits", "--data-dir", str(tmp_path), "--out",
+                 str(tmp_path / "run")]) == 2
+    assert (f"the digits data set is bundled with scikit-learn; --data-dir {tmp_path} does not apply"
+            in capsys.readouterr().err)

@@ -98,6 +98,9 @@ def test_unknown_method_or_scheme_fails_before_any_work(tmp_path):
         run_workflow(small(prune=PruneConfig(method="pruneit", ratio=0.3), out=str(tmp_path / "a")))
     with pytest.raises(ValueError, match="unknown quantization scheme 'int3'"):
         run_workflow(small(quantize=QuantizeConfig("int3"), out=str(tmp_path / "b")))
+    with pytest.raises(TypeError, match="unexpected keyword argument.*'bogus'"):
+        run_workflow(small(prune=PruneConfig(method="oneshot", ratio=0.3, options={"bogus": 1}),
+                           out=str(tmp_path / "c")))
     assert list(tmp_path.iterdir()) == []
 
 

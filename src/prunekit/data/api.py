@@ -49,6 +49,9 @@ def dataset_info(name: str, data_dir: str | Path | None = None, image_size: Size
     """Classes, channels and image size of a data set (imagefolder needs data_dir to know them)."""
     key = canonical_name(name)
     size = _pair(image_size)
+    if key == "digits" and data_dir is not None:  # nothing is read from there: refuse rather than ignore it
+        raise ValueError(f"the digits data set is bundled with scikit-learn; --data-dir {data_dir} does not "
+                         "apply to it")
     if key == "imagefolder":
         train_root, _ = folder.split_roots(data_dir)
         tree = folder.tree(str(train_root))

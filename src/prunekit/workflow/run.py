@@ -15,7 +15,7 @@ from torch import nn
 from ..graph.plan import PruningPlan
 from ..graph.trace import trace
 from ..io import PLANS_ATTR, save as save_model_file
-from ..methods import list_methods, run_method
+from ..methods import METHODS, list_methods, run_method
 from ..models import spec_of
 from ..policies import Target
 from ..report import complete_report, plot_before_after, plot_layer_widths, plot_training_curve, write_report
@@ -146,6 +146,9 @@ def run_workflow(config: WorkflowConfig, *, data: RunData | None = None,
     cfg = config
     if cfg.prune.method not in list_methods():  # before any training
         raise ValueError(f"unknown method {cfg.prune.method!r}; choose one of: {', '.join(list_methods())}")
+    config_type = METHODS.config_type(cfg.prune.method)
+    if config_type is not None:  # the method's options are checked (unknown keys, values) before any training
+        config_type.resolve(f"{cfg.prune.method}()", None, method_kwargs(cfg, None))
     if cfg.quantize is not None:
         import prunekit.quantize  # noqa: F401  (registers the "int8" scheme)
     if cfg.quantize is not None and cfg.quantize.scheme not in QUANTIZERS:
