@@ -2,7 +2,8 @@
 
 A reader or a crash never sees a half-written file (the old one stays until the new one is whole), and
 the file gets the permissions any other file the user creates gets (``0666 & ~umask``, 0644 under umask
-022), because the temporary file is created with ``os.open(..., 0o666)`` and the kernel applies the umask.
+022): the temporary file is created with ``os.open(..., 0o666)``, the kernel applies the umask, and that mode
+is set again after a writer callback (some libraries write a private 0600 file of their own).
 """
 from __future__ import annotations
 
@@ -68,11 +69,13 @@ def atomic_write(path: str | os.PathLike, content: Content, overwrite: bool = Fa
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    mode = os.fstat(fd).st_mode & 0o777  # 0666 less the umask, as the kernel applied it
     try:
         if callable(content):
             os.close(fd)
             fd = -1
             content(tmp)
+            os.chmod(tmp, mode)  # some writers (safetensors) replace the file with a private one
             fd = os.open(tmp, os.O_RDONLY)
         else:
             data = content.encode(encoding) if isinstance(content, str) else bytes(content)
