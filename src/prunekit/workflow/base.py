@@ -17,11 +17,12 @@ from ..data import DatasetInfo, Loaders, dataset_info, get_dataset, make_loader
 from ..data.provenance import data_read
 from ..models import create, spec_of
 from ..train import TrainConfig, Trainer, seed_everything
+from ..train.checkpoint import atomic_torch_save, read_checked
 from ..utils import atomic_write
 from .config import DataConfig, WorkflowConfig
 from .models import load_model, model_kwargs
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: model.pt carries a checksum
 
 
 @dataclass
@@ -83,7 +84,7 @@ def train_base(model_name: str, kw: dict[str, Any], loaders: Loaders, data_desc:
     weights = folder / "model.pt"
     if use_cache and weights.exists() and (folder / "base.json").exists():
         model = create(model_name, **kw)
-        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        model.load_state_dict(read_checked(weights))
         info = json.loads((folder / "base.json").read_text())
         log(f"base: reusing {folder} (trained {info.get('epochs')} epochs in {info.get('train_s', 0):.0f} s)")
         return model, {**info, "source": str(folder), "cached": True, "time_s": time.perf_counter() - t0}
@@ -97,7 +98,7 @@ def train_base(model_name: str, kw: dict[str, Any], loaders: Loaders, data_desc:
     info = {**desc, "train_s": train_s, "history": result.history}
     if use_cache:
         state = model.state_dict()
-        atomic_write(weights, lambda tmp: torch.save(state, tmp), overwrite=True)
+        atomic_torch_save(state, weights)
         atomic_write(folder / "base.json", json.dumps(info, indent=2, default=str) + "\n", overwrite=True)
     return model, {**info, "source": "trained", "cached": False, "time_s": train_s}
 

@@ -13,7 +13,8 @@ from torch import nn
 
 from .. import io as pk_io
 from ..measure import model_metrics
-from ..models import ModelSpec, get_entry, spec_of
+from ..models import get_entry, spec_of
+from ..models.resolve import build_arch
 from ..train import load_checkpoint
 from ..utils import atomic_write
 
@@ -112,7 +113,7 @@ def load_model_with_shape(path: str | os.PathLike) -> tuple[nn.Module, list[int]
         state = load_checkpoint(ckpt)
     except (RuntimeError, EOFError, OSError) as e:  # torch's reader on truncated or foreign bytes
         raise pk_io.ModelFileError(f"{ckpt}: not a readable prunekit checkpoint ({str(e).splitlines()[0]})") from e
-    model = ModelSpec.from_dict(desc).build()
+    model = build_arch(desc, source=str(spec_file))  # the allow-listed resolver pk.load uses
     model.load_state_dict(state["model"])
     return model, shape
 
