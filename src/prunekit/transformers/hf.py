@@ -152,26 +152,29 @@ def _first_int(obj, names) -> tuple[str, int] | None:
 def _attention(mod: nn.Module, ctx) -> None:
     """Head counts and sizes of an HF attention module from its (sliced) projections.
 
-    With whole-head pruning (a "heads" view recorded in the module) head_dim stays and the head counts
-    follow the widths; otherwise the head count stays and head_dim follows. The attention scale (`scaling`)
-    is left as it was: the pruned model computes what the original computes with the removed channels zeroed.
+    A pruned head_dim comes from the view the trace recorded in the module ("split"); otherwise head_dim
+    stays and the head counts follow the widths (whole heads removed, kv groups included). The attention scale
+    (`scaling`) is left as it was: the pruned model computes what the original computes with the removed
+    channels zeroed.
     """
     widths = _projections(mod)
     if widths is None:
         return
     q_w, kv_w, in_w = widths
-    cfg = getattr(mod, "config", None)
     heads = _first_int(mod, HEADS_NAMES)
     size = _first_int(mod, HEAD_SIZE_NAMES)
     kv = _first_int(mod, KV_NAMES)
-    head_mode = any(p.get("kind") == "heads" and p["module"] == ctx.name for p in ctx.splits)
-    if size is not None and (head_mode or heads is None):
+    views = [p for p in ctx.splits if p["module"] == ctx.name]
+    split = next((p for p in views if p.get("kind") == "split"), None)
+    if split is not None:  # head_dim was pruned: the view recorded its new size
+        new_size = split["new"]
+    elif size is not None:  # whole heads went, or only the widths around the heads changed
         new_size = size[1]
-    elif heads is not None:
-        new_size = q_w // heads[1]
-    else:  # Llama-style: the head count only lives in the config
-        n = getattr(cfg, "num_attention_heads", None)
-        new_size = q_w // n if isinstance(n, int) and n and not head_mode else (size[1] if size else q_w)
+    elif heads is not None:  # the module derives head_dim from its width and head count
+        h = next((p["new"] for p in views if p.get("kind") == "heads" and p["old"] == heads[1]), heads[1])
+        new_size = q_w // h
+    else:
+        return
     if size is not None:
         setattr(mod, size[0], new_size)
     n_heads = q_w // new_size
