@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import hashlib
 import json
 import os
 import platform
@@ -19,15 +18,17 @@ import shlex
 import sys
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 import prunekit as pk
 
 from ..criteria import get_criterion
-from ..data import get_dataset, make_loader
+from ..data import Loaders, get_dataset, make_loader
 from ..graph.plan import PruningPlan
 from ..measure import measure_latency
 from ..measure.latency import cpu_name
@@ -38,7 +39,8 @@ from ..policies.latency_layers import cache_dir
 from ..policies.latency_model import LatencyModel
 from ..train import TrainConfig, Trainer, evaluate
 from ..utils import argtypes as T
-from ..workflow import prepare_output_dir
+from ..utils import atomic_write
+from ..workflow import prepare_output_dir, train_base
 
 DEFAULT_OUT = "benchmarks/results/auto"
 
@@ -108,36 +110,119 @@ def _train(model, loader, epochs, lr, args, log):
 
 
 def _base(args, train, log):
-
-
-    model = create(args.model, in_channels=1, num_classes=10)
+    """The trained base: --base (a state dict), else the workflow's base step (cached in the bench cache)."""
+    kw = {"in_channels": 1, "num_classes": 10}
     if args.base:
+        model = create(args.model, **kw)
         model.load_state_dict(torch.load(args.base, weights_only=True))
         return model, {"source": args.base, "train_s": 0.0}
-    desc = json.dumps([args.model, args.dataset, args.train_subset, args.val_size, args.batch_size, args.epochs,
-                       args.lr, args.seed, args.max_steps_per_epoch])
-    path = cache_dir().parent / "bench-auto" / f"base-{hashlib.sha1(desc.encode()).hexdigest()[:12]}.pt"
-    info_path = path.with_suffix(".json")
-    if path.exists():
-        model.load_state_dict(torch.load(path, weights_only=True))
-        log(f"base: reusing {path}")
-        info = json.loads(info_path.read_text()) if info_path.exists() else {}
-        return model, {**info, "source": str(path), "cached": True}
-    torch.manual_seed(args.seed)
-    model = create(args.model, in_channels=1, num_classes=10)
+    desc = {"dataset": args.dataset, "train_subset": args.train_subset, "val_size": args.val_size,
+            "batch_size": args.batch_size, "bench": "auto"}
+    model, info = train_base(args.model, kw, Loaders(train, None, train), desc, args.epochs, args.lr, args.seed,
+                             cache_dir=cache_dir().parent / "bench-auto", max_steps=args.max_steps_per_epoch,
+                             device="cpu", progress=False, log=log)
+    info = {k: v for k, v in info.items() if k != "history"}
+    return model.eval(), {**info, "threads": torch.get_num_threads()}
+
+
+@dataclass
+class _Bench:
+    """What every row of the benchmark shares: the base, its graph and scores, the data, the latency model."""
+
+    args: argparse.Namespace
+    base: nn.Module
+    graph: Any
+    scores: Any
+    example: torch.Tensor
+    train: Any
+    val: Any
+    test: Any
+    lm: Any = None
+
+
+def _counts(b: _Bench, method: str, keep: float, log) -> tuple[dict[str, int], float, dict[str, Any]]:
+    """(channels removed per group, latency measured at the search, the auto search's report) for a method."""
+    rep: dict[str, Any] = {}
+    if method.startswith("auto"):
+        counts = get_policy("auto")(b.base, b.graph, b.scores, target=pk.Target(latency=keep), data=b.train,
+                                    val_data=b.val, example_inputs=b.example, seed=b.args.seed,
+                                    evaluations=b.args.evaluations, latency_model=b.lm, report=rep,
+                                    hw_widths=method != "auto-nohw", log_fn=log)
+        return counts, rep["latency_measured_ratio"], rep
+    policy = get_policy(method)
+
+    def make(r: float, policy=policy):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return policy(b.base, b.graph, b.scores, ratio=r)
+
+    counts, measured = meet_latency(b.lm, lambda s: knob_counts(b.lm, make, keep * s), keep, say=log)
+    return counts, measured, rep
+
+
+def _pruned(b: _Bench, counts: dict[str, int]) -> nn.Module:
+    return pk.apply(copy.deepcopy(b.base), PruningPlan.from_kept(b.graph, select_kept(b.graph, b.scores, counts)))
+
+
+def _row(b: _Bench, method: str, keep: float, log) -> dict[str, Any]:
+    """Prune the base with `method` to `keep` of the dense latency, fine-tune, evaluate: one results row."""
+    args = b.args
+    log(f"--- {method} at {keep:.2f} of dense latency")
     t0 = time.perf_counter()
-    _train(model, train, args.epochs, args.lr, args, log)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), path)
-    info = {"train_s": time.perf_counter() - t0, "threads": torch.get_num_threads()}
-    info_path.write_text(json.dumps(info) + "\n")
-    return model.eval(), {**info, "source": "trained", "cached_to": str(path)}
+    counts, measured, rep = _counts(b, method, keep, log)
+    t_search = time.perf_counter() - t0
+    pruned = _pruned(b, counts)
+    before_ft = evaluate(pruned, b.test, "cpu")
+    t0 = time.perf_counter()
+    _train(pruned, b.train, args.finetune_epochs, args.finetune_lr, args, log)
+    t_ft = time.perf_counter() - t0
+    after = evaluate(pruned.eval(), b.test, "cpu")
+    c0, c1 = pk.count(b.base, b.example), pk.count(pruned, b.example)
+    log(f"{method} @ {keep}: top-1 {100 * after['top1']:.2f}% (pruned {100 * before_ft['top1']:.2f}%), "
+        f"MACs {c1.macs / c0.macs:.3f}, latency {measured:.3f} of dense")
+    return {"target": keep, "method": method, "counts": counts,
+            "widths": {g.name: g.size - counts.get(g.name, 0) for g in b.graph.prunable_groups()},
+            "predicted_ratio": b.lm.ratio(counts), "measured_ratio_at_search": measured,
+            "top1_pruned": before_ft["top1"], "top1": after["top1"], "macs_kept": c1.macs / c0.macs,
+            "params_kept": c1.params / c0.params, "search_s": t_search, "finetune_s": t_ft,
+            "auto": {k: rep[k] for k in ("best_score", "final_score", "evaluations", "scoring", "time_s")
+                     if k in rep} or None}
+
+
+def _final_latency(b: _Bench, rows: list[dict[str, Any]]) -> tuple[float, float]:
+    """Time every model together, round-robin; fills each row's latency fields. Returns (dense ms at the
+    latency batch, dense ms at batch 1)."""
+    final = b.lm.measure_many([{}] + [r["counts"] for r in rows], rounds=7)
+    dense_b1 = measure_latency(b.base, b.example, threads=b.args.threads, warmup=10, runs=100).median_ms
+    for r, ms in zip(rows, final[1:]):
+        r["latency_ms"] = ms
+        r["latency_ratio"] = ms / final[0]
+        r["prediction_error"] = (b.lm.ratio(r["counts"]) - r["latency_ratio"]) / r["latency_ratio"]
+        r["latency_b1_ratio"] = measure_latency(_pruned(b, r["counts"]), b.example, threads=b.args.threads,
+                                                warmup=10, runs=100).median_ms / dense_b1
+    return final[0], dense_b1
+
+
+def _results(b: _Bench, rows, sizes, base_info, dense_test, dense_ms, dense_b1, timings) -> dict[str, Any]:
+    args, lm = b.args, b.lm
+    finals = [abs(r["prediction_error"]) for r in rows]
+    return {
+        "command": _command(),
+        "args": {k: v for k, v in vars(args).items() if k != "func"},
+        "machine": _machine(), "prunekit": pk.__version__, "data": {"dataset": args.dataset, **sizes},
+        "base": {**base_info, "epochs": args.epochs, "test_top1": dense_test["top1"]},
+        "latency": {"batch": lm.batch, "threads": lm.threads, "device": lm.device_signature,
+                    "clock": "thread CPU time (1 thread)" if lm.threads == 1 else "wall",
+                    "statistic": "fastest of round-robin runs", "dense_ms": dense_ms, "dense_b1_ms": dense_b1,
+                    "fit": lm.coef, "holdout": lm.holdout,
+                    "final_models": {"mean_abs_err": sum(finals) / max(1, len(finals)),
+                                     "max_abs_err": max(finals, default=0.0)},
+                    "table_timings": sum(len(v) for v in lm.table.values())},
+        "rows": rows, "timings": timings,
+    }
 
 
 def cmd_bench_auto(args: argparse.Namespace) -> int:
-
-
-
     if args.quick:
         args.train_subset, args.epochs, args.max_steps_per_epoch = min(args.train_subset, 2000), 1, 10
         args.evaluations, args.holdout, args.val_size = min(args.evaluations, 6), min(args.holdout, 3), 1000
@@ -156,94 +241,31 @@ def cmd_bench_auto(args: argparse.Namespace) -> int:
         base, base_info = _base(args, train, log)
         timings["base"] = time.perf_counter() - t0
         base.eval()
-        example = torch.randn(1, 1, 28, 28)
+        example = torch.randn(1, 1, 28, 28, generator=torch.Generator().manual_seed(args.seed))
         dense_test = evaluate(base, test, "cpu")
         log(f"base: test top-1 {100 * dense_test['top1']:.2f}%")
         graph = pk.trace(base, example)
-        scores = get_criterion(args.criterion)(base, graph)
-
+        b = _Bench(args, base, graph, get_criterion(args.criterion)(base, graph), example, train, val, test)
         t0 = time.perf_counter()
-        lm = LatencyModel.build(base, example, graph=graph, batch=args.latency_batch, threads=args.threads,
-                                holdout=args.holdout, seed=args.seed, refresh=not args.reuse_latency, log=log)
+        b.lm = LatencyModel.build(base, example, graph=graph, batch=args.latency_batch, threads=args.threads,
+                                  holdout=args.holdout, seed=args.seed, refresh=not args.reuse_latency, log=log)
         timings["latency_model"] = time.perf_counter() - t0
-        entries = sum(len(v) for v in lm.table.values())
-        log(f"latency model: {len(lm.layers)} layers, {len(lm.table)} configurations, {entries} timings")
-
-        rows: list[dict[str, Any]] = []
-        for keep in args.targets:
-            for method in args.methods:
-                log(f"--- {method} at {keep:.2f} of dense latency")
-                t0 = time.perf_counter()
-                rep: dict[str, Any] = {}
-                if method.startswith("auto"):
-                    counts = get_policy("auto")(base, graph, scores, target=pk.Target(latency=keep), data=train,
-                                                val_data=val, example_inputs=example, seed=args.seed,
-                                                evaluations=args.evaluations, latency_model=lm, report=rep,
-                                                hw_widths=method != "auto-nohw", log_fn=log)
-                    measured = rep["latency_measured_ratio"]
-                else:
-                    policy = get_policy(method)
-
-                    def make(r: float, policy=policy):
-                        with warnings.catch_warnings():
-                            warnings.simplefilter("ignore")
-                            return policy(base, graph, scores, ratio=r)
-
-                    counts, measured = meet_latency(lm, lambda s: knob_counts(lm, make, keep * s), keep, say=log)
-                t_search = time.perf_counter() - t0
-                pruned = pk.apply(copy.deepcopy(base), PruningPlan.from_kept(graph, select_kept(graph, scores, counts)))
-                before_ft = evaluate(pruned, test, "cpu")
-                t0 = time.perf_counter()
-                _train(pruned, train, args.finetune_epochs, args.finetune_lr, args, log)
-                t_ft = time.perf_counter() - t0
-                after = evaluate(pruned.eval(), test, "cpu")
-                c0, c1 = pk.count(base, example), pk.count(pruned, example)
-                rows.append({"target": keep, "method": method, "counts": counts,
-                             "widths": {g.name: g.size - counts.get(g.name, 0) for g in graph.prunable_groups()},
-                             "predicted_ratio": lm.ratio(counts), "measured_ratio_at_search": measured,
-                             "top1_pruned": before_ft["top1"], "top1": after["top1"], "macs_kept": c1.macs / c0.macs,
-                             "params_kept": c1.params / c0.params, "search_s": t_search, "finetune_s": t_ft,
-                             "auto": {k: rep[k] for k in ("best_score", "final_score", "evaluations", "scoring", "time_s")
-                                      if k in rep} or None})
-                log(f"{method} @ {keep}: top-1 {100 * after['top1']:.2f}% (pruned {100 * before_ft['top1']:.2f}%), "
-                    f"MACs {c1.macs / c0.macs:.3f}, latency {measured:.3f} of dense")
-
+        entries = sum(len(v) for v in b.lm.table.values())
+        log(f"latency model: {len(b.lm.layers)} layers, {len(b.lm.table)} configurations, {entries} timings")
+        rows = [_row(b, method, keep, log) for keep in args.targets for method in args.methods]
         log("final latency: every model timed together, round-robin")
         t0 = time.perf_counter()
-        final = lm.measure_many([{}] + [r["counts"] for r in rows], rounds=7)
-        dense_b1 = measure_latency(base, example, threads=args.threads, warmup=10, runs=100).median_ms
-        for r, ms in zip(rows, final[1:]):
-            r["latency_ms"] = ms
-            r["latency_ratio"] = ms / final[0]
-            r["prediction_error"] = (lm.ratio(r["counts"]) - r["latency_ratio"]) / r["latency_ratio"]
-            net = pk.apply(copy.deepcopy(base), PruningPlan.from_kept(graph, select_kept(graph, scores, r["counts"])))
-            r["latency_b1_ratio"] = measure_latency(net, example, threads=args.threads, warmup=10,
-                                                    runs=100).median_ms / dense_b1
+        dense_ms, dense_b1 = _final_latency(b, rows)
         timings["final_latency"] = time.perf_counter() - t0
         timings["total"] = time.perf_counter() - t_start
-        finals = [abs(r["prediction_error"]) for r in rows]
-        result = {
-            "command": _command(),
-            "args": {k: v for k, v in vars(args).items() if k != "func"},
-            "machine": _machine(), "prunekit": pk.__version__, "data": {"dataset": args.dataset, **sizes},
-            "base": {**base_info, "epochs": args.epochs, "test_top1": dense_test["top1"]},
-            "latency": {"batch": lm.batch, "threads": lm.threads, "device": lm.device_signature,
-                        "clock": "thread CPU time (1 thread)" if lm.threads == 1 else "wall",
-                        "statistic": "fastest of round-robin runs", "dense_ms": final[0], "dense_b1_ms": dense_b1,
-                        "fit": lm.coef, "holdout": lm.holdout,
-                        "final_models": {"mean_abs_err": sum(finals) / max(1, len(finals)),
-                                         "max_abs_err": max(finals, default=0.0)},
-                        "table_timings": sum(len(v) for v in lm.table.values())},
-            "rows": rows, "timings": timings,
-        }
-        (out / "results.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
-        (out / "results.md").write_text(render_markdown(result))
+        result = _results(b, rows, sizes, base_info, dense_test, dense_ms, dense_b1, timings)
+        atomic_write(out / "results.json", json.dumps(result, indent=1, default=str) + "\n", overwrite=True)
+        atomic_write(out / "results.md", render_markdown(result), overwrite=True)
         log(f"wrote {out / 'results.json'} and {out / 'results.md'}")
         print(render_markdown(result))
     finally:
         torch.set_num_threads(threads_before)
     return 0
-
 
 
 def render_markdown(r: dict[str, Any]) -> str:

@@ -119,6 +119,35 @@ def _save(out: Path, model: nn.Module, plan: PruningPlan, spec, report: dict[str
     write_report(out, report)
 
 
+def _check_before_work(cfg: WorkflowConfig) -> Path | None:
+    """Everything that can be refused without training: the method and its options, the quantization scheme,
+    the base path, the output folder (checked and created). Returns the output folder or None."""
+    if cfg.prune.method not in list_methods():
+        raise ValueError(f"unknown method {cfg.prune.method!r}; choose one of: {', '.join(list_methods())}")
+    config_type = METHODS.config_type(cfg.prune.method)
+    if config_type is not None:  # unknown keys and bad values of the method's options
+        config_type.resolve(f"{cfg.prune.method}()", None, method_kwargs(cfg, None))
+    if cfg.quantize is not None:
+        import prunekit.quantize  # noqa: F401  (registers the "int8" scheme)
+    if cfg.quantize is not None and cfg.quantize.scheme not in QUANTIZERS:
+        raise ValueError(f"unknown quantization scheme {cfg.quantize.scheme!r}; registered: "
+                         f"{', '.join(sorted(QUANTIZERS)) or 'none'}")
+    if cfg.base.path and not Path(cfg.base.path).exists():
+        raise ModelSourceError(f"no such file or folder: {cfg.base.path}")
+    if not cfg.out:
+        return None
+    return prepare_output_dir(cfg.out, overwrite=cfg.overwrite, protect=[cfg.base.path] if cfg.base.path else [],
+                              flag="--out")
+
+
+def _method_description(cfg: WorkflowConfig, rep: Any) -> dict[str, Any]:
+    """The "method" block of report.json."""
+    p, r = cfg.prune, cfg.recover
+    return {"name": p.method, **{k: rep.get(k) for k in ("criterion", "policy")}, "target": dict(p.target),
+            "ratio": p.ratio, "finetune_epochs": r.finetune_epochs, "finetune_lr": r.lr, "distill": r.distill,
+            "from_scratch": r.from_scratch, "extra": dict(p.options)}
+
+
 def run_workflow(config: WorkflowConfig, *, data: RunData | None = None,
                  log: Callable[[str], None] = print) -> WorkflowResult:
     """Run the whole story for `config`; returns the result (and writes it to `config.out` when set).
@@ -144,20 +173,7 @@ def run_workflow(config: WorkflowConfig, *, data: RunData | None = None,
     """
     t_start = time.perf_counter()
     cfg = config
-    if cfg.prune.method not in list_methods():  # before any training
-        raise ValueError(f"unknown method {cfg.prune.method!r}; choose one of: {', '.join(list_methods())}")
-    config_type = METHODS.config_type(cfg.prune.method)
-    if config_type is not None:  # the method's options are checked (unknown keys, values) before any training
-        config_type.resolve(f"{cfg.prune.method}()", None, method_kwargs(cfg, None))
-    if cfg.quantize is not None:
-        import prunekit.quantize  # noqa: F401  (registers the "int8" scheme)
-    if cfg.quantize is not None and cfg.quantize.scheme not in QUANTIZERS:
-        raise ValueError(f"unknown quantization scheme {cfg.quantize.scheme!r}; registered: "
-                         f"{', '.join(sorted(QUANTIZERS)) or 'none'}")
-    if cfg.base.path and not Path(cfg.base.path).exists():
-        raise ModelSourceError(f"no such file or folder: {cfg.base.path}")
-    out = prepare_output_dir(cfg.out, overwrite=cfg.overwrite, protect=[cfg.base.path] if cfg.base.path else [],
-                             flag="--out") if cfg.out else None
+    out = _check_before_work(cfg)
     timings: dict[str, float] = {}
     data = data if data is not None else load_data(cfg.data, cfg.seed, cfg.model.input_size)
     model, name, kw, base_info = get_base(cfg, data, log)
@@ -191,14 +207,10 @@ def run_workflow(config: WorkflowConfig, *, data: RunData | None = None,
     plan = rep.plan
     pruned_widths = {**base_widths, **{d.name: len(d.kept) for d in plan.decisions}}
     hist = rep.history.get("finetune") or rep.history.get("scratch") or []
-    p, r = cfg.prune, cfg.recover
-    method_desc = {"name": p.method, **{k: rep.get(k) for k in ("criterion", "policy")}, "target": dict(p.target),
-                   "ratio": p.ratio, "finetune_epochs": r.finetune_epochs, "finetune_lr": r.lr, "distill": r.distill,
-                   "from_scratch": r.from_scratch, "extra": dict(p.options)}
     report = {"model": {"name": name, **kw},
               "data": {**data_description(cfg), "train": len(data.loaders.train.dataset),
                        "test": len(data.loaders.test.dataset)},
-              "data_read": data.read, "config": cfg.to_dict(), "method": method_desc,
+              "data_read": data.read, "config": cfg.to_dict(), "method": _method_description(cfg, rep),
               "metrics": {"before": before, "after": after}, "timings": timings, "history": hist,
               "extra": {"base": {k: v for k, v in base_info.items() if k != "history"}, "widths": pruned_widths,
                         "base_widths": base_widths, "saved": None, "analysis": analysis, "quantize": quant_info,
@@ -212,6 +224,6 @@ def run_workflow(config: WorkflowConfig, *, data: RunData | None = None,
     timings["total"] = time.perf_counter() - t_start
     report = complete_report(report)  # summary, time, versions, machine: what report.json holds
     if out is not None:
-        _save(out, pruned, plan, spec, report, base_widths, pruned_widths, p.method, hist)
+        _save(out, pruned, plan, spec, report, base_widths, pruned_widths, cfg.prune.method, hist)
     return WorkflowResult(config=cfg, model=pruned.cpu(), plan=plan, before=before, after=after, report=report,
                           out=out, analysis=analysis, timings=timings)
