@@ -41,7 +41,7 @@ def test_quantize_command_writes_int8_and_report(tmp_path, capsys):
     md = (tmp_path / "q" / "report.md").read_text()
     assert "## int8" in md and "| int8 (onnxruntime, static) |" in md
     assert main(argv) == 2                                                     # no silent overwrite
-    assert "report.json exists; pass --overwrite to replace it" in capsys.readouterr().err
+    assert "holds an earlier run" in capsys.readouterr().err
 
 
 def test_quantize_command_errors(tmp_path, capsys):
@@ -75,3 +75,4 @@ def test_prune_with_quantize_int8(tmp_path):
     assert report["config"]["quantize"]["scheme"] == "int8"
     assert "## int8" in (out / "report.md").read_text()
     assert pk.load(out / "model.safetensors") is not None                    # the float model is saved as before
+    assert main(["export", str(out), "--out", str(tmp_path / "run.onnx"), "--batches", "1", "--runs", "2"]) == 0

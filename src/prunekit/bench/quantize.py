@@ -163,3 +163,21 @@ def observations(table: list[dict[str, Any]], big: int) -> list[str]:
                          f"{r['speedup_vs_ort']:.2f}x than dense fp32 in onnxruntime at batch {big}, "
                          f"{r['delta_pts']:+.2f} pts, {r['size_ratio']:.2f}x smaller: goal {'met' if met else 'not met'}.")
     return notes
+
+
+def int8_size_section(source: str | Path = "benchmarks/results/quantize") -> str | None:
+    """Markdown lines stating the pruned + int8 sizes of the quantize suite (for the compression suite), or
+    None when that suite has not been run."""
+    import json
+    path = Path(source) / "results.json"
+    if not path.is_file():
+        return None
+    rows = json.loads(path.read_text()).get("results", [])
+    lines = [f"From `{path}` (structured pruning + int8, ONNX file bytes, ratio = dense float32 ONNX bytes / "
+             "file bytes; a different model family and storage than Deep Compression's sparse, weight-shared, "
+             "Huffman-coded files):", ""]
+    for r in rows:
+        if "int8" in r["variant"] and r.get("size_ratio"):
+            lines.append(f"- {r['model']}, {r['variant']}: {r['size_bytes']:,} B, {r['size_ratio']:.2f}x smaller "
+                         f"than dense float32, {output.pct(r.get('top1'), 2)} top-1 ({r['delta_pts']:+.2f} pts)")
+    return "\n".join(lines)

@@ -49,7 +49,7 @@ def load_with_example(args: argparse.Namespace):
     if args.input_shape is not None:
         shape = list(args.input_shape)
     if shape is None:
-        shape = _saved_shape(Path(args.model))
+        shape = _saved_shape(Path(args.model)) or _report_shape(Path(args.model))
     if shape is None:
         raise CliError(f"{args.model} records no input shape; pass --input-shape C,H,W")
     return model.cpu().eval(), torch.randn(1, *shape, generator=torch.Generator().manual_seed(0))
@@ -62,6 +62,21 @@ def _saved_shape(path: Path) -> list[int] | None:
     if file.suffix != ".safetensors" or not file.is_file():
         return None
     return (read_description(file).get("extra") or {}).get("input_shape")
+
+
+def _report_shape(path: Path) -> list[int] | None:
+    """(C, H, W) of a run folder's report.json: the model's in_channels and the data set's image size."""
+    import json
+
+    from ..data import dataset_info
+    file = (path if path.is_dir() else path.parent) / "report.json"
+    if not file.is_file():
+        return None
+    report = json.loads(file.read_text())
+    channels, dataset = (report.get("model") or {}).get("in_channels"), (report.get("data") or {}).get("dataset")
+    if not channels or not dataset:
+        return None
+    return [int(channels), *dataset_info(dataset).image_size]
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -155,10 +155,10 @@ def quantize_model(model: nn.Module, config: QuantizeConfig | dict | None = None
         example_inputs = rebatch(source, 1)
     work = copy.deepcopy(model).cpu().eval()
     check_example_inputs(work, example_inputs)
-    folded = fold_batchnorm(work) if cfg.fold_bn and method == "static" else []
     qat = None
-    if cfg.qat_epochs:
+    if cfg.qat_epochs:  # before folding: BatchNorm (statistics frozen) keeps the fine-tuning stable
         qat = qat_finetune(work, train_loader if train_loader is not None else calib_loader, cfg, teacher)
+    folded = fold_batchnorm(work) if cfg.fold_bn and method == "static" else []
     if cfg.backend == "torchao":
         return _torchao(work, cfg, method, example_inputs, folded)
     tmp = None

@@ -73,10 +73,10 @@ def _torch_onnx_export(model: nn.Module, example_inputs: Inputs, path: Path, ops
     """
     import warnings
 
-    from ..measure.onnx import _input_names
+    from ..measure.onnx import input_names
     from .runtime import positional
     args, kwargs = positional(example_inputs)
-    names = _input_names(model, args, kwargs)
+    names = input_names(model, args, kwargs)
     dynamic = {n: {0: "batch"} for n in names}
     errors = []
     for dynamo in (False, True):

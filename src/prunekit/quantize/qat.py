@@ -1,7 +1,10 @@
 """Quantization-aware fine-tuning: fake-quant int8 on every Conv/Linear weight and input, distilled from a teacher.
 
 Weights get a per-channel symmetric int8 fake-quant (torch.nn.utils.parametrize), layer inputs a per-tensor
-uint8 one with moving-average ranges (forward pre-hooks); both pass gradients straight through. After training
+uint8 one with moving-average ranges (forward pre-hooks); both pass gradients straight through. BatchNorm stays
+unfolded during training (running statistics frozen): folding multiplies each output channel by a positive or
+negative constant, which a per-channel symmetric int8 grid absorbs exactly, so the fake-quant sees the grid
+the folded weights get. After training
 the fake-quant is removed, leaving float weights that have learned to sit well on the int8 grid; the static
 calibration that follows (onnxruntime, same scheme) then produces the deployed int8 model.
 """
@@ -15,7 +18,8 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from ..train.evaluation import forward, split_batch
+from ..train.evaluation import split_batch
+from ..utils.inputs import call_model
 from .config import QuantizeConfig, QuantizeError
 
 _LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
@@ -75,7 +79,8 @@ def qat_finetune(model: nn.Module, loader: Iterable, config: QuantizeConfig, tea
     """Fine-tune ``model`` in place with int8 fake-quant for ``config.qat_epochs`` epochs.
 
     Args:
-        model: the float (pruned, BatchNorm-folded) model.
+        model: the float (pruned) model; its BatchNorm layers train their affine parameters with frozen
+            running statistics (they are folded into the convolutions afterwards).
         loader: labelled training batches, (inputs, targets).
         config: qat_epochs, qat_steps, qat_lr, distill, temperature, alpha, seed.
         teacher: the float model to distil from (the dense model when given; else a frozen copy of ``model``).
@@ -100,17 +105,20 @@ def qat_finetune(model: nn.Module, loader: Iterable, config: QuantizeConfig, tea
     params = [p.requires_grad_(True) for p in model.parameters()]
     opt = torch.optim.SGD(params, lr=config.qat_lr, momentum=0.9)
     model.train()
+    for module in model.modules():  # frozen running statistics: the ones folded into the convolutions later
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
     try:
         for _ in range(config.qat_epochs):
             total, n = 0.0, 0
             batches = loader if config.qat_steps is None else itertools.islice(loader, config.qat_steps)
             for batch in batches:
                 inputs, targets = split_batch(batch)
-                logits = forward(model, inputs)
+                logits = call_model(model, inputs)
                 loss = nn.functional.cross_entropy(logits, targets)
                 if kd is not None:
                     with torch.no_grad():
-                        teacher_logits = forward(kd.teacher, inputs)
+                        teacher_logits = call_model(kd.teacher, inputs)
                     loss = (1 - kd.alpha) * loss + kd.alpha * kd.kd_loss(logits, teacher_logits)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()

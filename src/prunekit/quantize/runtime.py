@@ -12,7 +12,7 @@ from torch.utils._pytree import tree_flatten
 
 from ..measure.inputs import Inputs, batch_size_of, call_model, rebatch
 from ..measure.latency import LatencyResult, summarize, time_callable
-from ..measure.onnx import _positional as positional
+from ..utils.inputs import as_call as positional
 from .config import QuantizeError
 
 
