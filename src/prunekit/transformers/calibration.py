@@ -7,7 +7,9 @@ on the stored inputs of all batches, its ``nn.Linear`` inputs are accumulated by
 inputs. Memory is therefore one block's activations for the calibration set, as in SparseGPT and Wanda.
 
 The block list is found generically: the longest ``nn.ModuleList`` whose children share one class (HF
-encoders and decoders alike). A model without one is calibrated as a single block.
+encoders and decoders alike). A model without one is calibrated as a single block. Where the blocks are not
+chained (an op between them, such as a residual add outside the block modules), the pass runs full forwards
+once per block instead, which is exact for any model at the cost of more compute.
 """
 from __future__ import annotations
 
@@ -123,7 +125,7 @@ def capture_block_inputs(model: nn.Module, first_block: nn.Module, batches: Iter
     captured: Captured = []
 
     def hook(_mod, args, kwargs):
-        captured.append((tuple(args), dict(kwargs)))
+        captured.append((tuple(args), _without_cache(kwargs)))
         raise _Stop
 
     handle = first_block.register_forward_pre_hook(hook, with_kwargs=True)
@@ -139,6 +141,12 @@ def capture_block_inputs(model: nn.Module, first_block: nn.Module, batches: Iter
     finally:
         handle.remove()
     return captured
+
+
+def _without_cache(kwargs: dict) -> dict:
+    """Block keyword inputs with any key/value cache dropped: the stored inputs are replayed several times,
+    and a cache would grow with every replay."""
+    return {k: (None if type(v).__name__.endswith("Cache") else v) for k, v in kwargs.items()}
 
 
 def hidden_of(args: tuple, kwargs: dict) -> torch.Tensor:
@@ -195,22 +203,58 @@ class BlockRecord:
     inputs: Captured
 
 
+MODES = ("auto", "blocks", "full")
+
+
+def blocks_chained(model: nn.Module, blocks: Sequence[nn.Module], batch: Batch) -> bool:
+    """Whether each block's hidden output is exactly the next block's hidden input on ``batch`` (False when
+    e.g. the residual add sits outside the block modules)."""
+    ins: dict[int, torch.Tensor] = {}
+    outs: dict[int, torch.Tensor] = {}
+    handles = []
+
+    def pre(i: int):
+        def hook(_m, a, k) -> None:
+            ins.setdefault(i, hidden_of(a, k))
+        return hook
+
+    def post(i: int):
+        def hook(_m, _a, o) -> None:
+            outs.setdefault(i, output_hidden(o))
+        return hook
+
+    for i, b in enumerate(blocks):
+        handles.append(b.register_forward_pre_hook(pre(i), with_kwargs=True))
+        handles.append(b.register_forward_hook(post(i)))
+    try:
+        with torch.no_grad():
+            call_model(model, _to(batch, _device_of(model)))
+    finally:
+        for h in handles:
+            h.remove()
+    return all(i + 1 in ins and i in outs and ins[i + 1].shape == outs[i].shape and torch.equal(ins[i + 1], outs[i])
+               for i in range(len(blocks) - 1))
+
+
 def run_blocks(model: nn.Module, batches: Sequence[Batch], hessian: bool = False,
                filter_fn: LinearFilter | None = None,
                on_block: Callable[[BlockRecord], None] | None = None,
                on_output: Callable[[int, list[torch.Tensor], list[torch.Tensor]], None] | None = None,
-               ) -> dict[str, LinearStats]:
+               mode: str = "auto") -> dict[str, LinearStats]:
     """Calibrate ``model`` on ``batches`` block by block and return the stats of every selected Linear.
 
     Args:
         model: any nn.Module; its block list is found by find_blocks (or the whole model is one block).
-        batches: calibration batches (tensors, tuples or dicts of model inputs); all are held as first-block
-            inputs, so their number and size set the memory use.
+        batches: calibration batches (tensors, tuples or dicts of model inputs).
         hessian: also accumulate X^T X per Linear (SparseGPT).
         filter_fn: ``fn(module, qualified name)`` choosing the Linears to collect (default: all).
         on_block: called after each block's stats are complete; may change the block in place (prune it).
-            The next block's inputs are then recomputed with the changed block (sequential calibration).
+            Later blocks are then calibrated on the changed block's outputs (sequential calibration).
         on_output: ``fn(index, inputs, outputs)`` with each block's hidden states in and out, per batch.
+        mode: "blocks" stores the first block's inputs for all batches and feeds the blocks in turn (memory:
+            one block's activations; needs chained blocks, checked on the first batch); "full" runs full
+            forwards once per block instead (any model, memory: one batch); "auto" picks "blocks" where the
+            blocks are chained, else "full".
 
     Returns:
         {qualified Linear name: LinearStats}.
@@ -218,39 +262,84 @@ def run_blocks(model: nn.Module, batches: Sequence[Batch], hessian: bool = False
     Example:
         >>> stats = run_blocks(model, batches, hessian=True)
     """
+    if mode not in MODES:
+        raise ValueError(f"mode={mode!r}; valid: {', '.join(MODES)}")
     filter_fn = filter_fn or default_linear_filter
     found = find_blocks(model)
     stats: dict[str, LinearStats] = {}
+    if found is None:
+        blocks, prefix = [model], [""]
+    else:
+        blocks, prefix = list(found[1]), [f"{found[0]}.{i}" for i in range(len(found[1]))]
+        _outside_stats(model, found[0], batches, hessian, filter_fn, stats)
+        chained = blocks_chained(model, blocks, batches[0])
+        if mode == "blocks" and not chained:
+            raise ValueError(f"{found[0]}: a block's output is not the next block's input (a residual or other "
+                             "op between blocks); use mode='full' or 'auto'")
+        mode = "blocks" if chained and mode != "full" else "full"
+    run = _run_chained if found is None or mode == "blocks" else _run_full
     with torch.no_grad():
-        if found is None:
-            blocks, prefix = [model], [""]
-            device = _device_of(model)
-            captured = [as_call(_to(b, device)) for b in batches]
-        else:
-            list_name, blist = found
-            blocks, prefix = list(blist), [f"{list_name}.{i}" for i in range(len(blist))]
-            captured = capture_block_inputs(model, blocks[0], batches)
-            _outside_stats(model, list_name, batches, hessian, filter_fn, stats)
-        for i, block in enumerate(blocks):
-            block_stats: dict[str, LinearStats] = {}
-            handles = _hook_linears(block, prefix[i], filter_fn, hessian, block_stats)
-            try:
-                outs = [block(*a, **k) for a, k in captured]
-            finally:
-                for h in handles:
-                    h.remove()
-            stats.update(block_stats)
-            if on_block is not None:
-                on_block(BlockRecord(i, prefix[i], block, block_stats, captured))
-                outs = [block(*a, **k) for a, k in captured]
-            if found is None:
-                break
-            hidden_in = [hidden_of(a, k) for a, k in captured]
-            hidden_out = [output_hidden(o) for o in outs]
-            if on_output is not None:
-                on_output(i, hidden_in, hidden_out)
-            captured = [with_hidden(a, k, h) for (a, k), h in zip(captured, hidden_out)]
+        run(model, blocks, prefix, batches, hessian, filter_fn, on_block, on_output, stats, found is not None)
     return stats
+
+
+def _run_chained(model, blocks, prefix, batches, hessian, filter_fn, on_block, on_output, stats, has_blocks):
+    if has_blocks:
+        captured = capture_block_inputs(model, blocks[0], batches)
+    else:
+        device = _device_of(model)
+        captured = [as_call(_to(b, device)) for b in batches]
+    for i, block in enumerate(blocks):
+        block_stats: dict[str, LinearStats] = {}
+        handles = _hook_linears(block, prefix[i], filter_fn, hessian, block_stats)
+        try:
+            outs = [block(*a, **k) for a, k in captured]
+        finally:
+            for h in handles:
+                h.remove()
+        stats.update(block_stats)
+        if on_block is not None:
+            on_block(BlockRecord(i, prefix[i], block, block_stats, captured))
+            outs = [block(*a, **k) for a, k in captured]
+        if not has_blocks:
+            return
+        hidden_out = [output_hidden(o) for o in outs]
+        if on_output is not None:
+            on_output(i, [hidden_of(a, k) for a, k in captured], hidden_out)
+        captured = [with_hidden(a, k, h) for (a, k), h in zip(captured, hidden_out)]
+
+
+def _run_full(model, blocks, prefix, batches, hessian, filter_fn, on_block, on_output, stats, _has_blocks):
+    device = _device_of(model)
+    for i, block in enumerate(blocks):
+        block_stats: dict[str, LinearStats] = {}
+        ins: list[torch.Tensor] = []
+        outs: list[torch.Tensor] = []
+        handles = _hook_linears(block, prefix[i], filter_fn, hessian, block_stats)
+        handles.append(block.register_forward_pre_hook(lambda _m, a, k: ins.append(hidden_of(a, k)),
+                                                       with_kwargs=True))
+        handles.append(block.register_forward_hook(lambda _m, _a, o: outs.append(output_hidden(o))))
+        try:
+            for b in batches:
+                call_model(model, _to(b, device))
+        finally:
+            for h in handles:
+                h.remove()
+        stats.update(block_stats)
+        if on_block is not None:
+            on_block(BlockRecord(i, prefix[i], block, block_stats, []))
+            if on_output is not None:  # outputs of the changed block
+                ins, outs = [], []
+                hs = [block.register_forward_pre_hook(lambda _m, a, k: ins.append(hidden_of(a, k)), with_kwargs=True),
+                      block.register_forward_hook(lambda _m, _a, o: outs.append(output_hidden(o)))]
+                try:
+                    for b in batches:
+                        call_model(model, _to(b, device))
+                finally:
+                    for h in hs:
+                        h.remove()
+        if on_output is not None:
+            on_output(i, ins, outs)
 
 
 def _outside_stats(model: nn.Module, list_name: str, batches: Sequence[Batch], hessian: bool,
@@ -261,7 +350,8 @@ def _outside_stats(model: nn.Module, list_name: str, batches: Sequence[Batch], h
     outside = lambda m, n: filter_fn(m, n) and not n.startswith(inside)  # noqa: E731
     if not any(isinstance(m, nn.Linear) and outside(m, n) for n, m in model.named_modules()):
         return
-    stats.update(full_forward_stats(model, batches, hessian, outside))
+    with torch.no_grad():
+        stats.update(full_forward_stats(model, batches, hessian, outside))
 
 
 def full_forward_stats(model: nn.Module, batches: Iterable[Batch], hessian: bool = False,
@@ -281,5 +371,5 @@ def full_forward_stats(model: nn.Module, batches: Iterable[Batch], hessian: bool
     return stats
 
 
-__all__ = ["BlockRecord", "LinearStats", "as_call", "call_model", "capture_block_inputs", "find_blocks",
+__all__ = ["MODES", "BlockRecord", "LinearStats", "as_call", "blocks_chained", "call_model", "capture_block_inputs", "find_blocks",
            "full_forward_stats", "hidden_of", "output_hidden", "run_blocks"]
