@@ -65,12 +65,23 @@ def _reload(pruned: nn.Module, tmp_path, reloadable: bool) -> nn.Module:
 @pytest.mark.parametrize("heads", [False, True], ids=["head_dim", "heads"])
 @pytest.mark.parametrize("name", NAMES)
 def test_hf_model(name, heads, tmp_path):
-    case = hf.zoo_case(name)
+    status = _check(hf.zoo_case(name), heads, tmp_path)
+    assert status.reloadable == ((name, heads) in RELOADABLE), str(status)
+
+
+@pytest.mark.parametrize("case", hf.extended_zoo(), ids=lambda c: c.name)
+def test_hf_more_families(case, tmp_path):
+    _check(case, False, tmp_path, max_kept=0.9)  # CodeGen's fused, interleaved qkv keeps its residual width
+
+
+def _check(case, heads: bool, tmp_path, max_kept: float = 0.8) -> "hf.ConfigStatus":
+    """Prune 30%, compare with the zeroed original, generate, reload; returns the config status."""
+    name = case.name
     model, x = case.build(), case.inputs()
     ref = _outputs(model, x)
     plan = pk.plan(model, x, ratio=0.3, heads=heads)
     pruned = pk.apply(copy.deepcopy(model), plan)
-    assert _params(pruned) < 0.8 * _params(model), name
+    assert _params(pruned) < max_kept * _params(model), name
     out = _outputs(pruned, x)
     assert [t.shape for t in out] == [t.shape for t in ref]
     # independent check: the original with every removed slice zeroed computes what the pruned model computes
@@ -83,7 +94,6 @@ def test_hf_model(name, heads, tmp_path):
     assert report.exact == (report.max_rel_diff <= 1e-4) and (report.exact or not plan.exact)
     tokens = _generate(pruned, x) if case.generates else None
     status = hf.config_status(pruned)
-    assert status.reloadable == ((name, heads) in RELOADABLE), str(status)
     again = _reload(pruned, tmp_path, status.reloadable)
     assert _rel_diff(out, _outputs(again, x)) < 1e-6
     if tokens is not None:
@@ -91,6 +101,7 @@ def test_hf_model(name, heads, tmp_path):
         start = 0 if name == "whisper" else 1 if "decoder_input_ids" in x else x["input_ids"].shape[-1]
         assert tokens.shape == (1, start + 3)
         assert torch.equal(_generate(again, x), tokens)
+    return status
 
 
 def test_gpt2_conv1d_prunes_both_roles():
@@ -213,3 +224,12 @@ def test_mixtral_experts():
     e = pruned.model.layers[0].mlp.experts
     assert e.gate_up_proj.shape == (4, 2 * 88, 44) and e.down_proj.shape == (4, 44, 88)
     assert (e.intermediate_dim, e.hidden_dim) == (88, 44) and pruned.config.intermediate_size == 88
+
+
+def test_parameterless_layer_norm_follows_the_hidden_size():
+    """OLMo's LayerNorm has no weight to slice: its normalized_shape follows the pruned residual width."""
+    case = next(c for c in hf.extended_zoo() if c.name == "olmo")
+    model, x = case.build(), case.inputs()
+    pruned = pk.apply(copy.deepcopy(model), pk.plan(model, x, ratio=0.3))
+    assert pruned.config.hidden_size == 45
+    assert pruned.model.norm.normalized_shape == (45,) and pruned.model.layers[0].input_layernorm.normalized_shape == (45,)

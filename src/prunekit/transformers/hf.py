@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .hf_zoo import HFCase, tiny_zoo, zoo_case  # noqa: F401 - re-exported: the engine's HF test set
+from .hf_zoo import HFCase, extended_zoo, tiny_zoo, zoo_case  # noqa: F401 - re-exported: the engine's HF test sets
 
 ORIGINAL_ATTR = "_prunekit_hf_original"  # {"class", "config"} of the unpruned model
 STATUS_ATTR = "_prunekit_hf_status"
@@ -423,6 +423,8 @@ def update_config(model: nn.Module) -> dict[str, Any]:
                 for n in ("hidden_size", "embed_dim", "d_model"):
                     if getattr(mod, n, None) == old_hidden and not isinstance(getattr(mod, n), bool):
                         setattr(mod, n, new_hidden)
+                if getattr(mod, "weight", None) is None and tuple(getattr(mod, "normalized_shape", ())) == (old_hidden,):
+                    mod.normalized_shape = (new_hidden,)  # a norm without parameters (OLMo): nothing was sliced
     for name, value in changed.items():
         setattr(model.config, name, value)
     return changed

@@ -126,3 +126,61 @@ def zoo_case(name: str) -> HFCase:
     if name not in cases:
         raise KeyError(f"no tiny Hugging Face model {name!r}; choose from {sorted(cases)}")
     return cases[name]
+
+
+_LM = dict(vocab_size=96, num_hidden_layers=2, max_position_embeddings=64, pad_token_id=0, bos_token_id=1,
+           eos_token_id=2)
+_SEQ2SEQ = dict(vocab_size=96, d_model=64, encoder_layers=1, decoder_layers=1, encoder_attention_heads=4,
+                decoder_attention_heads=4, encoder_ffn_dim=128, decoder_ffn_dim=128, max_position_embeddings=64,
+                pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1)
+_WIDTHS = dict(hidden_size=64, num_attention_heads=4, intermediate_size=128)
+
+
+def _auto(model_type: str, model_cls: str, **cfg) -> Callable[[], nn.Module]:
+    def build() -> nn.Module:
+        import transformers
+
+        torch.manual_seed(0)
+        return getattr(transformers, model_cls)(transformers.AutoConfig.for_model(model_type, **cfg)).eval()
+
+    build.__qualname__ = f"build_{model_cls}"
+    return build
+
+
+def extended_zoo() -> list[HFCase]:
+    """More architecture families (one tiny model each, default settings otherwise): the engine's wider HF check.
+
+    Returns:
+        A list of HFCase, as `tiny_zoo`.
+    """
+    ids = lambda: {"input_ids": _ids(96)}  # noqa: E731
+    seq2seq = lambda: {"input_ids": _ids(96), "decoder_input_ids": _ids(96, 4, seed=1)}  # noqa: E731
+    img = lambda: {"pixel_values": _pixels(32)}  # noqa: E731
+    gqa = dict(**_LM, **_WIDTHS, num_key_value_heads=2)
+    lm = [("gemma", "GemmaForCausalLM", dict(gqa, head_dim=16)), ("phi3", "Phi3ForCausalLM", gqa),
+          ("phi", "PhiForCausalLM", dict(_LM, **_WIDTHS)), ("falcon", "FalconForCausalLM", dict(_LM, **_WIDTHS)),
+          ("gpt_neox", "GPTNeoXForCausalLM", dict(_LM, **_WIDTHS)),
+          ("bloom", "BloomForCausalLM", dict(_LM, hidden_size=64, n_head=4)),
+          ("gptj", "GPTJForCausalLM", dict(_LM, n_embd=64, n_head=4, rotary_dim=8, n_positions=64)),
+          ("starcoder2", "Starcoder2ForCausalLM", gqa), ("granite", "GraniteForCausalLM", gqa),
+          ("olmo", "OlmoForCausalLM", gqa), ("stablelm", "StableLmForCausalLM", gqa),
+          ("gpt_bigcode", "GPTBigCodeForCausalLM", dict(_LM, n_embd=64, n_head=4, multi_query=True, n_positions=64)),
+          ("codegen", "CodeGenForCausalLM", dict(_LM, n_embd=64, n_head=4, rotary_dim=8, n_ctx=64, n_positions=64)),
+          ("mpt", "MptForCausalLM", dict(vocab_size=96, d_model=64, n_heads=4, n_layers=2, expansion_ratio=2,
+                                         max_seq_len=64, pad_token_id=0, bos_token_id=1, eos_token_id=2))]
+    cases = [HFCase(t, _auto(t, cls, **cfg), ids, generates=True, tags=["decoder"]) for t, cls, cfg in lm]
+    cases += [HFCase(t, _auto(t, cls, **_SEQ2SEQ), seq2seq, generates=True, tags=["seq2seq"])
+              for t, cls in [("bart", "BartForConditionalGeneration"), ("mbart", "MBartForConditionalGeneration")]]
+    enc = dict(vocab_size=96, num_hidden_layers=2, max_position_embeddings=64, num_labels=3, **_WIDTHS)
+    cases += [HFCase("electra", _auto("electra", "ElectraForSequenceClassification", **enc, embedding_size=64), ids,
+                     tags=["encoder"]),
+              HFCase("albert", _auto("albert", "AlbertForSequenceClassification", **enc, embedding_size=32), ids,
+                     tags=["encoder"])]
+    vit = dict(image_size=32, patch_size=8, num_hidden_layers=2, num_labels=5, **_WIDTHS)
+    cases += [HFCase("deit", _auto("deit", "DeiTForImageClassification", **vit), img, tags=["vision"]),
+              HFCase("clip_vision_model", _auto("clip_vision_model", "CLIPVisionModel", image_size=32, patch_size=8,
+                                                num_hidden_layers=2, **_WIDTHS), img, tags=["vision"]),
+              HFCase("swin", _auto("swin", "SwinForImageClassification", image_size=32, patch_size=4, embed_dim=16,
+                                   depths=[1, 1], num_heads=[2, 4], window_size=4, num_labels=5), img,
+                     tags=["vision"])]
+    return cases
