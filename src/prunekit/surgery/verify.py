@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from ..graph.plan import PruningPlan
-from ..graph.trace import _tensors, run_model
+from ..train.evaluation import recalibrate_bn
+from ..utils.inputs import call_model, output_tensors
 from .checks import check_plan_fits
 
 
@@ -101,8 +102,8 @@ def verify(original: nn.Module, pruned: nn.Module, plan: PruningPlan, example_in
     was = pruned.training
     pruned.eval()
     try:
-        a = _tensors(run_model(z, example_inputs))
-        b = _tensors(run_model(pruned, example_inputs))
+        a = output_tensors(call_model(z, example_inputs))
+        b = output_tensors(call_model(pruned, example_inputs))
     finally:
         pruned.train(was)
     shapes_ok = len(a) == len(b) and all(x.shape == y.shape for x, y in zip(a, b))
@@ -113,7 +114,7 @@ def verify(original: nn.Module, pruned: nn.Module, plan: PruningPlan, example_in
     scale = max((float(x.float().abs().max()) if x.numel() else 0.0) for x in a) or 1.0
     rel = abs_diff / scale
     exact = rel <= rtol
-    moved = _tensors(run_model(z, _perturbed(example_inputs)))
+    moved = output_tensors(call_model(z, _perturbed(example_inputs)))
     sens = max((float((x.float() - y.float()).abs().max()) if x.numel() else 0.0) for x, y in zip(a, moved)) / scale
     return VerifyReport(exact, abs_diff, rel, _n_params(original), _n_params(pruned),
                         [] if exact else (plan.reasons() or ["numerical difference with no known cause"]),
@@ -143,8 +144,6 @@ def make_input_sensitive(model: nn.Module, example_inputs, batch: int = 8, seed:
     matrix (zero-initialised classifiers, as torchvision's ViT head) and set BatchNorm running statistics
     from a random batch shaped like `example_inputs`. A fresh deep network in eval mode otherwise often
     gives the same output for every input (its bias), which any pruning would "match". Left in eval mode."""
-    from ..train.evaluation import recalibrate_bn
-
     gen = torch.Generator().manual_seed(seed)
     for p in model.parameters():
         if p.dim() > 1 and p.is_floating_point() and not p.any():
