@@ -52,6 +52,8 @@ def test_config_round_trips_through_json():
      "unknown dataset 'mnist-ish'"),
     ({"model": {"name": "lenet5"}}, ValueError, "give a target (--target-macs"),
     ({"prune": {"ratio": 0.3}}, ValueError, "give model.name (--model) or base.path (--base)"),
+    ({"model": {"name": "lenet5"}, "prune": {"ratio": 0.3}, "device": "nonsense"}, ValueError,
+     "device must be a torch device string"),
 ])
 def test_config_rejects_unknown_keys_and_bad_values(data, error, text):
     with pytest.raises(error) as e:

@@ -16,6 +16,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import torch
+
 from ..data import canonical_name
 
 TARGET_KEYS = ("macs", "params", "latency", "size")
@@ -248,6 +250,12 @@ class WorkflowConfig:
         _check(self, "seed", _int(self.seed) and self.seed >= 0, "an integer >= 0")
         _check(self, "max_steps_per_epoch", _opt_count(self.max_steps_per_epoch, 1), "an integer >= 1 or None")
         _check(self, "latency_runs", _int(self.latency_runs) and self.latency_runs >= 0, "an integer >= 0")
+        if self.device is not None:
+            try:
+                torch.device(self.device)
+            except (RuntimeError, ValueError, TypeError):
+                _fail(WorkflowConfig, f"device must be a torch device string (cpu, cuda, cuda:N, mps), "
+                                      f"got {self.device!r}")
         if self.out is not None:
             self.out = str(self.out)
         if self.model.name is None and self.base.path is None:
