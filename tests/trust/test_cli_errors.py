@@ -6,6 +6,7 @@ import json
 import pytest
 
 from prunekit.cli import main
+from prunekit.report import ReportFileError, render_html
 from prunekit.train import Trainer
 
 from .cli_helpers import tiny_fmnist, train_argv, trained_run
@@ -111,6 +112,8 @@ def test_report_on_a_corrupt_report_fails_naming_it(capsys, tmp_path, trained):
     err = one_line_error(capsys, ["report", str(folder)])
     assert f"{folder / 'report.json'}: not valid JSON (Expecting value at line 1, column 37)" in err
     assert not (folder / "report.html").exists()
+    with pytest.raises(ReportFileError, match="not valid JSON"):  # the library refuses too, no empty page
+        render_html(folder)
     (folder / "report.json").write_bytes(b"\xff\xfe\x00garbage")
     assert "not UTF-8" in one_line_error(capsys, ["report", str(folder)])
     (folder / "report.json").write_text(json.dumps({"model": {"name": "x"}}))

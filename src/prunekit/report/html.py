@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from .markdown import format_value, metrics_rows
-from .schema import union_columns
+from .schema import atomic_write_text, read_json_file, union_columns
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:0;background:#fafafa;color:#222}
@@ -184,10 +184,8 @@ def _results_html(results: Any) -> str:
 
 
 def _load_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        return {"error": f"could not read {path.name}: {e}"}
+    """A report.json / results.json; unreadable or not JSON raises ReportFileError naming it (no empty page)."""
+    return read_json_file(path)
 
 
 def _folder_html(folder: Path, depth: int, skip: set[Path]) -> str:
@@ -231,8 +229,6 @@ def render_html(folder: str | os.PathLike, out: str | os.PathLike | None = None,
             f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
             f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n<main>\n"
             f"<h1>{html.escape(title)}</h1>\n{body}\n</main>\n</body>\n</html>\n")
-    from .schema import atomic_write_text
-
     return atomic_write_text(Path(out) if out else folder / "report.html", page)
 
 

@@ -176,7 +176,8 @@ class ReportFileError(ValueError):
     """A report.json / results.json that cannot be read, is not JSON, or does not follow the schema."""
 
 
-def _read_json_file(p: Path) -> Any:
+def read_json_file(p: Path) -> Any:
+    """Parse a JSON file of a run; raises ReportFileError naming it when unreadable or not JSON."""
     try:
         text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
@@ -198,7 +199,7 @@ def read_report(path: str | os.PathLike) -> dict[str, Any]:
     p = Path(path)
     if p.is_dir():
         p = p / "report.json"
-    report = _read_json_file(p)
+    report = read_json_file(p)
     if not isinstance(report, dict):
         raise ReportFileError(f"{p}: a report is a JSON object, found {type(report).__name__}")
     problems = validate_report(report)
@@ -214,7 +215,7 @@ def check_readable(folder: str | os.PathLike, depth: int = 0) -> None:
     if (folder / "report.json").is_file():
         read_report(folder / "report.json")
     if (folder / "results.json").is_file():
-        _read_json_file(folder / "results.json")
+        read_json_file(folder / "results.json")
     if depth > 0:
         for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
             check_readable(sub, depth - 1)
