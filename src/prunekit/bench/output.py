@@ -8,10 +8,13 @@ import platform
 import shlex
 import sys
 import time
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..measure.latency import cpu_name
+from ..report import environment_info, to_jsonable
+from . import peer
 from .config import BenchConfig
 
 Column = tuple[str, Callable[[dict[str, Any]], str]]
@@ -29,13 +32,10 @@ def command_line(argv: Sequence[str] | None = None) -> str:
 
 def environment() -> dict[str, Any]:
     """Versions (python, torch, torchvision, prunekit, onnxruntime, torch-pruning) and the machine."""
-    from ..report import environment_info
-    from . import peer
     env = environment_info()
     try:
-        from importlib.metadata import version
         env["versions"]["onnxruntime"] = version("onnxruntime")
-    except Exception:  # noqa: BLE001 - optional
+    except PackageNotFoundError:  # optional
         env["versions"]["onnxruntime"] = None
     env["versions"]["torch_pruning"] = peer.version()
     env["machine"]["cpu"] = cpu_name() or platform.processor()
@@ -73,7 +73,6 @@ def write_suite(out: Path, cfg: BenchConfig, title: str, intro: str, table: list
                 notes: Sequence[str] = (), extra_sections: Sequence[tuple[str, str]] = (),
                 info: dict[str, Any] | None = None, started: float | None = None) -> dict[str, Any]:
     """Write results.json, runs.json and results.md into `out`; returns the results.json object."""
-    from ..report import to_jsonable
     out.mkdir(parents=True, exist_ok=True)
     env = environment()
     wall = time.time() - started if started else None

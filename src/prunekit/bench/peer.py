@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
 from typing import Any
 
 import torch
 from torch import nn
+
+from ..measure import count_macs
 
 
 def available() -> bool:
@@ -18,10 +22,8 @@ def available() -> bool:
 def version() -> str | None:
     if not available():
         return None
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as v
     try:
-        return v("torch-pruning")
+        return package_version("torch-pruning")
     except PackageNotFoundError:
         return None
 
@@ -41,7 +43,6 @@ def _classifier(model: nn.Module) -> list[nn.Module]:
 
 
 def _macs(model: nn.Module, example: torch.Tensor) -> int:
-    from ..measure import count_macs
     return int(count_macs(model, example))
 
 

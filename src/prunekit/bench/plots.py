@@ -7,12 +7,12 @@ from typing import Any, Sequence
 
 from matplotlib.figure import Figure
 
+from ..report import plot_accuracy_vs_macs, plot_layer_widths, plot_speedup_vs_mac_ratio
 from .config import BenchConfig
 
 
 def standard_plots(out: Path, cfg: BenchConfig, runs: list[dict[str, Any]], table: list[dict[str, Any]],
                    bases: dict[str, dict[str, Any]]) -> list[str]:
-    from ..report import plot_accuracy_vs_macs, plot_layer_widths, plot_speedup_vs_mac_ratio
     out.mkdir(parents=True, exist_ok=True)
     plots = []
     for arch, b in bases.items():

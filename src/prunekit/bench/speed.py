@@ -7,15 +7,25 @@ each group keeps that many channels, and the plan is applied. Weights do not cha
 carry random weights; their MACs are checked against the recorded ones."""
 from __future__ import annotations
 
+import copy
 import json
+import statistics
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
+import prunekit as pk
+
+from ..graph.plan import PruningPlan
+from ..graph.trace import trace
+from ..models import create
+from ..report import plot_speedup_vs_mac_ratio
+from ..surgery import apply
 from . import common, output
 from .config import BenchConfig
+from .timing import paired_latency, paired_onnx_latency
 
 SOURCES = ("redundancy", "coarse", "admm")
 PRESETS: dict[str, dict[str, Any]] = {
@@ -62,12 +72,6 @@ def collect(results_dir: Path, suites=SOURCES) -> list[dict[str, Any]]:
 def rebuild(arch: str, width: float, widths: dict[str, int], example: torch.Tensor, in_channels: int = 1,
             num_classes: int = 10) -> tuple[torch.nn.Module, torch.nn.Module]:
     """(dense model, pruned model with `widths` channels per group), random weights."""
-    import copy
-
-    from ..graph.plan import PruningPlan
-    from ..graph.trace import trace
-    from ..models import create
-    from ..surgery import apply
     torch.manual_seed(0)
     dense = create(arch, num_classes=num_classes, in_channels=in_channels, width=width).eval()
     graph = trace(dense, example)
@@ -83,16 +87,12 @@ def rebuild(arch: str, width: float, widths: dict[str, int], example: torch.Tens
 def aligned(widths: dict[str, int], dense: torch.nn.Module, example: torch.Tensor, multiple: int = 8) -> float:
     """Share of the base's prunable groups whose pruned width is a multiple of `multiple` (vectorised CPU
     kernels, e.g. onnxruntime's blocked convolutions, work in blocks of 8 or 16 channels)."""
-    from ..graph.trace import trace
     names = [g.name for g in trace(dense, example).prunable_groups() if g.name in widths]
     return sum(1 for n in names if int(widths[n]) % multiple == 0) / max(1, len(names))
 
 
 def quick_entries(cfg: BenchConfig, example: torch.Tensor) -> list[dict[str, Any]]:
     """Without --sources in quick mode: two plans (uniform and global l1 at the first target) of the first arch."""
-    import prunekit as pk
-
-    from ..models import create
     arch, width = cfg.archs[0]
     entries = []
     for policy in ("uniform", "global"):
@@ -137,7 +137,6 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
         row.update(macs=cp["macs"], params=cp["params"], macs_kept=cp["macs"] / cd["macs"],
                    mac_ratio=cd["macs"] / cp["macs"], recorded_macs=e.get("macs"), widths=e["widths"],
                    aligned8=aligned(e["widths"], dense, ex))
-        from .timing import paired_latency, paired_onnx_latency
         for b in cfg.latency_batches:
             lat = paired_latency({"dense": dense, "pruned": pruned}, ex, b, cfg.latency_runs, threads=cfg.threads)
             row[f"torch_{b}"], row[f"torch_{b}_ms"], row[f"torch_{b}_dense_ms"] = (
@@ -165,7 +164,6 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
 
 
 def speed_plots(out: Path, rows: list[dict[str, Any]], cfg: BenchConfig) -> list[str]:
-    from ..report import plot_speedup_vs_mac_ratio
     plots = []
     for arch in dict.fromkeys(r["arch"] for r in rows):
         pts = []
@@ -181,7 +179,6 @@ def speed_plots(out: Path, rows: list[dict[str, Any]], cfg: BenchConfig) -> list
 
 
 def observations(rows: list[dict[str, Any]], dense_ms: dict[str, dict[str, list[float]]]) -> list[str]:
-    import statistics
     notes = []
     for arch in dict.fromkeys(r["arch"] for r in rows):
         rs = [r for r in rows if r["arch"] == arch]

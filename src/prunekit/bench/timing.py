@@ -11,6 +11,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from ..measure import export_onnx
 from ..measure.inputs import rebatch
 
 
@@ -47,7 +48,6 @@ def paired_onnx_latency(models: dict[str, nn.Module], example: torch.Tensor, bat
     """The same with onnxruntime (CPU provider, `threads` intra-op threads): {batch: {name: median ms}}."""
     import onnxruntime as ort
 
-    from ..measure import export_onnx
     out: dict[int, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         sessions = {}

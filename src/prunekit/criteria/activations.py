@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..graph.groups import ChannelGroup, DependencyGraph
-from ..train.evaluation import forward, move, split_batch
+from ..train.evaluation import move, split_batch
+from ..utils.inputs import call_model
 
 STATS = ("taylor", "apoz", "mean_activation", "hrank")
 _CHANNEL_FIRST = (nn.modules.conv._ConvNd, nn.modules.batchnorm._NormBase, nn.GroupNorm)
@@ -279,7 +280,7 @@ def record(model: nn.Module, graph: DependencyGraph, data: Any, stats: Iterable[
                 inputs, targets = move(split_batch(batch), device)
                 outs.clear()
                 with torch.set_grad_enabled(keep):
-                    logits = forward(model, inputs)
+                    logits = call_model(model, inputs)
                     if keep and outs:
                         torch.autograd.grad(loss_fn(logits, targets), outs, allow_unused=True)
     finally:

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 from ..config import check_bool
 from ..graph.groups import DependencyGraph
-from ..train.evaluation import forward, move, split_batch
+from ..train.evaluation import move, split_batch
+from ..utils.inputs import call_model
 from .activations import iter_batches, model_device, record
 from .base import Criterion, DataCriterionConfig, member_rows, per_channel, producer_weights, register_criterion
 
@@ -91,7 +92,7 @@ class OBD(Criterion):
             for batch in iter_batches(data, self.config.batches):
                 inputs, targets = move(split_batch(batch), device)
                 with torch.enable_grad():
-                    loss = F.cross_entropy(forward(model, inputs), targets)
+                    loss = F.cross_entropy(call_model(model, inputs), targets)
                     grads = torch.autograd.grad(loss, plist, allow_unused=True)
                 for p, gr in zip(plist, grads):
                     if gr is not None:

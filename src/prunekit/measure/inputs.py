@@ -1,21 +1,14 @@
-"""Helpers shared by the measurement functions: calling a model on tensor / tuple / dict inputs."""
-from __future__ import annotations
+"""Helpers shared by the measurement functions: moving, resizing and locating example inputs.
 
-from typing import Any
+Calling a model on inputs is ``prunekit.utils.inputs.call_model``; it and ``Inputs`` are imported here so
+that measurement code finds every input helper in one module.
+"""
+from __future__ import annotations
 
 import torch
 from torch import nn
 
-Inputs = Any  # a tensor, a tuple/list of tensors (positional) or a dict (keyword arguments)
-
-
-def call_model(model: nn.Module, inputs: Inputs) -> Any:
-    """Run ``model`` on ``inputs``: a dict becomes keyword arguments, a tuple/list positional ones."""
-    if isinstance(inputs, dict):
-        return model(**inputs)
-    if isinstance(inputs, (tuple, list)):
-        return model(*inputs)
-    return model(inputs)
+from ..utils.inputs import Inputs, call_model
 
 
 def map_tensors(inputs: Inputs, fn) -> Inputs:
@@ -68,3 +61,6 @@ def model_device(model: nn.Module) -> torch.device:
     for t in list(model.parameters()) + list(model.buffers()):
         return t.device
     return torch.device("cpu")
+
+
+__all__ = ["Inputs", "batch_size_of", "call_model", "map_tensors", "model_device", "rebatch", "to_device"]

@@ -69,7 +69,7 @@ def time_callable(fn: Callable[[], Any], warmup: int, runs: int, sync: Callable[
     return times
 
 
-class _Threads:
+class Threads:
     """Context manager that fixes torch's intra-op thread count and restores the previous one."""
 
     def __init__(self, threads: int | None):
@@ -107,7 +107,7 @@ def measure_latency(model: nn.Module, example_inputs: Inputs, device: str | torc
     was_training = net.training
     net.eval()
     try:
-        with _Threads(threads) as used, torch.inference_mode():
+        with Threads(threads) as used, torch.inference_mode():
             times = time_callable(lambda: call_model(net, inputs), warmup, runs, sync)
     finally:
         net.train(was_training)

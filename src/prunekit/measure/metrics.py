@@ -6,6 +6,7 @@ from typing import Any, Iterable
 import torch
 from torch import nn
 
+from ..train.evaluation import evaluate
 from .counting import count
 from .inputs import Inputs, rebatch
 from .latency import measure_latency
@@ -27,8 +28,6 @@ def model_metrics(model: nn.Module, example_inputs: Inputs, eval_loader: Iterabl
     head = latency.get(1) or next(iter(latency.values()), None)
     top1 = top5 = None
     if eval_loader is not None:
-        from ..train.evaluation import evaluate
-
         scores = evaluate(model, eval_loader)
         top1, top5 = scores["top1"], scores["top5"]
     return {"top1": top1, "top5": top5, "params": counts.params, "nonzero_params": counts.nonzero_params,

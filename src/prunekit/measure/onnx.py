@@ -10,19 +10,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..utils.inputs import as_call
 from .inputs import Inputs, batch_size_of, model_device, rebatch, to_device
 from .latency import LatencyResult, summarize, time_callable
 
 
-def _positional(inputs: Inputs) -> tuple[tuple, dict]:
-    if isinstance(inputs, dict):
-        return (), dict(inputs)
-    if isinstance(inputs, (tuple, list)):
-        return tuple(inputs), {}
-    return (inputs,), {}
-
-
-def _input_names(model: nn.Module, args: tuple, kwargs: dict) -> list[str]:
+def input_names(model: nn.Module, args: tuple, kwargs: dict) -> list[str]:
     """ONNX input names in graph order: input_0, input_1... for positional inputs, then keyword inputs by
     their argument names in the order of ``forward``'s signature."""
     try:
@@ -42,8 +35,8 @@ def export_onnx(model: nn.Module, example_inputs: Inputs, path: str | os.PathLik
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    args, kwargs = _positional(to_device(example_inputs, model_device(model)))
-    names = _input_names(model, args, kwargs)
+    args, kwargs = as_call(to_device(example_inputs, model_device(model)))
+    names = input_names(model, args, kwargs)
     dynamic = {n: {0: "batch"} for n in names} if dynamic_batch else None
     was_training = model.training
     model.eval()
@@ -81,7 +74,7 @@ def onnx_latency(model: nn.Module, example_inputs: Inputs, threads: int | None =
             options.intra_op_num_threads = int(threads)
             options.inter_op_num_threads = 1
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        args, kwargs = _positional(inputs)
+        args, kwargs = as_call(inputs)
         tensors = {**{f"input_{i}": a for i, a in enumerate(args)}, **kwargs}
         feed = {i.name: tensors[i.name].detach().cpu().numpy() for i in session.get_inputs()}
         times = time_callable(lambda: session.run(None, feed), warmup, runs)

@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import torch
+from safetensors.torch import save
 from torch import nn
 
 
@@ -26,8 +27,6 @@ def unique_state_dict(model_or_state: nn.Module | dict[str, torch.Tensor]) -> di
 
 def serialized_size(model: nn.Module | dict[str, torch.Tensor]) -> int:
     """Bytes of the safetensors serialization of the model's state dict (tied weights stored once)."""
-    from safetensors.torch import save
-
     return len(save(unique_state_dict(model)))
 
 

@@ -5,8 +5,8 @@ and `torchvision:<name>` for any torchvision classification model."""
 from . import lenet, mobilenetv2_cifar, resnet_cifar, vgg_cifar  # noqa: F401  (registers the models)
 from .lenet import LeNet5, LeNet300
 from .mobilenetv2_cifar import CifarMobileNetV2
-from .registry import (ModelEntry, ModelSpec, create, default_input_size, get_entry, list_models,
-                       register_model, spec_of)
+from .entry import ModelEntry
+from .registry import ModelSpec, create, default_input_size, get_entry, list_models, register_model, spec_of
 from .resnet_cifar import BasicBlock, CifarResNet
 from .vgg_cifar import CifarVGG
 

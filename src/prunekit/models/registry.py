@@ -10,19 +10,10 @@ from typing import Any, Callable
 from torch import nn
 
 from ..registry import Registry
+from .entry import TORCHVISION_PREFIX, ModelEntry
+from .tv import torchvision_entry, torchvision_names
 
-TORCHVISION_PREFIX = "torchvision:"
 SPEC_ATTR = "_prunekit_spec"
-
-
-@dataclass(frozen=True)
-class ModelEntry:
-    """One registered factory: `factory(num_classes=, in_channels=, width=, **kw) -> nn.Module`."""
-
-    name: str
-    factory: Callable[..., nn.Module]
-    input_size: int  # the side of the images the model is designed for (example inputs, `info`)
-    description: str = ""
 
 
 @dataclass(frozen=True)
@@ -66,7 +57,6 @@ def list_models(include_torchvision: bool = False) -> list[str]:
     """Registered model names, sorted; with include_torchvision, also every `torchvision:<name>`."""
     names = _REGISTRY.names()
     if include_torchvision:
-        from .tv import torchvision_names
         names += [TORCHVISION_PREFIX + n for n in torchvision_names()]
     return names
 
@@ -79,7 +69,6 @@ def _unknown(name: str) -> ValueError:
 def get_entry(name: str) -> ModelEntry:
     """The registry entry of a name (torchvision:<name> included)."""
     if name.strip().lower().startswith(TORCHVISION_PREFIX):
-        from .tv import torchvision_entry
         return torchvision_entry(name.strip()[len(TORCHVISION_PREFIX):])
     if name not in _REGISTRY:
         raise _unknown(name)

@@ -7,7 +7,7 @@ from typing import Any
 
 from torch import nn
 
-from .registry import TORCHVISION_PREFIX, ModelEntry
+from .entry import TORCHVISION_PREFIX, ModelEntry
 
 _INPUT_SIZES = {"inception_v3": 299}
 

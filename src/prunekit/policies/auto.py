@@ -23,13 +23,15 @@ from dataclasses import dataclass
 from typing import Any, Callable, ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..graph.cost import kept_shapes, predict
 from ..graph.groups import DependencyGraph
 from ..config import Config, check_float, check_int
 from ..measure.size import serialized_size, unique_state_dict
-from ..train.evaluation import evaluate, forward, move, recalibrate_bn, split_batch
+from ..train.evaluation import evaluate, move, recalibrate_bn, split_batch
+from ..utils.inputs import call_model
 from .auto_search import Candidate, Projector, evolve, knob_counts, meet_latency  # noqa: F401 (public here too)
 from .base import Allocation, Target, register_policy
 from .latency_layers import build_pruned, uniform_counts
@@ -109,14 +111,12 @@ def _train_of(data):
 
 def short_finetune(model: nn.Module, batches: list, device: torch.device, lr: float = 0.01) -> None:
     """A few SGD steps (momentum 0.9, weight decay 5e-4) over `batches`: the stage-2 score's fine-tune."""
-    import torch.nn.functional as F
-
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
     model.train()
     for batch in batches:
         x, y = move(split_batch(batch), device)
         opt.zero_grad(set_to_none=True)
-        F.cross_entropy(forward(model, x), y).backward()
+        F.cross_entropy(call_model(model, x), y).backward()
         opt.step()
     model.eval()
 

@@ -19,7 +19,7 @@ from torch import nn
 from ..graph.groups import DependencyGraph
 from ..graph.plan import PruningPlan
 from ..measure.inputs import call_model
-from ..measure.latency import _Threads, cpu_name
+from ..measure.latency import Threads, cpu_name
 from ..surgery import apply
 from .base import clamp_counts, max_removable, select_kept
 
@@ -162,7 +162,7 @@ def time_run(fn: Callable[[], Any], device: torch.device, threads: int | None, w
         clock = "cpu" if device.type == "cpu" and threads == 1 else "wall"
     now = time.thread_time if clock == "cpu" else time.perf_counter
     times = []
-    with _Threads(threads if device.type == "cpu" else None), torch.inference_mode():
+    with Threads(threads if device.type == "cpu" else None), torch.inference_mode():
         for i in range(warmup + runs):
             start = now()
             fn()

@@ -95,15 +95,6 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     return t.to(tensor.device)
 
 
-def broadcast_object(obj: Any, src: int = 0) -> Any:
-    """Send a picklable object from rank ``src`` to every rank."""
-    if not is_distributed():
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=src)
-    return box[0]
-
-
 def wrap_model(model: nn.Module, device: torch.device | str | None = None, sync_bn: bool = False,
                **ddp_kwargs: Any) -> nn.Module:
     """Move ``model`` to ``device`` and wrap it in DistributedDataParallel (unchanged in a single process).

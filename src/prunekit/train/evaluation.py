@@ -8,16 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..utils.inputs import call_model
 from . import distributed as dist_utils
-
-
-def forward(model: nn.Module, inputs: Any) -> torch.Tensor:
-    """Call the model on a batch's inputs: a dict becomes keyword arguments, a tuple positional ones."""
-    if isinstance(inputs, dict):
-        return model(**inputs)
-    if isinstance(inputs, (tuple, list)):
-        return model(*inputs)
-    return model(inputs)
 
 
 def move(obj: Any, device: torch.device) -> Any:
@@ -75,7 +67,7 @@ def evaluate(model: nn.Module, loader: Iterable, device: str | torch.device | No
                 break
             inputs, targets = move(split_batch(batch), device)
             with autocast:
-                outputs = forward(model, inputs)
+                outputs = call_model(model, inputs)
             outputs = outputs.float()
             hits = _topk_hits(outputs, targets, (1, 5))
             n = torch.tensor(float(targets.shape[0]), dtype=torch.float64, device=device)
@@ -103,7 +95,7 @@ def recalibrate_bn(model: nn.Module, batches: list, device: torch.device) -> Non
         bn.train()
     try:
         for batch in batches:
-            forward(model, move(split_batch(batch)[0], device))
+            call_model(model, move(split_batch(batch)[0], device))
     finally:
         for bn, m in zip(bns, moms):
             bn.momentum = m

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .evaluation import forward
+from ..utils.inputs import call_model
 
 LossTerm = Callable[[nn.Module, Any, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -45,7 +45,7 @@ class DistillationLoss:
             self.teacher.to(device)
         self.teacher.eval()
         with torch.no_grad():
-            teacher_logits = forward(self.teacher, inputs)
+            teacher_logits = call_model(self.teacher, inputs)
         return self.alpha * (self.kd_loss(outputs, teacher_logits) - loss)
 
 

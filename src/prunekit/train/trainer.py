@@ -19,7 +19,8 @@ from torch import nn
 from . import distributed as dist_utils
 from .checkpoint import FORMAT, atomic_torch_save, capture_rng, load_checkpoint, restore_rng
 from .config import TrainConfig, build_optimizer, build_scheduler, seed_everything
-from .evaluation import evaluate, forward, move, split_batch
+from ..utils.inputs import call_model
+from .evaluation import evaluate, move, split_batch
 from .losses import LossTerm
 
 StepCallback = Callable[["Trainer", int], None]
@@ -180,7 +181,7 @@ class Trainer:
             for batch in itertools.islice(self.train_loader, self.steps_per_epoch):
                 inputs, targets = move(split_batch(batch), self.device)
                 with autocast:
-                    outputs = forward(self.model, inputs)
+                    outputs = call_model(self.model, inputs)
                     task_loss = self.loss_fn(outputs, targets)
                     loss = task_loss
                     for term in self.loss_terms:
