@@ -11,7 +11,7 @@ from typing import Any
 
 from .config import BenchConfig, make_config
 
-SUITES = ("redundancy", "coarse", "admm", "speed", "compression", "quantize")
+SUITES = ("redundancy", "coarse", "admm", "speed", "compression", "quantize", "transformers")
 
 
 def suite_module(name: str):

@@ -143,7 +143,7 @@ def distill(student: nn.Module, teacher: nn.Module, windows: torch.Tensor, confi
         loss.backward()
         opt.step()
         report.steps = step + 1
-        report.last_loss = float(loss)
+        report.last_loss = loss.item()
         if step == 0:
             report.first_loss = report.last_loss
         if config.max_seconds is not None and time.perf_counter() - start >= config.max_seconds:
