@@ -233,3 +233,61 @@ def test_parameterless_layer_norm_follows_the_hidden_size():
     pruned = pk.apply(copy.deepcopy(model), pk.plan(model, x, ratio=0.3))
     assert pruned.config.hidden_size == 45
     assert pruned.model.norm.normalized_shape == (45,) and pruned.model.layers[0].input_layernorm.normalized_shape == (45,)
+
+
+class _GQA(nn.Module):
+    """Grouped-query attention written with sdpa's enable_gqa: 4 q heads, 2 kv heads, fixed scale."""
+
+    def __init__(self, dim: int = 32, heads: int = 4, kv_heads: int = 2, head_dim: int = 16):
+        super().__init__()
+        self.num_heads, self.num_key_value_heads, self.head_dim = heads, kv_heads, head_dim
+        self.q_proj = nn.Linear(dim, heads * head_dim)
+        self.k_proj = nn.Linear(dim, kv_heads * head_dim)
+        self.v_proj = nn.Linear(dim, kv_heads * head_dim)
+        self.o_proj = nn.Linear(heads * head_dim, dim)
+
+    def forward(self, x):
+        b, n, _ = x.shape
+        q = self.q_proj(x).view(b, n, -1, self.head_dim).transpose(1, 2)
+        k = self.k_proj(x).view(b, n, -1, self.head_dim).transpose(1, 2)
+        v = self.v_proj(x).view(b, n, -1, self.head_dim).transpose(1, 2)
+        y = torch.nn.functional.scaled_dot_product_attention(q, k, v, scale=0.25, enable_gqa=True)
+        return self.o_proj(y.transpose(1, 2).reshape(b, n, -1))
+
+
+class _Block(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.attn, self.head = _GQA(), nn.Linear(32, 5)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.attn(x)))
+
+
+@pytest.mark.parametrize("heads", [False, True], ids=["head_dim", "heads"])
+def test_gqa_sdpa_head_dim_and_kv_groups(heads):
+    """head_dim pruning takes the same positions in q, k and v; whole-head pruning takes a kv head with its q heads.
+    With a fixed scale both are exact, and the zeroing check agrees."""
+    torch.manual_seed(0)
+    model, x = _Block().eval(), torch.randn(2, 6, 32)
+    plan = pk.plan(model, x, ratio=0.3, heads=heads)
+    pruned = pk.apply(copy.deepcopy(model), plan)
+    a = pruned.attn
+    if heads:
+        assert (a.q_proj.out_features, a.k_proj.out_features, a.v_proj.out_features) == (32, 16, 16)
+        assert (a.num_heads, a.num_key_value_heads, a.head_dim) == (2, 1, 16)
+    else:
+        assert (a.q_proj.out_features, a.k_proj.out_features, a.v_proj.out_features) == (44, 22, 22)
+        assert (a.num_heads, a.num_key_value_heads, a.head_dim) == (4, 2, 11)
+        removed = {(k, d): idx for k, d, idx in plan.removals()}
+        q_rows, k_rows = removed[("attn.q_proj.weight", 0)], removed[("attn.k_proj.weight", 0)]
+        per_head = sorted({r % 16 for r in k_rows})
+        assert q_rows == [h * 16 + d for h in range(4) for d in per_head]  # the same head_dim positions everywhere
+        assert k_rows == removed[("attn.v_proj.weight", 0)] == [h * 16 + d for h in range(2) for d in per_head]
+    assert plan.exact
+    assert _rel_diff(_outputs_plain(_zeroed(model, plan), x), _outputs_plain(pruned, x)) < 1e-5
+
+
+@torch.no_grad()
+def _outputs_plain(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    return [model(x)]

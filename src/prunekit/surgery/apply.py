@@ -8,7 +8,7 @@ from torch import nn
 
 from ..errors import PlanMismatchError
 from ..graph.plan import PruningPlan
-from ..graph.trace import HEAD_DIM_ATTRS, HEADS_ATTRS
+from ..graph.trace import HEAD_DIM_ATTRS, HEADS_ATTRS, KV_HEADS_ATTRS
 from .checks import PlanLike, check_plan_fits
 from .patches import PatchContext, patch_for, user_patched
 
@@ -142,6 +142,8 @@ def _patch_views(model: nn.Module, plan: PruningPlan) -> None:
     """Sizes written into views (head_dim, num_heads, widths) live in module attributes: update the ones
     whose names and old values match, in the module that ran the view or its nearest ancestor that has them."""
     mods = dict(model.named_modules())
+    before: dict[int, dict[str, object]] = {}  # attribute values before any view patch: several patches of one
+    # module (q heads 4 -> 2, then kv heads 2 -> 1) each match the value the view saw, not one set by another
     for p in plan.patches:
         mod = mods.get(p["module"])
         chain = [mod] if mod is not None else []
@@ -155,7 +157,7 @@ def _patch_views(model: nn.Module, plan: PruningPlan) -> None:
         for f in p["factors"][:-1]:
             outer *= f
         kind = p.get("kind", "split")
-        names = {"width": WIDTH_ATTRS, "heads": HEADS_ATTRS}.get(kind, HEAD_DIM_ATTRS)
+        names = {"width": WIDTH_ATTRS, "heads": HEADS_ATTRS + KV_HEADS_ATTRS}.get(kind, HEAD_DIM_ATTRS)
         # the product heads x head_dim some modules keep (all_head_size): old and new values
         unit = p["factors"][-1] if kind == "heads" else outer
         for m in chain:
@@ -163,12 +165,21 @@ def _patch_views(model: nn.Module, plan: PruningPlan) -> None:
                 break  # its registered patch got this size in ctx.splits
             changed = False
             for attr in names:
-                if getattr(m, attr, None) == p["old"] and isinstance(getattr(m, attr), int):
+                if _original(before, m, attr) == p["old"]:
                     setattr(m, attr, p["new"])
                     changed = True
             for attr in (INNER_ATTRS if kind != "width" else ()):
-                if getattr(m, attr, None) == unit * p["old"] and isinstance(getattr(m, attr), int):
+                if _original(before, m, attr) == unit * p["old"]:
                     setattr(m, attr, unit * p["new"])
                     changed = True
             if changed:
                 break
+
+
+def _original(before: dict[int, dict[str, object]], m: nn.Module, attr: str) -> int | None:
+    """The int value `attr` of `m` had before the first view patch read it (None if not an int)."""
+    seen = before.setdefault(id(m), {})
+    if attr not in seen:
+        v = getattr(m, attr, None)
+        seen[attr] = v if isinstance(v, int) and not isinstance(v, bool) else None
+    return seen[attr]
