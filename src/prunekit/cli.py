@@ -11,6 +11,7 @@ from typing import Sequence
 
 from .cli_cmds.common import CliError, load_model  # noqa: F401  (load_model: re-exported for scripts and tests)
 from .data import DataError
+from .graph.trace import UnsupportedOpError
 
 # name -> (module defining add_<name>_arguments / cmd_<name>, help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -29,7 +30,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
 SUBCOMMANDS = list(COMMANDS)
 
 # errors that are the user's (a bad flag, file or input): one line, no hint
-USER_ERRORS = (CliError, DataError, ValueError, TypeError, OSError, FloatingPointError, ImportError)
+USER_ERRORS = (CliError, DataError, ValueError, TypeError, OSError, FloatingPointError, ImportError,
+               UnsupportedOpError)
 INTERRUPTED = 130
 
 

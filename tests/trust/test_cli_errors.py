@@ -9,7 +9,7 @@ from prunekit.cli import main
 from prunekit.report import ReportFileError, render_html
 from prunekit.train import Trainer
 
-from .cli_helpers import tiny_fmnist, train_argv, trained_run
+from .cli_helpers import prune_argv, tiny_fmnist, train_argv, trained_run
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -131,3 +131,14 @@ def test_report_on_a_corrupt_report_fails_naming_it(capsys, tmp_path, trained):
 def test_debug_shows_the_traceback(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such file or folder"):
         main(["--debug", "prune", "--base", str(tmp_path / "gone"), "--ratio", "0.3", "--out", str(tmp_path / "o")])
+
+
+def test_unreachable_target_is_an_error_unless_best_effort(capsys, tmp_path):
+    argv = prune_argv(tmp_path / "p", tmp_path / "cache", "--target-macs", "0.01", "--finetune-epochs", "0")
+    err = one_line_error(capsys, argv)
+    assert "target macs=0.01 (achieved 0.0" in err and "cannot be met" in err
+    assert not (tmp_path / "p").exists()  # a run that fails before writing leaves no folder behind
+    with pytest.warns(UserWarning, match="cannot be met .* strict=False: returning it"):
+        assert main(argv + ["--best-effort"]) == 0
+    report = json.loads((tmp_path / "p" / "report.json").read_text())
+    assert 0.01 < report["summary"]["macs_kept"] < 0.1 and report["config"]["prune"]["strict"] is False

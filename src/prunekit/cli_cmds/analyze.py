@@ -10,6 +10,7 @@ from ..data import dataset_info
 from ..models import create
 from ..report.analysis import analyze_model, plot_analysis
 from ..report.console import print_analysis
+from ..utils import atomic_write
 from ..workflow import prepare_output_dir
 from . import argtypes as T
 from .common import CliError, add_model_args, add_output_args, example_input, load_model_with_shape, model_kwargs
@@ -45,11 +46,11 @@ def build_model(args: argparse.Namespace):
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    out = prepare_output_dir(Path(args.out), overwrite=args.overwrite,
+    out = prepare_output_dir(Path(args.out), overwrite=args.overwrite, create=False,
                              protect=[args.checkpoint] if args.checkpoint else [])
     model, example = build_model(args)
     rows = analyze_model(model.eval(), example, args.gamma, args.quantile)
-    (out / "analysis.json").write_text(json.dumps(rows, indent=2) + "\n")
+    atomic_write(out / "analysis.json", json.dumps(rows, indent=2) + "\n", overwrite=True)
     png = plot_analysis(rows, out / "analyze.png")
     if args.json:
         print(json.dumps(rows, indent=2))

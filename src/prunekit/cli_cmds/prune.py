@@ -34,6 +34,8 @@ def add_prune_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target-latency", type=T.keep_fraction, default=None,
                    help="fraction of the dense latency measured here (batch of the example input; --policy auto)")
     p.add_argument("--target-size", type=T.keep_fraction, default=None, help="fraction of the file size (--policy auto)")
+    p.add_argument("--best-effort", action="store_true",
+                   help="a target the guards cannot meet gives the most pruned plan with a warning, not an error")
     p.add_argument("--ratio", type=T.fraction, default=None, help="fraction of channels to remove, in [0, 1) (no target)")
     p.add_argument("--ignore", action="append", default=[], metavar="NAME",
                    help="module name or state_dict key to leave untouched (repeatable)")
@@ -113,7 +115,8 @@ def config_from_args(args: argparse.Namespace, extra: dict[str, Any] | None = No
         prune=PruneConfig(method=args.method, criterion=args.criterion, policy=args.policy, target=target,
                           ratio=args.ratio, ignore=list(args.ignore), heads=args.heads, round_to=args.round_to,
                           min_channels=args.min_channels, max_ratio=args.max_ratio,
-                          score_batches=args.score_batches, options=dict(extra or {})),
+                          score_batches=args.score_batches, strict=not args.best_effort,
+                          options=dict(extra or {})),
         recover=RecoverConfig(finetune_epochs=args.finetune_epochs, lr=args.finetune_lr, distill=args.distill,
                               temperature=args.temperature, distill_weight=args.distill_weight,
                               from_scratch=args.from_scratch, scratch_epochs=args.scratch_epochs),

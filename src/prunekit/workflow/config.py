@@ -134,6 +134,7 @@ class PruneConfig:
     min_channels: int = 1
     max_ratio: float = 0.9
     score_batches: int = 8           # batches read by data-driven criteria (oneshot, iterative, srr)
+    strict: bool = True              # False: an unreachable target gives the most pruned plan, with a warning
     options: dict[str, Any] = field(default_factory=dict)  # the method's own keywords (it rejects unknown ones)
 
     def __post_init__(self) -> None:

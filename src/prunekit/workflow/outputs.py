@@ -70,7 +70,7 @@ def input_folder(path: str | os.PathLike) -> Path:
 
 def prepare_output_dir(out: str | os.PathLike, *, overwrite: bool = False, resume: bool = False,
                        protect: Iterable[str | os.PathLike] = (), protect_files: Iterable[str | os.PathLike] = (),
-                       flag: str = "--out", resume_file: str = "last.pt") -> Path:
+                       flag: str = "--out", resume_file: str = "last.pt", create: bool = True) -> Path:
     """Check and create the output folder of a run; returns it.
 
     Args:
@@ -83,6 +83,8 @@ def prepare_output_dir(out: str | os.PathLike, *, overwrite: bool = False, resum
         protect_files: single input files that must not lie in `out` or below it.
         flag: the option that named `out`, for the messages.
         resume_file: the checkpoint a resumed run continues from.
+        create: make the folder now (False: the first file written creates it, so a run that fails early
+            leaves nothing behind).
 
     Raises:
         OutputConflictError: `out` overlaps a protected input (whatever `overwrite` says).
@@ -117,7 +119,8 @@ def prepare_output_dir(out: str | os.PathLike, *, overwrite: bool = False, resum
                                 f"to replace it or choose another {flag}")
     for name in found:
         (out / name).unlink()
-    out.mkdir(parents=True, exist_ok=True)
+    if create:
+        out.mkdir(parents=True, exist_ok=True)
     return out
 
 

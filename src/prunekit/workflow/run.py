@@ -76,6 +76,8 @@ def method_kwargs(cfg: WorkflowConfig, log: Callable[[str], None] | None) -> dic
         kw["log"] = log  # one line per fine-tuning epoch
     if p.method in ("oneshot", "iterative", "srr"):
         kw.setdefault("score_batches", p.score_batches)
+    if not p.strict:
+        kw["strict"] = False  # best effort: an unreachable target gives the most pruned plan, with a warning
     return kw
 
 
@@ -137,7 +139,7 @@ def _check_before_work(cfg: WorkflowConfig) -> Path | None:
     if not cfg.out:
         return None
     return prepare_output_dir(cfg.out, overwrite=cfg.overwrite, protect=[cfg.base.path] if cfg.base.path else [],
-                              flag="--out")
+                              flag="--out", create=False)
 
 
 def _method_description(cfg: WorkflowConfig, rep: Any) -> dict[str, Any]:
