@@ -209,10 +209,29 @@ def plan_from_scores(model: nn.Module, graph: DependencyGraph, scores: dict[str,
                      meta: dict[str, Any] | None = None, enforce: bool = True) -> PruningPlan:
     """Allocate with `config.policy`, keep each group's best-scored channels, check, return the plan.
 
-    original_sizes: group sizes of the model before earlier prunes, so the guards hold over every step.
-    enforce: hold the result to the target (TargetError / warning); steps toward a final target pass False.
-    The plan's meta records the config, the target and what was achieved. With `config.check` and example
-    inputs, the pruned structure is run once on a shape-only copy before the plan is returned.
+    The one path from scores to a plan, used by `pk.plan` and every method. The plan's meta records the
+    config, the target and what was achieved. With `config.check` and example inputs, the pruned structure
+    is run once on a shape-only copy before the plan is returned.
+
+    Args:
+        model: the model the graph was traced from (not changed).
+        graph: its DependencyGraph.
+        scores: per prunable group, one score per channel (higher = keep), e.g. from `get_criterion`.
+        config: the PlanConfig (ratio or target, policy and its options, guards, seed, check).
+        data: batches for policies that measure (auto).
+        example_inputs: inputs for the forward check and for latency targets.
+        original_sizes: group sizes of the model before earlier prunes, so the guards hold over every step.
+        meta: extra entries for `plan.meta`.
+        enforce: hold the result to the target (TargetError / warning); steps toward a final target pass False.
+
+    Returns:
+        The PruningPlan.
+
+    Example:
+        >>> graph = pk.trace(model, x)
+        >>> plan = plan_from_scores(model, graph, get_criterion("l1")(model, graph), PlanConfig(ratio=0.5), example_inputs=x)
+        >>> plan.meta["ratio"]
+        0.5
     """
     target = config.target
     meta = {"criterion": _name(config.criterion), "policy": get_policy(config.policy).name, "ratio": config.ratio,

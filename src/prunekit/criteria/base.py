@@ -77,11 +77,27 @@ def register_criterion(name: str) -> Callable[[type], type]:
 
 
 def list_criteria() -> list[str]:
+    """Names of the registered channel criteria, sorted."""
     return CRITERIA.names()
 
 
 def get_criterion(name: str | Criterion, config: Any = None, **options: Any) -> Criterion:
-    """An instance of criterion `name` with `config` or keyword `options` (an instance passes through)."""
+    """An instance of criterion `name` with `config` or keyword `options` (an instance passes through).
+
+    Args:
+        name: a registered criterion ("l1", "l2", "bn", "taylor", "fpgm", ...; `list_criteria()`), or a
+            Criterion instance, returned as it is.
+        config: the criterion's config (`criterion_options(name)` lists its fields), or None.
+        **options: those fields as keywords; an unknown one raises TypeError listing the valid ones.
+
+    Returns:
+        A Criterion: `criterion(model, graph, data=None) -> {group name: per-channel scores}` (higher = keep).
+
+    Example:
+        >>> scores = get_criterion("l1")(model, pk.trace(model, x))
+        >>> sorted(scores) == sorted(g.name for g in pk.trace(model, x).prunable_groups())
+        True
+    """
     if isinstance(name, Criterion):
         if config is not None or options:
             raise TypeError(f"criterion {name.name!r} is already built; options {sorted(options)} would be ignored")

@@ -142,7 +142,22 @@ def count_macs(model: nn.Module, example_inputs: Inputs, by_op: bool = False) ->
 
 
 def count(model: nn.Module, example_inputs: Inputs) -> Counts:
-    """Parameters and MACs of ``model`` for ``example_inputs`` (tensor, tuple, or dict of keyword arguments)."""
+    """Parameters and MACs of ``model`` for ``example_inputs`` (tensor, tuple, or dict of keyword arguments).
+
+    MACs are counted from the ops one forward pass executes (``torch.utils.flop_counter``), in eval mode.
+
+    Args:
+        model: any module (not changed; its train/eval mode is restored).
+        example_inputs: a tensor, a tuple of positional inputs or a dict of keyword inputs.
+
+    Returns:
+        Counts: ``params`` (each shared tensor once), ``nonzero_params``, ``macs`` and ``macs_by_op``.
+
+    Example:
+        >>> c = pk.count(nn.Linear(10, 4), torch.zeros(1, 10))
+        >>> c.params, c.macs
+        (44, 40)
+    """
     macs, per_op = count_macs(model, example_inputs, by_op=True)
     return Counts(params=count_params(model), macs=macs, nonzero_params=count_params(model, nonzero=True),
                   macs_by_op=per_op)

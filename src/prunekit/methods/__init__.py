@@ -21,6 +21,7 @@ from .result import MethodResult
 
 
 def list_methods() -> list[str]:
+    """Names of the registered methods, sorted."""
     return METHODS.names()
 
 
@@ -28,8 +29,22 @@ def run_method(name: str, model, train_loader, val_loader=None, example_inputs=N
                **options: Any) -> MethodResult:
     """Run the method registered as `name` with `config` (its config type) or keyword options.
 
+    Args:
+        name: a registered method (`list_methods()`; an unknown name lists the valid ones).
+        model: the model, pruned in place.
+        train_loader: training batches (scoring, regularisation, recovery).
+        val_loader: validation batches for the Trainer (optional).
+        example_inputs: inputs to trace with (default: the first sample of the first training batch).
+        config: an instance of the method's config type (`METHODS.config_type(name)`), or None.
+        **options: that config's fields as keywords; an unknown one raises TypeError listing the valid ones.
+
+    Returns:
+        The method's MethodResult (`model, result = run_method(...)` unpacks it).
+
     Example:
         >>> model, res = run_method("oneshot", net, loader, target={"macs": 0.5}, finetune_epochs=1)
+        >>> res.method, res.macs_kept <= 0.5
+        ('oneshot', True)
     """
     fn = METHODS.entry(name).obj
     return fn(model, train_loader, val_loader, example_inputs, config, **options)

@@ -122,7 +122,25 @@ class _GroupADMM:
 def admm(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = None, example_inputs: Any = None,
          config: AdmmConfig | None = None, **options: Any) -> MethodResult:
     """ADMM training toward at most k_i filters per group, one prune by L1, one recovery. The k_i come from
-    the plan's policy for its target on the dense model. Arguments as `oneshot` (configured by AdmmConfig)."""
+    the plan's policy for its target on the dense model.
+
+    Args:
+        model: the model, pruned in place.
+        train_loader: batches for the ADMM training and recovery.
+        val_loader: validation batches for the Trainer (optional).
+        example_inputs: inputs to trace with (default: the first sample of the first training batch).
+        config: an AdmmConfig; or its fields as keywords (the PlanConfig ones, the Recovery ones, rho, rho_growth, iterations,
+            epochs_per_iteration, admm_lr). An unknown keyword raises
+            TypeError listing the valid ones.
+
+    Returns:
+        A MethodResult (`model, result = admm(...)` unpacks it).
+
+    Example:
+        >>> model, res = admm(net, loader, target=pk.Target(macs=0.5), iterations=2, finetune_epochs=1)
+        >>> res.macs_kept <= 0.5
+        True
+    """
     cfg = AdmmConfig.resolve("admm()", config, options)
     run = begin(model, train_loader, example_inputs, cfg)
     graph, opts, history, timings = run.graph, cfg.recovery, run.history, run.timings

@@ -57,7 +57,24 @@ def coarse(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None
     """Fine-tune for `finetune_epochs`, pruning every `every` optimizer steps (`prunes` times), each prune moving
     the cumulative MACs/params (or the channel ratio) linearly toward the target. The rest of training
     recovers. With from_scratch=True the pruned architecture is then re-initialised and trained (the ranking
-    still comes from the fine-tuning steps). Arguments as `oneshot` (configured by CoarseConfig)."""
+    still comes from the fine-tuning steps).
+
+    Args:
+        model: the model, pruned in place.
+        train_loader: batches for the fine-tuning during which it prunes.
+        val_loader: validation batches for the Trainer (optional).
+        example_inputs: inputs to trace with (default: the first sample of the first training batch).
+        config: a CoarseConfig; or its fields as keywords (the PlanConfig ones, the Recovery ones, every, prunes, relu, from_scratch). An unknown keyword raises
+            TypeError listing the valid ones.
+
+    Returns:
+        A MethodResult (`model, result = coarse(...)` unpacks it).
+
+    Example:
+        >>> model, res = coarse(net, loader, target=pk.Target(macs=0.5), finetune_epochs=2, every=20)
+        >>> res.macs_kept <= 0.5
+        True
+    """
     cfg = CoarseConfig.resolve("coarse()", config, options)
     run = begin(model, train_loader, example_inputs, cfg)
     opts, p, criterion = cfg.recovery, cfg.plan, cfg.plan.criterion

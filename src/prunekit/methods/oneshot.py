@@ -98,8 +98,24 @@ def oneshot(model: nn.Module, train_loader: Iterable, val_loader: Iterable | Non
 def srr(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = None, example_inputs: Any = None,
         config: SRRMethodConfig | None = None, **options: Any) -> MethodResult:
     """Structural Redundancy Reduction (arXiv 2104.03438) as a procedure: allocate with the `srr` policy (take
-    from the most redundant group), remove each group's smallest-L1 filters, fine-tune once. Same arguments
-    as `oneshot` (configured by SRRMethodConfig)."""
+    from the most redundant group), remove each group's smallest-L1 filters, fine-tune once.
+
+    Args:
+        model: the model, pruned in place.
+        train_loader: batches for the SRR graph statistics and recovery.
+        val_loader: validation batches for the Trainer (optional).
+        example_inputs: inputs to trace with (default: the first sample of the first training batch).
+        config: an SRRMethodConfig; or its fields as keywords (the PlanConfig ones, the Recovery ones, score_batches). An unknown keyword raises
+            TypeError listing the valid ones.
+
+    Returns:
+        A MethodResult (`model, result = srr(...)` unpacks it).
+
+    Example:
+        >>> model, res = srr(net, loader, target=pk.Target(macs=0.5), finetune_epochs=1)
+        >>> res.method
+        'srr'
+    """
     return _oneshot(model, train_loader, val_loader, example_inputs,
                     SRRMethodConfig.resolve("srr()", config, options))
 
@@ -109,7 +125,24 @@ def iterative(model: nn.Module, train_loader: Iterable, val_loader: Iterable | N
               config: IterativeConfig | None = None, **options: Any) -> MethodResult:
     """The classic loop, `steps` times: rank with the criterion (a separate pass over data for data-driven
     ones), prune toward the step's share of the target, fine-tune `step_epochs`; then the final recovery.
-    Cumulative MAC/param fractions fall linearly over the steps. Arguments as `oneshot` (IterativeConfig)."""
+    Cumulative MAC/param fractions fall linearly over the steps.
+
+    Args:
+        model: the model, pruned in place.
+        train_loader: batches for scoring, the per-step fine-tuning and recovery.
+        val_loader: validation batches for the Trainer (optional).
+        example_inputs: inputs to trace with (default: the first sample of the first training batch).
+        config: an IterativeConfig; or its fields as keywords (the PlanConfig ones, the Recovery ones, steps, step_epochs, score_batches). An unknown keyword raises
+            TypeError listing the valid ones.
+
+    Returns:
+        A MethodResult (`model, result = iterative(...)` unpacks it).
+
+    Example:
+        >>> model, res = iterative(net, loader, target=pk.Target(macs=0.5), steps=3, step_epochs=1)
+        >>> len(res.history["steps"])
+        3
+    """
     cfg = IterativeConfig.resolve("iterative()", config, options)
     run = begin(model, train_loader, example_inputs, cfg)
     run.timings.update({"score": 0.0, "prune": 0.0, "step_finetune": 0.0})

@@ -79,8 +79,24 @@ def _options(cls: type, options: dict[str, Any]) -> dict[str, Any]:
 def slimming(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = None, example_inputs: Any = None,
              config: SlimmingConfig | None = None, **options: Any) -> MethodResult:
     """Network Slimming: `sparsity_epochs` of training with `strength` * sum |gamma|, then prune by |gamma| with
-    one global threshold (policy "global", gammas compared as they are), then recover. Arguments as
-    `oneshot` (configured by SlimmingConfig)."""
+    one global threshold (policy "global", gammas compared as they are), then recover.
+
+    Args:
+        model: the model, pruned in place.
+        train_loader: batches for the sparsity training and recovery.
+        val_loader: validation batches for the Trainer (optional).
+        example_inputs: inputs to trace with (default: the first sample of the first training batch).
+        config: a SlimmingConfig; or its fields as keywords (the PlanConfig ones, the Recovery ones, sparsity_epochs, strength). An unknown keyword raises
+            TypeError listing the valid ones.
+
+    Returns:
+        A MethodResult (`model, result = slimming(...)` unpacks it).
+
+    Example:
+        >>> model, res = slimming(net, loader, ratio=0.5, sparsity_epochs=2, strength=1e-4)
+        >>> res.method
+        'slimming'
+    """
     cfg = SlimmingConfig.resolve("slimming()", config, _options(SlimmingConfig, options))
     return _regularized(lambda graph, s: as_loss_term(bn_l1, s), model, train_loader, val_loader, example_inputs,
                         cfg)
@@ -92,7 +108,23 @@ def group_lasso(model: nn.Module, train_loader: Iterable, val_loader: Iterable |
                 **options: Any) -> MethodResult:
     """Group lasso: `sparsity_epochs` of training with `strength` * sum over channels of the L2 norm of the
     channel's slices in every coupled tensor of its group, then prune by the criterion, then recover.
-    Arguments as `oneshot` (configured by GroupLassoConfig)."""
+
+    Args:
+        model: the model, pruned in place.
+        train_loader: batches for the sparsity training and recovery.
+        val_loader: validation batches for the Trainer (optional).
+        example_inputs: inputs to trace with (default: the first sample of the first training batch).
+        config: a GroupLassoConfig; or its fields as keywords (the PlanConfig ones, the Recovery ones, sparsity_epochs, strength). An unknown keyword raises
+            TypeError listing the valid ones.
+
+    Returns:
+        A MethodResult (`model, result = group_lasso(...)` unpacks it).
+
+    Example:
+        >>> model, res = group_lasso(net, loader, target=pk.Target(macs=0.5), sparsity_epochs=2)
+        >>> res.macs_kept <= 0.5
+        True
+    """
     cfg = GroupLassoConfig.resolve("group_lasso()", config, options)
 
     def penalty(graph, s):

@@ -119,12 +119,26 @@ def register_policy(name: str, config: type = NoOptions):
 
 
 def list_policies() -> list[str]:
+    """Names of the registered policies, sorted."""
     return POLICIES.names()
 
 
 def get_policy(name: str | Policy | Callable) -> Policy:
     """The registered policy `name`; a Policy passes through; a plain function
-    `fn(model, graph, scores, allocation, config)` becomes a policy without options."""
+    `fn(model, graph, scores, allocation, config)` becomes a policy without options.
+
+    Args:
+        name: "uniform", "global", "width", "srr", "auto" (`list_policies()`), a Policy or a function.
+
+    Returns:
+        A Policy: `policy(model, graph, scores, ratio=..., target=..., **options) -> {group name: channels
+        to remove}`, or `policy.run(model, graph, scores, allocation, config)` with built configs.
+
+    Example:
+        >>> counts = get_policy("uniform")(model, graph, scores, ratio=0.5)
+        >>> all(counts[g.name] == g.size // 2 for g in graph.prunable_groups())
+        True
+    """
     if isinstance(name, Policy):
         return name
     if callable(name):

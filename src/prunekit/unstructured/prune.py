@@ -73,10 +73,24 @@ def masks_from_scores(scores: Scores, sparsity: float | Mapping[str, float],
 def prune_unstructured(model: nn.Module, sparsity: Sparsity, criterion: str | Criterion = "magnitude",
                        scope: str = "global", filter_fn: FilterFn | None = None,
                        **criterion_kw: Any) -> dict[str, torch.Tensor]:
-    """Score, build masks and apply them (in place); returns the masks.
+    """Score the selected weights, mask the lowest-scored ones and attach the masks (in place).
 
-    ``sparsity`` is a float, or (with ``scope="layer"``) a mapping resolved by :func:`layer_sparsities`.
-    ``criterion_kw`` go to the criterion (``data=`` for OBD, ``seed=`` for random).
+    Args:
+        model: the model; masks are attached with ``torch.nn.utils.parametrize`` so training keeps them zero.
+        sparsity: the fraction of weights to zero: a float, or (with ``scope="layer"``) a mapping by weight
+            key, module name, layer kind ("conv", "linear") or "default", resolved by :func:`layer_sparsities`.
+        criterion: "magnitude", "lamp", "obd" (needs ``data=``), "random", or a Criterion.
+        scope: "global" (one threshold over every selected weight) or "layer" (each weight its own).
+        filter_fn: ``filter_fn(module, name) -> bool`` choosing the layers (default: conv and linear weights).
+        **criterion_kw: the criterion's options (``data=`` for OBD, ``seed=`` for random); unknown ones raise.
+
+    Returns:
+        The masks, ``{weight key: BoolTensor}`` (True = kept).
+
+    Example:
+        >>> masks = prune_unstructured(net, 0.8, scope="global")
+        >>> round(sparsity(net), 2)
+        0.8
     """
     scores = weight_scores(model, criterion, filter_fn, **criterion_kw)
     rates: float | dict[str, float] = sparsity if scope == "global" else layer_sparsities(model, sparsity, filter_fn)
