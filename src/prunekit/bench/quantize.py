@@ -22,9 +22,9 @@ from .timing import _alternate
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {"archs": [("resnet20", 1.0)], "targets": [0.5, 0.25], "seeds": [0], "train_samples": 10000,
                 "test_samples": 2000, "base_epochs": 3, "finetune_epochs": 1, "finetune_steps": 60,
-                "finetune_lr": 0.02, "latency_runs": 10, "latency_batches": [1, 64], "threads": 1},
+                "finetune_lr": 0.02, "latency_runs": 20, "latency_batches": [1, 64], "threads": 1},
     "quick": {"latency_batches": [1, 8], "latency_runs": 2},
-    "opts": {"calib_batches": 8, "qat_steps": 40, "qat_lr": 0.005, "transformer": True,
+    "opts": {"calib_batches": 8, "qat_steps": 60, "qat_lr": 0.002, "round_to": 8, "transformer": True,
              "text_classes": ["computers", "politics", "science", "work"], "text_train": 160, "text_test": 100,
              "text_len": 48, "text_steps": 30, "text_lr": 1e-4},
     "quick_opts": {"calib_batches": 2, "qat_steps": 2, "transformer": False},

@@ -20,10 +20,13 @@ def cnn_variants(cfg: BenchConfig, arch: str, width: float, folder: Path) -> tup
     seed = cfg.seeds[0]
     ptq = QuantizeConfig(calib_batches=int(cfg.opts["calib_batches"]), seed=seed)
     models = {"dense": (base, 1.0)}
+    round_to = int(cfg.opts.get("round_to", 1))  # int8 kernels run odd channel counts slowly (docs/quantization.md)
     for t in cfg.targets:
-        common.log(f"{arch}: pruning to {t:.0%} of the MACs (uniform l1, {cfg.finetune_steps} fine-tuning steps)")
+        common.log(f"{arch}: pruning to {t:.0%} of the MACs (uniform l1, widths multiples of {round_to}, "
+                   f"{cfg.finetune_steps} fine-tuning steps)")
         pruned, _ = common.run_method(base, data, "oneshot", target=pk.Target(macs=t), criterion="l1",
-                                      policy="uniform", **common.recovery_kwargs(cfg, seed))
+                                      policy="uniform", trace_kw={"round_to": round_to},
+                                      **common.recovery_kwargs(cfg, seed))
         models[f"pruned {t:.0%}"] = (pruned, common.counts(pruned, example)["macs"] / entry["macs"])
     variants = []
     for name, (model, kept) in models.items():
