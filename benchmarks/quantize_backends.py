@@ -141,7 +141,8 @@ def main() -> None:
     for name, r in results["models"].items():
         base = r["median_ms"]["torch fp32 (eager)"]
         lines += [f"## {name}", "", "| backend | ms | vs torch fp32 |", "|---|---:|---:|"]
-        lines += [f"| {k} | {v:.2f} | {base / v:.2f}x |" for k, v in sorted(r["median_ms"].items(), key=lambda kv: kv[1])]
+        ordered = sorted(r["median_ms"].items(), key=lambda kv: kv[1])
+        lines += [f"| {k} | {v:.2f} | {base / v:.2f}x |" for k, v in ordered]
         lines.append("")
     (out / "backends.md").write_text("\n".join(lines))
 

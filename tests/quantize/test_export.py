@@ -9,7 +9,7 @@ import torch
 import prunekit as pk
 from prunekit.compress import save_compressed, share_weights
 from prunekit.models import create
-from prunekit.quantize import ExportError, QuantizeError, export
+from prunekit.quantize import QuantizeError, export
 from prunekit.quantize.runtime import session
 from prunekit.unstructured import prune_unstructured
 

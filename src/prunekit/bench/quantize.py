@@ -161,7 +161,8 @@ def observations(table: list[dict[str, Any]], big: int) -> list[str]:
             met = (r["speedup_vs_torch"] or 0) >= 3 and (r["delta_pts"] or -99) >= -1 and (r["size_ratio"] or 0) >= 4
             notes.append(f"{model}, {r['variant']}: {r['speedup_vs_torch']:.2f}x faster than dense fp32 in torch and "
                          f"{r['speedup_vs_ort']:.2f}x than dense fp32 in onnxruntime at batch {big}, "
-                         f"{r['delta_pts']:+.2f} pts, {r['size_ratio']:.2f}x smaller: goal {'met' if met else 'not met'}.")
+                         f"{r['delta_pts']:+.2f} pts, {r['size_ratio']:.2f}x smaller: "
+                         f"goal {'met' if met else 'not met'}.")
     return notes
 
 

@@ -34,7 +34,8 @@ def add_export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--atol", type=float_between(0.0), default=1e-4,
                    help="largest allowed |PyTorch - onnxruntime| output difference (exit 1 above it)")
     p.add_argument("--opset", type=int_between(13, 23), default=17)
-    p.add_argument("--batches", nargs="+", type=int_between(1), default=[1, 64], help="batch sizes timed in onnxruntime")
+    p.add_argument("--batches", nargs="+", type=int_between(1), default=[1, 64],
+                   help="batch sizes timed in onnxruntime")
     p.add_argument("--runs", type=int_between(1), default=20, help="timed onnxruntime runs per batch size")
     p.add_argument("--threads", type=int_between(1), default=None, help="onnxruntime intra-op threads")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")

@@ -10,4 +10,5 @@ from .qat import QATReport, qat_finetune
 register()  # the workflow's "int8" quantization scheme
 
 __all__ = ["BACKENDS", "METHODS", "ExportError", "ExportResult", "QATReport", "QuantizeConfig", "QuantizeError",
-           "QuantizeResult", "export", "fold_batchnorm", "int8_step", "qat_finetune", "quantize_model", "resolve_method"]
+           "QuantizeResult", "export", "fold_batchnorm", "int8_step", "qat_finetune", "quantize_model",
+           "resolve_method"]

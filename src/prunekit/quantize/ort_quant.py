@@ -47,7 +47,8 @@ def quantize_onnx(fp32_path: str | os.PathLike, out_path: str | os.PathLike, con
         out_path: int8 ONNX file to write (the caller has checked it may be written).
         config: per_channel and calibration are read from it.
         method: "static" (QDQ: int8 weights and activations, ranges from ``calib_inputs``) or "dynamic"
-            (int8 weights, activation ranges per batch at run time; MatMul/Gemm, and Gather so that embedding tables are int8 too).
+            (int8 weights, activation ranges per batch at run time; MatMul/Gemm, and Gather so that
+            embedding tables are int8 too).
         calib_inputs: model inputs (tensor, tuple or dict per batch) for static calibration.
 
     Returns:
