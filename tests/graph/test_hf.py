@@ -291,3 +291,24 @@ def test_gqa_sdpa_head_dim_and_kv_groups(heads):
 @torch.no_grad()
 def _outputs_plain(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
     return [model(x)]
+
+
+def test_hf_model_inside_a_wrapper():
+    """A plain module holding a GPT-2: its Conv1D and attention patches apply, the inner config follows."""
+    case = hf.zoo_case("gpt2")
+    inner, x = case.build(), case.inputs()
+
+    class Wrapper(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lm = inner
+
+        def forward(self, input_ids):
+            return self.lm(input_ids=input_ids).logits
+
+    model = Wrapper().eval()
+    plan = pk.plan(model, x["input_ids"], ratio=0.3)
+    pruned = pk.apply(copy.deepcopy(model), plan)
+    assert pruned.lm.transformer.h[0].mlp.c_fc.nf == 179 and pruned.lm.config.n_embd == 45
+    with torch.no_grad():
+        assert pruned(x["input_ids"]).shape == (1, 8, 96)

@@ -89,9 +89,10 @@ def apply(model: nn.Module, plan: PlanLike, optimizer: torch.optim.Optimizer | N
 
 
 def _hf_glue(model: nn.Module):
-    """prunekit.transformers.hf for a transformers model (transformers already imported by the caller), else None."""
-    tf = sys.modules.get("transformers")
-    if tf is None or not isinstance(model, getattr(tf, "PreTrainedModel", ())):
+    """prunekit.transformers.hf for a model holding transformers modules (transformers already imported by the
+    caller; the model itself or a wrapper around one), else None."""
+    if "transformers" not in sys.modules or not any(type(m).__module__.startswith("transformers.")
+                                                    for m in model.modules()):
         return None
     from ..transformers import hf
 

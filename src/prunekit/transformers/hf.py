@@ -83,10 +83,20 @@ def build(desc: dict[str, Any]) -> nn.Module:
 
 
 def after_apply(model: nn.Module) -> None:
-    """`pk.apply`'s last step on an HF model: remember the original config (for pk.save), update the config."""
-    if getattr(model, "_prunekit_spec", None) is None:
-        object.__setattr__(model, "_prunekit_spec", HFSpec(type(model).__name__, _config_dict(model.config)))
-    changed = dict(getattr(model, STATUS_ATTR, {}))
-    changed.update(update_config(model))
-    object.__setattr__(model, STATUS_ATTR, changed)
+    """`pk.apply`'s last step on a model holding HF models (itself, or wrapped): for each outermost
+    `PreTrainedModel`, remember the original config (what pk.save stores) and update the config."""
+    for hf_model in _outermost_hf_models(model):
+        if hf_model is model and getattr(model, "_prunekit_spec", None) is None:
+            object.__setattr__(model, "_prunekit_spec", HFSpec(type(model).__name__, _config_dict(model.config)))
+        changed = dict(getattr(hf_model, STATUS_ATTR, {}))
+        changed.update(update_config(hf_model))
+        object.__setattr__(hf_model, STATUS_ATTR, changed)
+
+
+def _outermost_hf_models(model: nn.Module) -> list[nn.Module]:
+    found: list[tuple[str, nn.Module]] = []
+    for name, mod in model.named_modules():
+        if is_hf_model(mod) and not any(name.startswith(f"{outer}.") or not outer for outer, _ in found):
+            found.append((name, mod))
+    return [m for _, m in found]
 
