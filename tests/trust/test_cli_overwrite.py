@@ -61,6 +61,8 @@ def test_resume_needs_a_checkpoint(capsys, tmp_path, runs):
     assert main(train_argv(data, tmp_path / "missing", "--resume")) == 2
     assert f"nothing to resume: {tmp_path / 'missing'} does not exist" in capsys.readouterr().err
     assert not (tmp_path / "missing").exists()
+    assert main(train_argv(data, tmp_path / "missing", "--resume", "--overwrite")) == 2
+    assert "give one of them" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
     refused(capsys, train_argv(data, tmp_path / "empty", "--resume"), tmp_path / "empty",
             f"nothing to resume: {tmp_path / 'empty'} holds no last.pt")

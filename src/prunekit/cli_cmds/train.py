@@ -12,8 +12,8 @@ from ..report import write_report
 from ..train import TrainConfig, Trainer, evaluate, init_distributed, is_main_process, seed_everything
 from ..workflow import prepare_output_dir
 from . import argtypes as T
-from .common import (add_data_args, add_model_args, add_output_args, build_loaders, example_input, measure_model,
-                     metric_rows, model_kwargs, print_table, save_model)
+from .common import (CliError, add_data_args, add_model_args, add_output_args, build_loaders, example_input,
+                     measure_model, metric_rows, model_kwargs, print_table, save_model)
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
@@ -37,6 +37,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     t_start = time.perf_counter()
     out = Path(args.out)
+    if args.resume and args.overwrite:
+        raise CliError("--resume continues the run in --out and --overwrite replaces it: give one of them")
     dist = init_distributed()
     if is_main_process():
         prepare_output_dir(out, overwrite=args.overwrite, resume=args.resume)
