@@ -24,7 +24,9 @@ def _pruned_cnn():
 
 def test_pruned_cnn_matches_at_two_batch_sizes(tmp_path):
     pruned, x = _pruned_cnn()
+    pruned.train()
     res = export(pruned, x, tmp_path / "p.onnx", latency_batches=(1, 4), runs=3)
+    assert pruned.training                                    # exported in eval mode, the caller's mode restored
     assert res.passed and res.max_abs_diff < 1e-4
     assert res.checked_batches == [2, 4] and sorted(res.latency_ms) == [1, 4]
     assert res.size_bytes == (tmp_path / "p.onnx").stat().st_size

@@ -1,6 +1,7 @@
 """`pk.export`: a (pruned) model to ONNX with a dynamic batch, checked in onnxruntime against PyTorch."""
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from ..measure.inputs import Inputs, batch_size_of, rebatch
+from ..measure.inputs import Inputs, batch_size_of, rebatch, to_device
 from .config import QuantizeError
 from .runtime import max_abs_diff, ort_latency, session
 
@@ -56,12 +57,15 @@ def check_example_inputs(model: nn.Module, example_inputs: Inputs) -> None:
         raise QuantizeError(f"example_inputs must hold a batched tensor (a tensor, tuple or dict of tensors), "
                             f"got {type(example_inputs).__name__}")
     from ..measure.inputs import call_model
+    was_training = model.training
     try:
         with torch.inference_mode():
             call_model(model.eval(), example_inputs)
     except Exception as e:  # noqa: BLE001 - any failure here is the caller's inputs not fitting the model
         raise QuantizeError(f"the model does not run on the example inputs: {type(e).__name__}: "
                             f"{str(e).splitlines()[0] if str(e) else ''}") from e
+    finally:
+        model.train(was_training)
 
 
 def _torch_onnx_export(model: nn.Module, example_inputs: Inputs, path: Path, opset: int) -> None:
@@ -132,17 +136,25 @@ def export(model: nn.Module, example_inputs: Inputs, path: str | os.PathLike, *,
     """
     if not isinstance(atol, (int, float)) or atol < 0:
         raise QuantizeError(f"atol={atol!r}: must be a number >= 0")
-    model = model.cpu().eval()
+    from ..measure.inputs import model_device
     check_example_inputs(model, example_inputs)
-    path = write_onnx(model, example_inputs, path, opset, overwrite)
-    sess = session(path, threads)
-    first = int(batch_size_of(example_inputs))
-    checked = [first, first + 2]
+    # the caller's model keeps its device and mode: a model elsewhere than the CPU is exported from a copy
+    net = model if model_device(model).type == "cpu" else copy.deepcopy(model).cpu()
+    example_inputs = to_device(example_inputs, "cpu")
+    was_training = net.training
+    net.eval()
     try:
-        diff = max(max_abs_diff(model, sess, rebatch(example_inputs, b)) for b in checked)
-    except QuantizeError as e:
-        raise ExportError(f"{path}: onnxruntime cannot run the exported model like PyTorch ({e}); the batch "
-                          "dimension may not be dynamic") from e
+        path = write_onnx(net, example_inputs, path, opset, overwrite)
+        sess = session(path, threads)
+        first = int(batch_size_of(example_inputs))
+        checked = [first, first + 2]
+        try:
+            diff = max(max_abs_diff(net, sess, rebatch(example_inputs, b)) for b in checked)
+        except QuantizeError as e:
+            raise ExportError(f"{path}: onnxruntime cannot run the exported model like PyTorch ({e}); the batch "
+                              "dimension may not be dynamic") from e
+    finally:
+        net.train(was_training)
     lat = ort_latency(sess, example_inputs, latency_batches, runs=runs, threads=threads) if latency_batches else {}
     result = ExportResult(path=path, size_bytes=path.stat().st_size, max_abs_diff=diff, atol=float(atol),
                           checked_batches=checked, latency_ms={b: r.median_ms for b, r in lat.items()},
