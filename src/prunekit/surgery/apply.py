@@ -12,6 +12,7 @@ from ..graph.trace import HEAD_DIM_ATTRS, HEADS_ATTRS, KV_HEADS_ATTRS
 from .checks import PlanLike, check_plan_fits
 from .patches import PatchContext, patch_for, user_patched
 
+PLANS_ATTR = "_prunekit_plans"  # the plans applied to a model, oldest first (what pk.save records)
 WIDTH_ATTRS = ("hidden_dim", "embed_dim", "dim", "d_model", "hidden_size", "channels", "num_channels", "width",
                "in_dim", "out_dim", "num_features", "feat_dim", "embedding_dim", "inner_dim", "mid_channels",
                "hidden_features", "embed_dims")
@@ -82,9 +83,9 @@ def apply(model: nn.Module, plan: PlanLike, optimizer: torch.optim.Optimizer | N
     _patch_attributes(model, plan)
     if hf is not None:
         hf.after_apply(model)  # the config follows the new widths
-    history = list(getattr(model, "_prunekit_plans", []))
+    history = list(getattr(model, PLANS_ATTR, []))
     history.append(plan.to_dict())
-    object.__setattr__(model, "_prunekit_plans", history)
+    object.__setattr__(model, PLANS_ATTR, history)
     return model
 
 

@@ -8,9 +8,7 @@ from torch import nn
 from ..errors import ModelFileError, PlanFormatError, PlanMismatchError
 from ..graph.plan import PruningPlan
 from ..models.resolve import build_arch
-from .apply import apply
-
-PLANS_ATTR = "_prunekit_plans"
+from .apply import PLANS_ATTR, apply
 
 
 def parse_plans(plans: Any, source: str) -> list[PruningPlan]:
