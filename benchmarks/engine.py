@@ -1,11 +1,16 @@
-"""Engine coverage and speed: how many torchvision classifiers prunekit prunes and verifies, side by side with
+"""Engine coverage and speed: how many models of three zoos prunekit prunes and verifies, side by side with
 torch-pruning (optional `bench` extra), and the time to trace+plan+apply ResNet-50 and ViT-B/16.
 
-    python benchmarks/engine.py                 # every torchvision classifier (about an hour on 2 CPU cores)
-    python benchmarks/engine.py --quick         # a handful of models, for the test suite
-Writes benchmarks/results/engine/{results.json,results.md} (or --out); --resume continues a run from its
-rows.jsonl. Each tool runs on each model in a fresh process limited to --limit-seconds and --limit-memory-gb,
-so a tool that hangs or exhausts memory on one model gives that model an error row and the run goes on.
+    python benchmarks/engine.py                      # every torchvision classifier (about an hour on 2 CPU cores)
+    python benchmarks/engine.py --zoo timm           # one model per timm family (tests/graph/timm_families.json)
+    python benchmarks/engine.py --zoo hf             # the tiny Hugging Face zoo (prunekit.transformers.hf_zoo)
+    python benchmarks/engine.py --summary            # SUMMARY.md: the three zoos side by side
+    python benchmarks/engine.py --quick              # a handful of models, for the test suite
+Writes benchmarks/results/engine/{results.json,results.md} for torchvision and .../engine/<zoo>/ for the others
+(or --out); --resume continues a run from its rows.jsonl, so a zoo can be run in parts. Each tool runs on each
+model in a fresh process limited to --limit-seconds and --limit-memory-gb, so a tool that hangs or exhausts
+memory on one model gives that model an error row and the run goes on. prunekit's "exact" is checked by zeroing
+plan.removals() in the original (independently of pk.verify): `wrong_exact` counts the claims it refutes.
 """
 from __future__ import annotations
 
@@ -18,36 +23,28 @@ import time
 from pathlib import Path
 
 import torch
-import torchvision
 
+import engine_zoos
 import prunekit as pk
+from prunekit.graph.trace import _tensors, run_model
 from prunekit.report import environment_info, markdown_table
 from prunekit.surgery.verify import make_input_sensitive
 
-QUICK = ["resnet18", "mobilenet_v3_small", "squeezenet1_1", "shufflenet_v2_x0_5"]
-FIXED_SIZE = {"inception_v3": 75, "vit_b_16": 224, "vit_b_32": 224, "vit_l_16": 224, "vit_l_32": 224,
-              "vit_h_14": 224, "maxvit_t": 224}
-
-
-def build(name: str) -> torch.nn.Module:
-    kw = {"aux_logits": False, "init_weights": False} if name in ("googlenet", "inception_v3") else {}
-    return torchvision.models.get_model(name, num_classes=10, **kw).eval()
-
-
-def smallest_input(model, name):
-    for s in ([FIXED_SIZE[name]] if name in FIXED_SIZE else [32, 64, 96, 128, 224]):
-        x = torch.randn(1, 3, s, s)
-        try:
-            with torch.no_grad():
-                model(x)
-            return x
-        except RuntimeError:
-            continue
-    raise RuntimeError("no input size accepted")
+RESULTS = Path(__file__).parent / "results" / "engine"
 
 
 def n_params(m) -> int:
     return sum(p.numel() for p in m.parameters())
+
+
+def _shapes(out) -> list:
+    return [t.shape for t in _tensors(out)]
+
+
+def _rel(a, b) -> float:
+    a, b = _tensors(a), _tensors(b)
+    scale = max((float(t.float().abs().max()) for t in a if t.numel()), default=0.0) or 1.0
+    return max((float((x.float() - y.float()).abs().max()) for x, y in zip(a, b) if x.numel()), default=0.0) / scale
 
 
 def run_prunekit(model, x, ratio=0.3) -> dict:
@@ -56,12 +53,16 @@ def run_prunekit(model, x, ratio=0.3) -> dict:
     pruned = pk.apply(copy.deepcopy(model), plan)
     t1 = time.perf_counter()
     with torch.no_grad():
-        ref, out = model(x), pruned(x)
+        ref, out = run_model(model, x), run_model(pruned, x)
+        zero = _rel(engine_zoos.zeroed_outputs(model, plan, x), out)
     rep = pk.verify(model, pruned, plan, x)
-    ok = out.shape == ref.shape and n_params(pruned) < n_params(model)
-    return {"ok": bool(ok), "verified": bool(rep.exact or not plan.exact), "exact": bool(rep.exact),
-            "params_kept": n_params(pruned) / n_params(model), "seconds": t1 - t0,
-            "max_rel_diff": rep.max_rel_diff}
+    ok = _shapes(out) == _shapes(ref) and n_params(pruned) < n_params(model)
+    wrong = bool(plan.exact and zero > 1e-4)
+    return {"ok": bool(ok), "verified": bool((rep.exact or not plan.exact) and not wrong), "exact": bool(rep.exact),
+            "claims_exact": bool(plan.exact), "wrong_exact": wrong, "zeroing_rel_diff": zero,
+            "reasons": plan.reasons()[:3], "excluded": len(plan.meta.get("excluded", {})),
+            "params_kept": n_params(pruned) / n_params(model), "seconds": t1 - t0, "max_rel_diff": rep.max_rel_diff,
+            "weak": bool(rep.weak)}
 
 
 def _classifier(model):
@@ -82,8 +83,8 @@ def run_torch_pruning(model, x, ratio=0.3) -> dict:
     pruner.step()
     t1 = time.perf_counter()
     with torch.no_grad():
-        ref, out = model(x), m(x)
-    ok = out.shape == ref.shape and n_params(m) < n_params(model)
+        ref, out = run_model(model, x), run_model(m, x)
+    ok = _shapes(out) == _shapes(ref) and n_params(m) < n_params(model)
     return {"ok": bool(ok), "params_kept": n_params(m) / n_params(model), "seconds": t1 - t0}
 
 
@@ -130,19 +131,19 @@ def guarded(fn, *args) -> dict:
     return result
 
 
-def model_row(tool: str, name: str, size: int | None = None) -> dict:
-    """Build `name` (seed 0), pick its smallest input (or size x size), run `tool` on it; in the child process."""
-    torch.manual_seed(0)
-    model = build(name)
-    x = smallest_input(model, name) if size is None else torch.randn(1, 3, size, size)
-    make_input_sensitive(model, x)  # BN statistics from a random batch, zero classifiers re-drawn
-    return {**_call(TOOLS[tool], (model, x)), "input": list(x.shape)}
+def model_row(tool: str, zoo: str, name: str, size: int | None = None) -> dict:
+    """Build `name` of `zoo` (seed 0) at its smallest input (or size x size), run `tool`; in the child process."""
+    model, x, sensitize = engine_zoos.build(zoo, name, size)
+    if sensitize:
+        make_input_sensitive(model, x)  # BN statistics from a random batch, zero classifiers re-drawn
+    shape = list(x.shape) if isinstance(x, torch.Tensor) else {k: list(v.shape) for k, v in dict(x).items()}
+    return {**_call(TOOLS[tool], (model, x)), "input": shape}
 
 
 def timing(name: str, tool: str, repeats: int) -> dict:
     times = []
     for _ in range(repeats):
-        r = guarded(model_row, tool, name, 224)
+        r = guarded(model_row, tool, "torchvision", name, 224)
         if not r.get("ok"):
             return {"error": r.get("error", "failed")}
         times.append(r["seconds"])
@@ -155,12 +156,14 @@ def _write_rows(path: Path, rows: list[dict]) -> None:
     tmp.replace(path)
 
 
-def main(argv=None) -> int:
+def _args(argv):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--zoo", default="torchvision", choices=["torchvision", "timm", "hf"])
+    ap.add_argument("--summary", action="store_true", help="only write SUMMARY.md from the zoos' results.json")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--models", nargs="*")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "engine"))
+    ap.add_argument("--out", help="results folder (default: results/engine, or results/engine/<zoo>)")
     ap.add_argument("--resume", action="store_true", help="keep the models already in <out>/rows.jsonl")
     ap.add_argument("--skip-timings", action="store_true")
     ap.add_argument("--redo", nargs="*", default=[], choices=["prunekit", "torch_pruning"],
@@ -169,35 +172,32 @@ def main(argv=None) -> int:
     ap.add_argument("--limit-seconds", type=float, default=LIMITS["seconds"], help="per tool and model")
     ap.add_argument("--limit-memory-gb", type=float, default=LIMITS["memory_gb"],
                     help="address space per tool and model")
-    args = ap.parse_args(argv)
-    LIMITS.update(seconds=args.limit_seconds, memory_gb=args.limit_memory_gb)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    try:
-        import torch_pruning  # noqa: F401
+    return ap.parse_args(argv)
 
-        peer = not args.no_peer
-    except ImportError:
-        peer = False
-    names = args.models or (QUICK if args.quick else sorted(torchvision.models.list_models(module=torchvision.models)))
-    out = Path(args.out)
+
+def _timings(args, out: Path, peer: bool) -> dict:
+    tfile = out / "timings.json"
+    if args.resume and tfile.exists():
+        return json.loads(tfile.read_text())
+    if args.zoo != "torchvision" or args.quick or args.skip_timings:
+        return {}
+    timings = {}
+    for name in ("resnet50", "vit_b_16"):
+        timings[name] = {"prunekit": timing(name, "prunekit", args.repeats)}
+        if peer:
+            timings[name]["torch_pruning"] = timing(name, "torch_pruning", args.repeats)
+    tfile.write_text(json.dumps(timings, indent=1))
+    return timings
+
+
+def _run_rows(args, out: Path, names: list[str], tools: list[str]) -> list[dict]:
     rows = []
     if args.resume and (out / "rows.jsonl").exists():
         rows = [json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines() if line.strip()]
     done = {r["model"] for r in rows}
-    out.mkdir(parents=True, exist_ok=True)
-    timings = {}
-    tfile = out / "timings.json"
-    if args.resume and tfile.exists():
-        timings = json.loads(tfile.read_text())
-    elif not args.quick and not args.skip_timings:
-        for name in ("resnet50", "vit_b_16"):
-            timings[name] = {"prunekit": timing(name, "prunekit", args.repeats)}
-            if peer:
-                timings[name]["torch_pruning"] = timing(name, "torch_pruning", args.repeats)
-        tfile.write_text(json.dumps(timings, indent=1))
     for row in rows if args.redo else []:
         for tool in args.redo:
-            res = guarded(model_row, tool, row["model"])
+            res = guarded(model_row, tool, args.zoo, row["model"])
             res.pop("input", None)
             row[tool] = res
         print(json.dumps(row), flush=True)
@@ -207,8 +207,8 @@ def main(argv=None) -> int:
         if name in done:
             continue
         row = {"model": name, "input": None}
-        for tool in ["prunekit"] + (["torch_pruning"] if peer else []):
-            res = guarded(model_row, tool, name)
+        for tool in tools:
+            res = guarded(model_row, tool, args.zoo, name)
             row["input"] = row["input"] or res.pop("input", None)
             res.pop("input", None)
             row[tool] = res
@@ -217,24 +217,40 @@ def main(argv=None) -> int:
         with open(out / "rows.jsonl", "a") as f:  # one line per model, so a long run can resume
             f.write(json.dumps(row) + "\n")
     rows.sort(key=lambda r: names.index(r["model"]) if r["model"] in names else len(names))
-    summary = {"models": len(rows), "prunekit_ok": sum(r["prunekit"].get("ok", False) for r in rows),
-               "prunekit_verified": sum(r["prunekit"].get("ok", False) and r["prunekit"].get("verified", False)
-                                        for r in rows),
-               "prunekit_exact": sum(r["prunekit"].get("exact", False) for r in rows)}
+    return rows
+
+
+def summarize(rows: list[dict], peer: bool) -> dict:
+    pk_rows = [r["prunekit"] for r in rows]
+    summary = {"models": len(rows), "prunekit_ok": sum(r.get("ok", False) for r in pk_rows),
+               "prunekit_verified": sum(r.get("ok", False) and r.get("verified", False) for r in pk_rows),
+               "prunekit_exact": sum(r.get("exact", False) for r in pk_rows)}
+    if any("wrong_exact" in r for r in pk_rows):
+        summary["prunekit_wrong_exact"] = sum(r.get("wrong_exact", False) for r in pk_rows)
     if peer:
-        summary["torch_pruning_ok"] = sum(r["torch_pruning"].get("ok", False) for r in rows)
-    command = " ".join(["python", "benchmarks/engine.py", *(sys.argv[1:] if argv is None else argv)])
+        summary["torch_pruning_ok"] = sum(r.get("torch_pruning", {}).get("ok", False) for r in rows)
+    return summary
+
+
+def _input_text(shape) -> str:
+    if isinstance(shape, dict):
+        return ", ".join(f"{k} {'x'.join(map(str, v))}" for k, v in shape.items())
+    return "x".join(map(str, (shape or [])[2:]))
+
+
+def write_results(out: Path, rows: list[dict], timings: dict, peer: bool, command: str) -> dict:
+    summary = summarize(rows, peer)
     result = {"summary": summary, "rows": rows, "timings": timings, "command": command,
               "environment": environment_info()}
     (out / "results.json").write_text(json.dumps(result, indent=1))
-    table = [{"model": r["model"], "input": "x".join(map(str, (r["input"] or [])[2:])),
+    table = [{"model": r["model"], "input": _input_text(r["input"]),
               "prunekit": "ok" if r["prunekit"].get("ok") else r["prunekit"].get("error", "fail")[:60],
               "verify": ("exact" if r["prunekit"].get("exact") else "approx") if r["prunekit"].get("ok") else "-",
               "params kept": f"{r['prunekit'].get('params_kept', float('nan')):.2f}",
-              **({"torch-pruning": "ok" if r["torch_pruning"].get("ok") else
-                  r["torch_pruning"].get("error", "fail")[:60]} if peer else {})} for r in rows]
+              **({"torch-pruning": "ok" if r.get("torch_pruning", {}).get("ok") else
+                  r.get("torch_pruning", {}).get("error", "fail")[:60]} if peer else {})} for r in rows]
     cols = list(table[0].keys()) if table else []
-    md = ["# Engine coverage and speed", "", f"Command: `{result['command']}`", "",
+    md = ["# Engine coverage and speed", "", f"Command: `{command}`", "",
           f"Machine: {json.dumps(result['environment'].get('machine', {}))}", "",
           f"Versions: {json.dumps(result['environment'].get('versions', {}))}", "", "## Summary", "",
           "```", json.dumps(summary, indent=1), "```", ""]
@@ -245,9 +261,53 @@ def main(argv=None) -> int:
                                             if "median_s" in v else f"{tool} {v.get('error')}"
                                             for tool, v in t.items()))
         md.append("")
-    md += ["## Per model (30% uniform L1, classifier outputs kept)", "", markdown_table(table, cols)]
+    md += ["## Per model (30% uniform L1, outputs kept)", "", markdown_table(table, cols)]
     (out / "results.md").write_text("\n".join(md) + "\n")
-    print(json.dumps(summary))
+    return summary
+
+
+def write_summary(root: Path = RESULTS) -> str:
+    """SUMMARY.md: each zoo's summary line side by side, from the results.json files present."""
+    lines = ["# Engine coverage: three zoos, prunekit and torch-pruning side by side", "",
+             "30% uniform L1, outputs kept, random init, smallest input each model accepts. `verified`: runs, "
+             "keeps output shapes, and the original with `plan.removals()` zeroed gives the pruned model's "
+             "outputs whenever the plan claims exact (else the plan names why it is approximate).", "",
+             "| zoo | models | prunekit ok | prunekit verified | exact | wrong exact | torch-pruning ok | command |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for zoo, path in [("torchvision", root / "results.json"), ("timm", root / "timm" / "results.json"),
+                      ("hf", root / "hf" / "results.json")]:
+        if not path.exists():
+            continue
+        res = json.loads(path.read_text())
+        s = res["summary"]
+        lines.append(f"| {zoo} | {s['models']} | {s['prunekit_ok']} | {s['prunekit_verified']} | "
+                     f"{s['prunekit_exact']} | {s.get('prunekit_wrong_exact', '-')} | "
+                     f"{s.get('torch_pruning_ok', '-')} | `{res['command']}` |")
+    text = "\n".join(lines) + "\n"
+    (root / "SUMMARY.md").write_text(text)
+    return text
+
+
+def main(argv=None) -> int:
+    args = _args(argv)
+    if args.summary:
+        print(write_summary())
+        return 0
+    LIMITS.update(seconds=args.limit_seconds, memory_gb=args.limit_memory_gb)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    try:
+        import torch_pruning  # noqa: F401
+
+        peer = not args.no_peer
+    except ImportError:
+        peer = False
+    names = args.models or (engine_zoos.QUICK[args.zoo] if args.quick else engine_zoos.names(args.zoo))
+    out = Path(args.out) if args.out else (RESULTS if args.zoo == "torchvision" else RESULTS / args.zoo)
+    out.mkdir(parents=True, exist_ok=True)
+    timings = _timings(args, out, peer)
+    rows = _run_rows(args, out, names, ["prunekit"] + (["torch_pruning"] if peer else []))
+    command = " ".join(["python", "benchmarks/engine.py", *(sys.argv[1:] if argv is None else argv)])
+    print(json.dumps(write_results(out, rows, timings, peer, command)))
     return 0
 
 

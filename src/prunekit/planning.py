@@ -22,7 +22,7 @@ from .graph.cost import predict
 from .graph.groups import DependencyGraph
 from .graph.ignore import as_entries
 from .graph.plan import PruningPlan
-from .graph.probe import _runner
+from .graph.probe import _runner, exclude_breaking
 from .policies import Allocation, Policy, Target, get_policy, select_kept
 from .policies.base import max_removable
 
@@ -256,7 +256,11 @@ def plan_from_scores(model: nn.Module, graph: DependencyGraph, scores: dict[str,
         warnings.warn(msg, stacklevel=2)
     plan = PruningPlan.from_kept(graph, select_kept(graph, scores, counts), meta)
     if config.check and example_inputs is not None and not plan.is_empty():
-        check_plan(model, plan, example_inputs)
+        broken = exclude_breaking(model, graph, plan, example_inputs)  # runs the plan once; marks what breaks it
+        if broken:  # those groups are now fixed with the error as their reason: allocate again without them
+            meta["excluded"] = {**meta.get("excluded", {}), **broken}
+            return plan_from_scores(model, graph, scores, config, data=data, example_inputs=example_inputs,
+                                    original_sizes=original_sizes, meta=meta, enforce=enforce)
     return plan
 
 

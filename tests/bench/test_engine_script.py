@@ -43,8 +43,19 @@ def test_guard_turns_timeouts_and_memory_errors_into_rows(engine, monkeypatch):
 def test_engine_script_rows_for_one_model(engine, tmp_path):
     assert engine.main(["--models", "squeezenet1_1", "--no-peer", "--skip-timings", "--out", str(tmp_path)]) == 0
     result = json.loads((tmp_path / "results.json").read_text())
-    assert result["summary"] == {"models": 1, "prunekit_ok": 1, "prunekit_verified": 1, "prunekit_exact": 1}
+    assert result["summary"] == {"models": 1, "prunekit_ok": 1, "prunekit_verified": 1, "prunekit_exact": 1,
+                                 "prunekit_wrong_exact": 0}
     row = result["rows"][0]
     assert row["input"] == [1, 3, 64, 64] or row["input"][2] >= 32
     assert 0.3 < row["prunekit"]["params_kept"] < 0.7 and row["prunekit"]["max_rel_diff"] < 1e-4
     assert "squeezenet1_1" in (tmp_path / "results.md").read_text()
+
+
+def test_engine_script_timm_zoo_and_summary(engine, tmp_path):
+    assert engine.main(["--zoo", "timm", "--models", "test_nfnet", "--no-peer", "--out", str(tmp_path)]) == 0
+    row = json.loads((tmp_path / "results.json").read_text())["rows"][0]["prunekit"]
+    # weight standardisation: the plan says approximate and why, and the zeroing check agrees it is not exact
+    assert row["ok"] and not row["claims_exact"] and not row["wrong_exact"] and row["zeroing_rel_diff"] > 1e-3
+    assert any("weight standardisation" in r for r in row["reasons"])
+    text = engine.write_summary(tmp_path.parent)  # no zoo results there: the header only
+    assert text.startswith("# Engine coverage") and "| zoo |" in text

@@ -119,3 +119,45 @@ def probe_groups(model: nn.Module, graph: DependencyGraph, example_inputs: Any) 
             g.prunable = False
             g.reason = f"removing a channel breaks the forward ({errors[g.name]})"
     return len(errors)
+
+
+def exclude_breaking(model: nn.Module, graph: DependencyGraph, plan, example_inputs: Any) -> dict[str, str]:
+    """Find the decisions of `plan` that break the forward only in combination (a width the model asserts on,
+    an index table sized from another group) and mark their groups not prunable, with the error as reason.
+
+    Decisions are added in chunks to a set known to run; a chunk that fails is halved until the one decision
+    that breaks it is found, so a plan that runs costs one forward. Returns {group name: error}.
+    """
+    from .plan import PruningPlan
+
+    run = _runner(model, example_inputs)
+    try:
+        ref = run(None)
+    except Exception:  # noqa: BLE001 - the model cannot run as a structural copy: nothing to check here
+        return {}
+    good: dict[str, list[int]] = {}
+    errors: dict[str, str] = {}
+
+    def fails(kept: dict[str, list[int]]) -> str | None:
+        try:
+            shapes = run(PruningPlan.from_kept(graph, kept))
+        except Exception as e:  # noqa: BLE001 - any failure means this combination cannot be applied
+            return f"{type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
+        return None if shapes == ref else f"output shapes change: {ref} -> {shapes}"
+
+    def add(chunk: list) -> None:
+        err = fails({**good, **{d.name: d.kept for d in chunk}})
+        if err is None:
+            good.update({d.name: d.kept for d in chunk})
+        elif len(chunk) == 1:
+            errors[chunk[0].name] = err
+        else:
+            add(chunk[: len(chunk) // 2])
+            add(chunk[len(chunk) // 2:])
+
+    add([d for d in plan.decisions if d.removed])
+    for name, err in errors.items():
+        g = graph.group(name)
+        g.prunable = False
+        g.reason = f"pruning it together with the other groups breaks the forward ({err})"
+    return errors

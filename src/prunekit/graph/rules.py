@@ -123,7 +123,36 @@ def identity(ctx, func, args, kwargs, out) -> None:
 def copy_(ctx, func, args, kwargs, out) -> None:
     dst, src = args[0], args[1]
     per_arg = [list(ctx.get(dst)), [s for s in ctx.get(src) if s.dim() <= dst.dim()]]
-    ctx.set(dst, merge_sources(ctx, per_arg, dst.dim()))
+    merged = merge_sources(ctx, per_arg, dst.dim())
+    ctx.set(dst, merged)
+    base = getattr(dst, "_base", None)
+    if isinstance(base, torch.Tensor) and base is not dst and ctx.get(src):
+        _write_through(ctx, dst, base, merged)
+
+
+def _write_through(ctx, dst: torch.Tensor, base: torch.Tensor, srcs: list[torch.Tensor]) -> None:
+    """A copy into a view (a buffer filled slice by slice, as pad_packed_sequence does) labels the buffer too,
+    along the dims the view spans whole (same size and stride): the labels of the other dims stay unknown."""
+    whole = {}
+    for d in range(dst.dim()):
+        for e in range(base.dim()):
+            if dst.shape[d] > 1 and dst.shape[d] == base.shape[e] and dst.stride(d) == base.stride(e):
+                whole[d] = e
+    new = []
+    for s in srcs:
+        s = align(s, dst.dim())
+        vary = varying_dims(s)
+        if not vary or any(d not in whole for d in vary):
+            continue
+        moved = s.reshape([s.shape[d] for d in vary])
+        order = sorted(vary, key=lambda d: whole[d])
+        moved = moved.permute(*[vary.index(d) for d in order])
+        shape = [1] * base.dim()
+        for d in order:
+            shape[whole[d]] = s.shape[d]
+        new.append(moved.reshape(shape))
+    if new:
+        ctx.set(base, merge_sources(ctx, [list(ctx.get(base)), new], base.dim()))
 
 
 # ---------------------------------------------------------------- data movement
@@ -561,9 +590,27 @@ def embedding(ctx, func, args, kwargs, out) -> None:
 
 
 # ---------------------------------------------------------------- normalisation
+def _bn_training(func, args) -> bool:
+    """Whether the batch norm computes statistics from its input (training mode, or no running stats)."""
+    name = func.__name__.split(".")[0]
+    if name in ("native_batch_norm", "_native_batch_norm_legit", "cudnn_batch_norm", "miopen_batch_norm"):
+        if getattr(func, "_overloadname", "") == "no_stats":  # (input, w, b, training, momentum, eps)
+            return bool(args[3])
+        return bool(args[5]) if len(args) > 5 else True
+    return name == "_batch_norm_with_update"
+
+
 def batch_norm(ctx, func, args, kwargs, out) -> None:
     x = args[0]
     c = x.shape[1]
+    if _bn_training(func, args):
+        # statistics over every dim but 1: labels varying there are mixed (a weight standardised over its
+        # input channels, as timm's StdConv2d / ScaledStdConv2d do with F.batch_norm on weight.reshape(1, O, -1))
+        for s in ctx.get(x):
+            s = align(s, x.dim())
+            if any(s.shape[d] > 1 for d in range(x.dim()) if d != 1):
+                what = "a parameter" if ctx.is_state(x) or ctx.key_of(x) else "an activation"
+                ctx.uf.note(s, f"batch-norm statistics of {what} over these channels (weight standardisation)")
     IL = dim_labels(ctx, x, 1, c)
     for t in args[1:5]:
         if isinstance(t, torch.Tensor) and t.dim() == 1 and t.shape[0] == c:
@@ -713,6 +760,15 @@ def sdpa(ctx, func, args, kwargs, out) -> None:
     ctx.set(_outs(out)[0], res)
 
 
+def features_last(ctx, func, args, kwargs, out) -> None:
+    """Ops that regroup time and batch but keep the last (feature) dim: packing and padding sequences."""
+    x = args[0]
+    if not any(align(s, x.dim()).shape[-1] > 1 for s in ctx.get(x)):
+        return
+    o = _outs(out)[0]
+    ctx.set(o, [placed(dim_labels(ctx, x, -1), o.dim(), -1)])
+
+
 def no_labels(ctx, func, args, kwargs, out) -> None:
     """Results that carry no channel identity (shapes, masks from comparisons on indices...)."""
 
@@ -778,6 +834,7 @@ RULES: dict[str, Rule] = {
     "native_layer_norm": layer_norm, "_fused_rms_norm": layer_norm, "rms_norm": layer_norm,
     "native_group_norm": group_norm,
     "_softmax": softmax, "_log_softmax": softmax, "softmax": softmax, "log_softmax": softmax,
+    "_safe_softmax": softmax,
     "cumsum": position_dependent, "cumprod": position_dependent, "sort": position_dependent,
     "topk": position_dependent, "argsort": position_dependent,
     "_scaled_dot_product_flash_attention_for_cpu": sdpa, "_scaled_dot_product_flash_attention": sdpa,
@@ -794,6 +851,7 @@ RULES: dict[str, Rule] = {
     "new_zeros": no_labels, "new_ones": no_labels, "new_empty": no_labels, "new_full": no_labels,
     "bernoulli": no_labels, "bernoulli_": no_labels, "_assert_tensor_metadata": no_labels,
     "pixel_shuffle": pixel_shuffle, "pixel_unshuffle": pixel_shuffle,
+    "_pack_padded_sequence": features_last, "_pad_packed_sequence": features_last,
 }
 
 

@@ -17,6 +17,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from .groups import ChannelGroup, DependencyGraph, Member
 from .ignore import resolve_ignore
 from .labels import UnionFind, align
+from .rnn import RECURRENT, rnn_rule
 from .rules import HEAD_DIM_NOTE, SCORES_NOTE, _tensors, dim_labels, rule_for
 
 NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm)
@@ -236,6 +237,8 @@ def _module_hooks(ctx: TraceContext, mode: _Mode, model: nn.Module):
 
     def pre(mod, args, kwargs):
         ctx.stack.append((names.get(id(mod), "?"), type(mod).__name__))
+        if isinstance(mod, RECURRENT):  # one op with its own rule (rnn.py): the ATen ops inside are not traced
+            mode.paused = True
         if isinstance(mod, nn.MultiheadAttention):
             q = args[0] if args else kwargs.get("query")
             mode.paused = True
@@ -244,13 +247,18 @@ def _module_hooks(ctx: TraceContext, mode: _Mode, model: nn.Module):
             finally:
                 mode.paused = False
 
-    def post(mod, args, output):
+    def post(mod, args, kwargs, output):
+        if isinstance(mod, RECURRENT):
+            try:
+                rnn_rule(ctx, mod, args, kwargs, output)
+            finally:
+                mode.paused = False
         if ctx.stack:
             ctx.stack.pop()
 
     for m in model.modules():
         handles.append(m.register_forward_pre_hook(pre, with_kwargs=True))
-        handles.append(m.register_forward_hook(post))
+        handles.append(m.register_forward_hook(post, with_kwargs=True))
     try:
         yield
     finally:

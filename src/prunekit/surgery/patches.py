@@ -25,6 +25,8 @@ from typing import Callable
 
 from torch import nn
 
+from ..graph.rnn import rnn_patch
+
 
 @dataclass
 class PatchContext:
@@ -173,7 +175,8 @@ def _mha(mod: nn.MultiheadAttention, ctx: PatchContext) -> None:
 
 for _t, _f in [(nn.modules.conv._ConvNd, _conv), (nn.Linear, _linear), (nn.modules.batchnorm._NormBase, _batch_norm),
                (nn.GroupNorm, _group_norm), (nn.LayerNorm, _layer_norm), (nn.Embedding, _embedding),
-               (nn.PReLU, _prelu), (nn.MultiheadAttention, _mha)]:
+               (nn.PReLU, _prelu), (nn.MultiheadAttention, _mha), (nn.RNNBase, rnn_patch),
+               (nn.RNNCellBase, rnn_patch)]:
     register_patch(_t, _f, builtin=True)
 if hasattr(nn, "RMSNorm"):
     register_patch(nn.RMSNorm, _layer_norm, builtin=True)

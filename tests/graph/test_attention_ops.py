@@ -1,0 +1,75 @@
+"""The ATen ops torch 2.14 emits for F.scaled_dot_product_attention on CPU, every code path: the fused kernel
+(plain, boolean and float masks, causal, explicit scale) and the math path it falls back to (dropout_p > 0
+even in eval, 2-D inputs: bmm/mm, _safe_softmax, bernoulli_). Each traces; whole heads prune exactly."""
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import prunekit as pk
+
+
+class Attention(nn.Module):
+    def __init__(self, dim=16, heads=4, **sdpa) -> None:
+        super().__init__()
+        self.num_heads, self.head_dim, self.sdpa = heads, dim // heads, sdpa
+        self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+
+    def forward(self, x):
+        b, n, c = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        kw = dict(self.sdpa)
+        if kw.pop("bool_mask", False):
+            kw["attn_mask"] = torch.ones(n, n, dtype=torch.bool).tril()
+        if kw.pop("float_mask", False):
+            kw["attn_mask"] = torch.linspace(-1, 1, n * n).reshape(n, n)
+        y = F.scaled_dot_product_attention(q, k, v, **kw)
+        return self.proj(y.transpose(1, 2).reshape(b, n, -1))
+
+
+CASES = {"plain": {}, "bool_mask": {"bool_mask": True}, "float_mask": {"float_mask": True},
+         "causal": {"is_causal": True}, "scale": {"scale": 0.3}}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_sdpa_paths_prune_whole_heads_exactly(case):
+    torch.manual_seed(0)
+    model, x = Attention(**CASES[case]).eval(), torch.randn(2, 5, 16)
+    plan = pk.plan(model, x, ratio=0.25, heads=True)
+    pruned = pk.apply(copy.deepcopy(model), plan)
+    assert pruned.num_heads == 3 and pruned.qkv.out_features == 36
+    report = pk.verify(model, pruned, plan, x)
+    assert plan.exact and report.exact and report.max_rel_diff < 1e-5, report
+
+
+def test_sdpa_head_dim_pruning_is_approximate_unless_the_scale_is_given():
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 16)
+    plan = pk.plan(Attention().eval(), x, ratio=0.25)
+    assert not plan.exact and "attention scale depends on head_dim" in plan.reasons()
+    model = Attention(scale=0.5).eval()
+    plan = pk.plan(model, x, ratio=0.25)
+    pruned = pk.apply(copy.deepcopy(model), plan)
+    assert plan.exact and pruned.head_dim == 3 and pk.verify(model, pruned, plan, x).exact
+
+
+def test_sdpa_math_path_ops_trace():
+    # dropout_p > 0 takes the math path even in eval (bmm, _safe_softmax, bernoulli_): the output is random, so
+    # only the trace and its verdict are checked: the scores product makes head_dim pruning approximate
+    graph = pk.trace(Attention(dropout_p=0.2).eval(), torch.randn(2, 5, 16))
+    qkv = graph.group("qkv")
+    assert qkv.prunable and qkv.size == 4 and qkv.notes
+    graph = pk.trace(_TwoD(), torch.randn(5, 8))  # 2-D query: mm + _safe_softmax, q and k contracted together
+    qk = graph.group("q (+1)")
+    assert qk.size == 8 and qk.notes and {m.module for m in qk.producers()} == {"q", "k"}
+
+
+class _TwoD(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.q, self.k, self.v, self.o = (nn.Linear(8, 8) for _ in range(4))
+
+    def forward(self, x):
+        return self.o(F.scaled_dot_product_attention(self.q(x), self.k(x), self.v(x)))
