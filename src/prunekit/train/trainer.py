@@ -61,8 +61,10 @@ class Trainer:
     Config fields can be given as a ``TrainConfig`` or as keyword overrides (``Trainer(m, dl, epochs=3)``).
     ``checkpoint_dir`` gets ``last.pt`` after every epoch and ``best.pt`` when validation top-1 improves, each
     written atomically. ``resume=True`` continues from ``last.pt``; an existing checkpoint that this run did
-    not write is never replaced unless ``overwrite=True``. Inside a torch.distributed group the model is
-    wrapped in DDP and only rank 0 writes files and logs.
+    not write is never replaced unless ``overwrite=True``; a checkpoint of another model or training
+    configuration is refused (``ResumeMismatchError``). A NaN or infinite loss stops training with
+    ``TrainingDivergedError`` naming the step. Inside a torch.distributed group the model is wrapped in DDP and
+    only rank 0 writes files and logs.
     """
 
     def __init__(self, model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = None,
