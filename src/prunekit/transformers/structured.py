@@ -80,9 +80,10 @@ class StructuredReport:
     config_updates: dict[str, Any] = field(default_factory=dict)
     exact: bool = True
     seconds: float = 0.0
+    plan: Any = field(default=None, repr=False, compare=False)  # the PruningPlan applied
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {k: v for k, v in self.__dict__.items() if k != "plan"}
 
 
 @dataclass
@@ -244,6 +245,7 @@ def prune_structured(model: nn.Module, batches: Sequence[Any], config: Structure
         report.config_updates = hf.update_config(model)
     report.groups = {u.group.name: {"size": u.group.size, "kept": len(k)} for u, k in zip(units, kept)}
     report.exact = plan.exact
+    report.plan = plan
     report.params_after = sum(p.numel() for p in model.parameters())
     report.seconds = time.perf_counter() - start
     return report

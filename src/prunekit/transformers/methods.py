@@ -1,0 +1,248 @@
+"""The calibration-based transformer methods as registered prunekit methods (``run_method("wanda", ...)``).
+
+Each takes the usual ``(model, train_loader, val_loader, example_inputs, config=None, **options)``; the first
+``calib_batches`` batches of ``train_loader`` are the calibration set (a dict batch is used as keyword inputs,
+a tuple batch contributes its first element). Returns a MethodResult: unstructured methods have an empty plan
+(masks instead), ``flap`` the plan it applied, ``depth`` an empty plan and the removed blocks in extras.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from itertools import islice
+from typing import Any, Iterable
+
+from torch import nn
+
+from prunekit.graph.plan import PruningPlan
+from prunekit.measure.counting import count_macs, count_params
+from prunekit.methods.registry import register_method
+from prunekit.methods.result import MethodResult
+
+from .calibration import as_call
+from .depth import DepthConfig, prune_depth
+from .sparse import MagnitudeConfig, SparseGPTConfig, WandaConfig, prune_sparse
+from .structured import StructuredConfig, prune_structured
+
+
+@dataclass
+class Calibrated:
+    """How many training batches calibrate (mixed into each method's config)."""
+
+    calib_batches: int = 8
+
+    def __post_init__(self) -> None:
+        if self.calib_batches <= 0:
+            raise ValueError(f"calib_batches must be positive, got {self.calib_batches}")
+
+
+@dataclass
+class MagnitudeMethodConfig(MagnitudeConfig, Calibrated):
+    def __post_init__(self) -> None:
+        MagnitudeConfig.__post_init__(self)
+        Calibrated.__post_init__(self)
+
+
+@dataclass
+class WandaMethodConfig(WandaConfig, Calibrated):
+    def __post_init__(self) -> None:
+        WandaConfig.__post_init__(self)
+        Calibrated.__post_init__(self)
+
+
+@dataclass
+class SparseGPTMethodConfig(SparseGPTConfig, Calibrated):
+    def __post_init__(self) -> None:
+        SparseGPTConfig.__post_init__(self)
+        Calibrated.__post_init__(self)
+
+
+@dataclass
+class FlapMethodConfig(StructuredConfig, Calibrated):
+    def __post_init__(self) -> None:
+        StructuredConfig.__post_init__(self)
+        Calibrated.__post_init__(self)
+
+
+@dataclass
+class DepthMethodConfig(DepthConfig, Calibrated):
+    def __post_init__(self) -> None:
+        DepthConfig.__post_init__(self)
+        Calibrated.__post_init__(self)
+
+
+def calibration_batches(loader: Iterable, n: int) -> list[Any]:
+    """The first ``n`` batches of ``loader`` as model inputs (dicts kept, (inputs, targets) -> inputs)."""
+    out = []
+    for b in islice(loader, n):
+        out.append(b[0] if isinstance(b, (tuple, list)) else b)
+    if not out:
+        raise ValueError("the calibration loader yielded no batch")
+    return out
+
+
+def _config(cls: type, config: Any, options: dict[str, Any]) -> Any:
+    if config is None:
+        return cls(**options)
+    if options:
+        raise TypeError(f"pass either config or options, not both (got options {sorted(options)})")
+    if not isinstance(config, cls):
+        raise TypeError(f"expected a {cls.__name__}, got {type(config).__name__}")
+    return config
+
+
+def _split(cfg: Any, base: type) -> Any:
+    """The library config (without calib_batches) inside a method config."""
+    from dataclasses import fields
+
+    return base(**{f.name: getattr(cfg, f.name) for f in fields(base)})
+
+
+def _result(name: str, model: nn.Module, plan: PruningPlan, example: Any, before: tuple[int, int],
+            cfg: Any, seconds: float, extras: dict[str, Any]) -> MethodResult:
+    args, kwargs = as_call(example)
+    macs = count_macs(model, args[0] if args and not kwargs else kwargs)
+    params = count_params(model)
+    widths = {d.name: {"size": d.size, "kept": len(d.kept)} for d in plan.decisions}
+    return MethodResult(model=model, plan=plan, method=name, macs_kept=macs / max(before[0], 1),
+                        params_kept=params / max(before[1], 1), base={"macs": before[0], "params": before[1]},
+                        pruned={"macs": macs, "params": params}, widths=widths,
+                        timings={"prune": seconds, "total": seconds}, history={}, config=None,
+                        extras={"config": cfg.__dict__.copy(), **extras})
+
+
+def _run(name: str, cls: type, base: type, model, train_loader, example_inputs, config, options, prune):
+    cfg = _config(cls, config, options)
+    batches = calibration_batches(train_loader, cfg.calib_batches)
+    example = batches[0] if example_inputs is None else example_inputs
+    args, kwargs = as_call(example)
+    before = (count_macs(model, args[0] if args and not kwargs else kwargs), count_params(model))
+    start = time.perf_counter()
+    plan, extras = prune(model, batches, _split(cfg, base))
+    return _result(name, model, plan, example, before, cfg, time.perf_counter() - start, extras)
+
+
+def _sparse(method: str):
+    def prune(model, batches, cfg):
+        rep = prune_sparse(model, batches, method, cfg)
+        return PruningPlan(meta={"method": method}), {"sparsity": rep.sparsity, "layers": rep.layers}
+    return prune
+
+
+@register_method("magnitude", MagnitudeMethodConfig)
+def magnitude(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = None,
+              example_inputs: Any = None, config: MagnitudeMethodConfig | None = None, **options: Any) -> MethodResult:
+    """Magnitude masks on the block Linears (the calibration-free baseline of Wanda / SparseGPT).
+
+    Args:
+        model: pruned in place (masks stay applied).
+        train_loader: its first ``calib_batches`` batches run the same block pass as the other methods.
+        val_loader: unused by this one-shot method (accepted for the common signature).
+        example_inputs: inputs for counting (default: the first calibration batch).
+        config: MagnitudeMethodConfig, or its fields as keywords (sparsity, nm, scope, include, exclude).
+
+    Returns:
+        MethodResult (empty plan; extras: sparsity, per-layer sparsity).
+
+    Example:
+        >>> model, res = run_method("magnitude", model, loader, sparsity=0.5)
+    """
+    return _run("magnitude", MagnitudeMethodConfig, MagnitudeConfig, model, train_loader, example_inputs, config,
+                options, _sparse("magnitude"))
+
+
+@register_method("wanda", WandaMethodConfig)
+def wanda(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = None, example_inputs: Any = None,
+          config: WandaMethodConfig | None = None, **options: Any) -> MethodResult:
+    """Wanda (|W| * ||X||, per output row or N:M) on the block Linears, calibrated block by block.
+
+    Args:
+        model: pruned in place (masks stay applied).
+        train_loader: its first ``calib_batches`` batches calibrate.
+        val_loader: unused (common signature).
+        example_inputs: inputs for counting (default: the first calibration batch).
+        config: WandaMethodConfig, or its fields as keywords (sparsity, nm, scope, include, exclude).
+
+    Returns:
+        MethodResult (empty plan; extras: sparsity, per-layer sparsity).
+
+    Example:
+        >>> model, res = run_method("wanda", model, loader, nm="2:4", calib_batches=8)
+    """
+    return _run("wanda", WandaMethodConfig, WandaConfig, model, train_loader, example_inputs, config, options,
+                _sparse("wanda"))
+
+
+@register_method("sparsegpt", SparseGPTMethodConfig)
+def sparsegpt(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = None,
+              example_inputs: Any = None, config: SparseGPTMethodConfig | None = None, **options: Any) -> MethodResult:
+    """SparseGPT (OBS update, damping, blocked lazy updates) on the block Linears.
+
+    Args:
+        model: pruned in place (masks stay applied, kept weights updated).
+        train_loader: its first ``calib_batches`` batches calibrate.
+        val_loader: unused (common signature).
+        example_inputs: inputs for counting (default: the first calibration batch).
+        config: SparseGPTMethodConfig, or its fields as keywords (sparsity, nm, damp, block_size, ...).
+
+    Returns:
+        MethodResult (empty plan; extras: sparsity, per-layer sparsity).
+
+    Example:
+        >>> model, res = run_method("sparsegpt", model, loader, sparsity=0.5, damp=0.01)
+    """
+    return _run("sparsegpt", SparseGPTMethodConfig, SparseGPTConfig, model, train_loader, example_inputs, config,
+                options, _sparse("sparsegpt"))
+
+
+@register_method("flap", FlapMethodConfig)
+def flap(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = None, example_inputs: Any = None,
+         config: FlapMethodConfig | None = None, **options: Any) -> MethodResult:
+    """FLAP-like structured width pruning (heads incl. GQA groups, MLP neurons, bias compensation).
+
+    Args:
+        model: pruned in place (physically smaller).
+        train_loader: its first ``calib_batches`` batches calibrate.
+        val_loader: unused (common signature).
+        example_inputs: inputs for counting (default: the first calibration batch).
+        config: FlapMethodConfig, or its fields as keywords (ratio, importance, allocation, ...).
+
+    Returns:
+        MethodResult with the plan applied.
+
+    Example:
+        >>> model, res = run_method("flap", model, loader, ratio=0.5)
+    """
+    def prune(m, batches, cfg):
+        rep = prune_structured(m, batches, cfg)
+        return rep.plan, {"report": {k: v for k, v in rep.to_dict().items() if k != "plan"}}
+    return _run("flap", FlapMethodConfig, StructuredConfig, model, train_loader, example_inputs, config, options,
+                prune)
+
+
+@register_method("depth", DepthMethodConfig)
+def depth(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = None, example_inputs: Any = None,
+          config: DepthMethodConfig | None = None, **options: Any) -> MethodResult:
+    """Depth pruning by block influence (ShortGPT-like): remove the least influential blocks.
+
+    Args:
+        model: pruned in place (blocks removed, config updated).
+        train_loader: its first ``calib_batches`` batches calibrate.
+        val_loader: unused (common signature).
+        example_inputs: inputs for counting (default: the first calibration batch).
+        config: DepthMethodConfig, or its fields as keywords (remove, keep_first, keep_last).
+
+    Returns:
+        MethodResult (empty plan; extras: influence, removed).
+
+    Example:
+        >>> model, res = run_method("depth", model, loader, remove=2)
+    """
+    def prune(m, batches, cfg):
+        rep = prune_depth(m, batches, cfg)
+        return PruningPlan(meta={"method": "depth"}), {"influence": rep.influence, "removed": rep.removed}
+    return _run("depth", DepthMethodConfig, DepthConfig, model, train_loader, example_inputs, config, options, prune)
+
+
+__all__ = ["DepthMethodConfig", "FlapMethodConfig", "MagnitudeMethodConfig", "SparseGPTMethodConfig",
+           "WandaMethodConfig", "calibration_batches", "depth", "flap", "magnitude", "sparsegpt", "wanda"]
