@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from ..data import dataset_info
-from ..models import create
+from ..models import create, spec_of
 from ..report.analysis import analyze_model, plot_analysis
 from ..report.console import print_analysis
 from ..utils import atomic_write
@@ -34,6 +34,10 @@ def build_model(args: argparse.Namespace):
     info = dataset_info(args.dataset, args.data_dir, args.input_size)
     if args.checkpoint:
         model, shape = load_model_with_shape(args.checkpoint)
+        spec = spec_of(model)
+        if args.model and spec is not None and spec.name != args.model:
+            raise CliError(f"--checkpoint {args.checkpoint} holds a {spec.name}, not the --model {args.model}; "
+                           "drop --model or give a checkpoint of that architecture")
         if shape:
             return model, example_input(shape[0], tuple(shape[1:]))
     elif args.model:
