@@ -64,6 +64,8 @@ def test_truncated_checkpoint_is_named(capsys, tmp_path, trained):
     assert str(last) in err
     err = one_line_error(capsys, ["info", str(last), "--runs", "0"])
     assert str(last) in err
+    err = one_line_error(capsys, ["info", str(run), "--width", "0.5", "--runs", "0"])  # not silently ignored
+    assert f"--width size a registry model; {run} is a saved model" in err
 
 
 def test_ctrl_c_says_how_to_resume(capsys, tmp_path, monkeypatch, trained):

@@ -7,13 +7,16 @@ from pathlib import Path
 
 from ..models import create, default_input_size, get_entry, spec_of
 from . import argtypes as T
-from .common import (CliError, add_model_args, example_input, load_model_with_shape, looks_like_path,
-                     measure_model, metric_rows, model_kwargs, print_table)
+from .common import (CliError, example_input, load_model_with_shape, looks_like_path, measure_model, metric_rows,
+                     model_kwargs, print_table)
 
 
 def add_info_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("target", help="registered model name, torchvision:<name>, or a saved model / checkpoint path")
-    add_model_args(p)
+    p.add_argument("--num-classes", type=T.num_classes, default=None, help="registry models: classes (default 10)")
+    p.add_argument("--width", type=T.positive_float, default=None, help="registry models: width multiplier")
+    p.add_argument("--in-channels", type=T.positive_int, default=None, help="input channels (default: recorded)")
+    p.add_argument("--input-size", type=T.positive_int, default=None, help="image side (default: recorded)")
     p.add_argument("--batches", type=T.positive_int, nargs="+", default=[1, 64], help="latency batch sizes")
     p.add_argument("--runs", type=T.nonneg_int, default=30, help="timed runs per latency (0 = skip latency)")
     p.add_argument("--threads", type=T.positive_int, default=None, help="torch threads while timing")
@@ -24,6 +27,10 @@ def add_info_arguments(p: argparse.ArgumentParser) -> None:
 def cmd_info(args: argparse.Namespace) -> int:
     shape = None
     if Path(args.target).exists():
+        given = [f for f, v in (("--num-classes", args.num_classes), ("--width", args.width)) if v is not None]
+        if given:
+            raise CliError(f"{' and '.join(given)} size a registry model; {args.target} is a saved model whose "
+                           "architecture is recorded in the file")
         model, shape = load_model_with_shape(args.target)
     elif looks_like_path(args.target):
         raise CliError(f"no such file: {args.target}")
@@ -31,7 +38,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         get_entry(args.target)  # unknown names list the valid ones
         name = args.target
         channels = args.in_channels or (1 if default_input_size(name) == 28 else 3)
-        model = create(name, **model_kwargs(name, args.num_classes or 10, channels, args.width, args.input_size))
+        model = create(name, **model_kwargs(name, args.num_classes or 10, channels, args.width or 1.0,
+                                            args.input_size))
     spec = spec_of(model)
     kw = spec.kwargs if spec else {}
     channels = args.in_channels or (shape[0] if shape else kw.get("in_channels", 3))
