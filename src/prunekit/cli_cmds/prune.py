@@ -19,6 +19,7 @@ from ..workflow import (BaseConfig, DataConfig, ModelConfig, PruneConfig, Quanti
                         run_workflow)
 from . import argtypes as T
 from .common import CliError, add_data_args, add_model_args, add_output_args
+from .prune_hf import add_hf_prune_arguments, is_hf, run_hf
 
 
 def add_prune_arguments(p: argparse.ArgumentParser) -> None:
@@ -67,6 +68,7 @@ def add_prune_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", type=T.device, default=None, help="default: cuda when available, else cpu")
     add_output_args(p, "runs/prune")
     p.add_argument("--no-progress", action="store_true")
+    add_hf_prune_arguments(p)
 
 
 def apply_recipe(args: argparse.Namespace, parser_defaults: dict[str, Any]) -> dict[str, Any]:
@@ -130,6 +132,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
     add_prune_arguments(parser)
     defaults = {a.dest: a.default for a in parser._actions if a.dest != "help"}
     extra = apply_recipe(args, defaults)
+    if is_hf(args):
+        return run_hf(args, extra)
     result = run_workflow(config_from_args(args, extra))
     report = result.report
     print_before_after(f"{report['model']['name']} on {report['data']['dataset']}: {result.config.prune.method} "
