@@ -115,6 +115,8 @@ def test_base_of_another_architecture_is_refused(capsys, tmp_path):
     err = capsys.readouterr().err
     assert f"--base {run} holds a lenet5" in err and "not the --model resnet20" in err
     assert not (tmp_path / "p1" / "report.json").exists()
+    assert main([*argv, "--width", "0.5", "--out", str(tmp_path / "p1")]) == 2
+    assert f"--base {run} is built already: --width 0.5 (the base has 1.0)" in capsys.readouterr().err
     assert main(["analyze", "--checkpoint", str(run), "--model", "vgg11", "--out", str(tmp_path / "a")]) == 2
     assert f"--checkpoint {run} holds a lenet5, not the --model vgg11" in capsys.readouterr().err
     assert main([*argv, "--out", str(tmp_path / "p2")]) == 0  # without --model: the base's own name

@@ -128,6 +128,12 @@ def get_base(cfg: WorkflowConfig, data: RunData, log: Callable[[str], None] = pr
                              f"{m.name}; drop --model or give a base of that architecture")
         if spec is None and not m.name:
             raise ValueError(f"{cfg.base.path}: cannot tell its registry model; pass --model")
+        given = {"num_classes": m.num_classes, "in_channels": m.in_channels,
+                 "width": None if m.width == 1.0 else m.width}  # sizes the user set, compared with the base's
+        clash = [f"--{k.replace('_', '-')} {v} (the base has {spec.kwargs.get(k)})" for k, v in given.items()
+                 if v is not None and spec is not None and spec.kwargs.get(k) != v]
+        if clash:
+            raise ValueError(f"--base {cfg.base.path} is built already: {', '.join(clash)}; drop the option")
         name = spec.name if spec is not None else m.name
         kw = dict(spec.kwargs) if spec is not None else {}
         return model, name, kw, {"source": str(cfg.base.path), "time_s": time.perf_counter() - t0}
