@@ -150,3 +150,21 @@ def test_registry_names_still_load_and_unknown_ones_say_so(tmp_path):
     with pytest.raises(pk.ModelFileError, match="bogus"):
         pk.load(kw)
     assert json.loads(json.dumps(read_description(path)))["arch"]["name"] == "lenet5"
+
+
+def test_model_json_beside_a_checkpoint_goes_through_the_same_resolver(tmp_path):
+    from prunekit.train.checkpoint import FORMAT, atomic_torch_save
+    from prunekit.workflow.models import load_model
+
+    marker = tmp_path / "pwned"
+    _, p, _ = pruned_lenet()
+    ckpt = atomic_torch_save({"format": FORMAT, "model": p.state_dict()}, tmp_path / "last.pt")
+    (tmp_path / "model.json").write_text(json.dumps({"factory": "os:system", "kwargs": {"command": f"touch {marker}"}}))
+    with pytest.raises(pk.ModelFileError, match="model.json: model factory 'os:system' is not in an allow-listed"):
+        load_model(ckpt)
+    assert cli_main(["info", str(ckpt), "--runs", "0"]) == 2
+    assert not marker.exists()
+    (tmp_path / "model.json").write_text(json.dumps({"name": "lenet5", "kwargs": {"num_classes": 10, "in_channels": 1,
+                                                                                  "width": 0.5}}))
+    with pytest.raises(pk.ModelFileError, match="last.pt does not fit the architecture .*model.json names"):
+        load_model(ckpt)  # the unpruned architecture: the pruned checkpoint's shapes differ

@@ -114,7 +114,11 @@ def load_model_with_shape(path: str | os.PathLike) -> tuple[nn.Module, list[int]
     except (RuntimeError, EOFError, OSError) as e:  # torch's reader on truncated or foreign bytes
         raise pk_io.ModelFileError(f"{ckpt}: not a readable prunekit checkpoint ({str(e).splitlines()[0]})") from e
     model = build_arch(desc, source=str(spec_file))  # the allow-listed resolver pk.load uses
-    model.load_state_dict(state["model"])
+    try:
+        model.load_state_dict(state["model"])
+    except (RuntimeError, KeyError) as e:
+        raise pk_io.ModelFileError(f"{ckpt} does not fit the architecture {spec_file} names: "
+                                   f"{str(e).splitlines()[0][:300]}") from e
     return model, shape
 
 
