@@ -7,6 +7,7 @@ from .io import load, save
 from .measure import count
 from .policies import Target
 from .surgery import PatchContext, PlanMismatchError, VerifyReport, apply, register_patch, verify
+from .transformers import hf as _hf  # noqa: F401 - registers pk.apply's hooks for transformers models
 
 __version__ = "0.1.0"
 

@@ -1,8 +1,6 @@
 """Apply a PruningPlan: slice parameters, buffers and optimizer state, then patch module attributes."""
 from __future__ import annotations
 
-import sys
-
 import torch
 from torch import nn
 
@@ -10,7 +8,7 @@ from ..errors import PlanMismatchError
 from ..graph.plan import PruningPlan
 from ..graph.trace import HEAD_DIM_ATTRS, HEADS_ATTRS, KV_HEADS_ATTRS
 from .checks import PlanLike, check_plan_fits
-from .patches import PatchContext, patch_for, user_patched
+from .patches import PatchContext, model_hooks, patch_for, user_patched
 
 PLANS_ATTR = "_prunekit_plans"  # the plans applied to a model, oldest first (what pk.save records)
 WIDTH_ATTRS = ("hidden_dim", "embed_dim", "dim", "d_model", "hidden_size", "channels", "num_channels", "width",
@@ -77,27 +75,16 @@ def apply(model: nn.Module, plan: PlanLike, optimizer: torch.optim.Optimizer | N
             mod._parameters[name] = new
         else:
             mod._buffers[name] = new
-    hf = _hf_glue(model)
-    if hf is not None:
-        hf.register_patches(model)  # Conv1D, attention head counts (transformers' module types)
+    hooks = model_hooks()  # library glue (transformers: patches for its module types, then its config)
+    for before, _ in hooks:
+        before(model)
     _patch_attributes(model, plan)
-    if hf is not None:
-        hf.after_apply(model)  # the config follows the new widths
+    for _, after in hooks:
+        after(model)
     history = list(getattr(model, PLANS_ATTR, []))
     history.append(plan.to_dict())
     object.__setattr__(model, PLANS_ATTR, history)
     return model
-
-
-def _hf_glue(model: nn.Module):
-    """prunekit.transformers.hf for a model holding transformers modules (transformers already imported by the
-    caller; the model itself or a wrapper around one), else None."""
-    if "transformers" not in sys.modules or not any(type(m).__module__.startswith("transformers.")
-                                                    for m in model.modules()):
-        return None
-    from ..transformers import hf
-
-    return hf
 
 
 def _move_state(opt: torch.optim.Optimizer, old: nn.Parameter, new: nn.Parameter, keeps) -> None:

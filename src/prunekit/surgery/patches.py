@@ -113,6 +113,25 @@ def user_patched(module: nn.Module) -> bool:
     return any(cls in _USER for cls in type(module).__mro__ if cls in _PATCHES)
 
 
+ModelHook = Callable[[nn.Module], None]
+_MODEL_HOOKS: list[tuple[ModelHook, ModelHook]] = []
+
+
+def register_model_hooks(before: ModelHook, after: ModelHook) -> None:
+    """Glue for a model library (prunekit.transformers.hf): `before(model)` runs after slicing, before the
+    module patches (to register patches for the library's types); `after(model)` once every module is
+    patched (to update the model's config). Each must return at once for models it does not know."""
+    if not (callable(before) and callable(after)):
+        raise TypeError(f"register_model_hooks: before and after must be callable, got {before!r}, {after!r}")
+    if (before, after) not in _MODEL_HOOKS:
+        _MODEL_HOOKS.append((before, after))
+
+
+def model_hooks() -> list[tuple[ModelHook, ModelHook]]:
+    """The registered (before, after) model hooks, in registration order."""
+    return list(_MODEL_HOOKS)
+
+
 def registered() -> dict[type, PatchFn]:
     """A copy of the table: {module type: patch function}."""
     return dict(_PATCHES)

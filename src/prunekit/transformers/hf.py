@@ -19,7 +19,8 @@ from typing import Any
 from torch import nn
 
 from .hf_config import STATUS_ATTR, ConfigStatus, config_status, measure, update_config  # noqa: F401
-from .hf_modules import is_hf_model, register_patches  # noqa: F401 - pk.apply calls register_patches
+from ..surgery.patches import register_model_hooks
+from .hf_modules import is_hf_model, register_patches, uses_transformers
 from .hf_zoo import HFCase, extended_zoo, tiny_zoo, zoo_case  # noqa: F401 - re-exported: the engine's HF test sets
 
 
@@ -82,9 +83,17 @@ def build(desc: dict[str, Any]) -> nn.Module:
     return cls(AutoConfig.for_model(model_type, **cfg))
 
 
+def before_apply(model: nn.Module) -> None:
+    """`pk.apply`, after slicing: register the patches for the transformers module types in `model`."""
+    if uses_transformers(model):
+        register_patches(model)
+
+
 def after_apply(model: nn.Module) -> None:
     """`pk.apply`'s last step on a model holding HF models (itself, or wrapped): for each outermost
     `PreTrainedModel`, remember the original config (what pk.save stores) and update the config."""
+    if not uses_transformers(model):
+        return
     for hf_model in _outermost_hf_models(model):
         if hf_model is model and getattr(model, "_prunekit_spec", None) is None:
             object.__setattr__(model, "_prunekit_spec", HFSpec(type(model).__name__, _config_dict(model.config)))
@@ -100,3 +109,5 @@ def _outermost_hf_models(model: nn.Module) -> list[nn.Module]:
             found.append((name, mod))
     return [m for _, m in found]
 
+
+register_model_hooks(before_apply, after_apply)

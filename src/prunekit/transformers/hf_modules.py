@@ -8,6 +8,8 @@ import sys
 import torch
 from torch import nn
 
+from ..surgery.patches import register_patch, registered
+
 Q_NAMES = ("q_proj", "query", "q", "q_lin", "q_attn")
 K_NAMES = ("k_proj", "key", "k", "k_lin")
 V_NAMES = ("v_proj", "value", "v", "v_lin")
@@ -17,6 +19,12 @@ HEAD_SIZE_NAMES = ("head_dim", "attention_head_size", "key_value_proj_dim", "hea
 INNER_NAMES = ("all_head_size", "inner_dim")
 # first layer of a feed-forward block: its output width is the config's intermediate size
 FFN_IN = ("gate_proj", "up_proj", "c_fc", "wi", "wi_0", "wi_1", "fc1", "lin1", "dense_h_to_4h", "w1", "w3")
+
+
+def uses_transformers(model: nn.Module) -> bool:
+    """Whether any module of `model` comes from transformers (the model itself or a wrapper around one)."""
+    return "transformers" in sys.modules and any(type(m).__module__.startswith("transformers.")
+                                                 for m in model.modules())
 
 
 def is_hf_model(model: nn.Module) -> bool:
@@ -173,8 +181,6 @@ def register_patches(model: nn.Module) -> None:
     A type that already has a patch of its own (a user's, or prunekit's for its exact class) keeps it.
     """
     from transformers.pytorch_utils import Conv1D
-
-    from ..surgery.patches import register_patch, registered
 
     table = registered()
     if Conv1D not in table:
