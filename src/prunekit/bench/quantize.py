@@ -145,7 +145,8 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
     intro = ("Pruning combined with int8 on CPU. Sizes are ONNX file bytes (float32 exports and int8 QDQ / "
              "dynamic-quantized files alike); latency is the median per forward pass of the whole batch with "
              f"{cfg.threads} thread(s), every variant of a model alternated run by run. onnxruntime int8 files "
-             "have no torch latency; torchao int8 models no onnxruntime one.")
+             "have no torch latency; torchao int8 models no onnxruntime one, and their size is the bytes of "
+             "their torch-serialised state_dict (measured in memory).")
     return output.write_suite(out, cfg, "Pruning + int8 quantization", intro, table, COLUMNS, table,
                               notes=notes, info=info, started=started)
 
@@ -174,9 +175,9 @@ def int8_size_section(source: str | Path = "benchmarks/results/quantize") -> str
     if not path.is_file():
         return None
     rows = json.loads(path.read_text()).get("results", [])
-    lines = [f"From `{path}` (structured pruning + int8, ONNX file bytes, ratio = dense float32 ONNX bytes / "
-             "file bytes; a different model family and storage than Deep Compression's sparse, weight-shared, "
-             "Huffman-coded files):", ""]
+    lines = [f"From `{path}` (structured pruning + int8, ONNX file bytes (torchao rows: torch-serialised "
+             "state bytes), ratio = dense float32 ONNX bytes / file bytes; a different model family and storage "
+             "than Deep Compression's sparse, weight-shared, Huffman-coded files):", ""]
     for r in rows:
         if "int8" in r["variant"] and r.get("size_ratio"):
             lines.append(f"- {r['model']}, {r['variant']}: {r['size_bytes']:,} B, {r['size_ratio']:.2f}x smaller "
