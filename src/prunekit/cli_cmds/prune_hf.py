@@ -15,6 +15,7 @@ def add_hf_prune_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--remove-blocks", type=T.positive_int, default=None, help="blocks removed by --method depth")
     g.add_argument("--calib-samples", type=T.positive_int, default=128, help="calibration windows")
     g.add_argument("--seq-len", type=T.positive_int, default=64, help="tokens per calibration window")
+    g.add_argument("--heldout", type=T.positive_int, default=256, help="held-out sentences / windows for metrics")
     g.add_argument("--text", default="fortunes", help="fortunes, fortunes:<dir> or a folder of .txt files")
     g.add_argument("--distill-steps", type=T.nonneg_int, default=0, help="distillation steps after pruning")
     g.add_argument("--lora", action="store_true", help="distil LoRA adapters (merged) instead of all weights")
@@ -30,7 +31,7 @@ def run_hf(args: argparse.Namespace, extra: dict[str, Any]) -> int:
     method = args.method if args.method != "oneshot" else "wanda"
     cfg = HFPruneConfig(model=args.model, out=args.out, method=method, sparsity=args.sparsity, nm=args.nm,
                         ratio=args.ratio, remove=args.remove_blocks, options=dict(extra), text=args.text,
-                        calib_samples=args.calib_samples, seq_len=args.seq_len, distill_steps=args.distill_steps,
+                        calib_samples=args.calib_samples, seq_len=args.seq_len, heldout=args.heldout, distill_steps=args.distill_steps,
                         lora=args.lora, latency_runs=min(args.latency_runs, 10), seed=args.seed,
                         overwrite=args.overwrite)
     rep = run_hf_prune(cfg)
