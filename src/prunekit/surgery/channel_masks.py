@@ -12,6 +12,7 @@ from torch import nn
 
 from ..graph.plan import PruningPlan
 from .apply import apply
+from .checks import check_plan_fits
 from .masks import apply_masks, remove_masks
 
 
@@ -29,7 +30,9 @@ def plan_masks(model: nn.Module, plan: PruningPlan) -> dict[str, torch.Tensor]:
 
 
 def mask_channels(model: nn.Module, plan: PruningPlan) -> nn.Module:
-    """Keep the plan's removed channels at zero through training (in place)."""
+    """Keep the plan's removed channels at zero through training (in place). The plan must fit the model
+    (the checks `apply` runs), so no wrong channel is masked."""
+    plan = check_plan_fits(model, plan)
     return apply_masks(model, plan_masks(model, plan))
 
 
