@@ -177,3 +177,15 @@ def test_verify_refuses_an_original_the_pruned_model_was_not_cut_from():
         tuned.fc3.bias.add_(1e-3)
     with pytest.raises(ValueError, match="kept slices of fc3.bias differ"):
         pk.verify(m, tuned, plan, X)
+
+
+def test_channel_masks_run_the_same_checks():
+    from prunekit.surgery.channel_masks import mask_channels
+
+    torch.manual_seed(0)
+    r20 = create("resnet20", num_classes=10, in_channels=1, width=0.25).eval()
+    r32 = create("resnet32", num_classes=10, in_channels=1, width=0.25).eval()
+    before = _state(r32)
+    with pytest.raises(pk.PlanMismatchError, match="made for another model"):
+        mask_channels(r32, pk.plan(r20, X, ratio=0.5))
+    assert _same(before, _state(r32)) and not hasattr(r32.conv1, "parametrizations")
