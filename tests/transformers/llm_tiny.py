@@ -33,3 +33,32 @@ def batches(n: int = 3, batch: int = 4, seq: int = 12, vocab: int = 64, seed: in
         ids = torch.randint(0, vocab, (batch, seq), generator=g)
         out.append({"input_ids": ids, "attention_mask": torch.ones_like(ids)})
     return out
+
+
+class ResidualMLP(torch.nn.Module):
+    """One pre-norm residual MLP block of a non-HF model."""
+
+    def __init__(self, width: int = 8, hidden: int = 16) -> None:
+        super().__init__()
+        self.norm = torch.nn.LayerNorm(width)
+        self.up, self.down = torch.nn.Linear(width, hidden), torch.nn.Linear(hidden, width)
+
+    def forward(self, h):
+        return h + self.down(torch.relu(self.up(self.norm(h))))
+
+
+class MLPStack(torch.nn.Module):
+    """A plain PyTorch model with a block list (no transformers code)."""
+
+    def __init__(self, blocks: int = 3, seed: int = 0) -> None:
+        torch.manual_seed(seed)
+        super().__init__()
+        self.inp = torch.nn.Linear(6, 8)
+        self.blocks = torch.nn.ModuleList(ResidualMLP() for _ in range(blocks))
+        self.head = torch.nn.Linear(8, 2)
+
+    def forward(self, x):
+        h = self.inp(x)
+        for b in self.blocks:
+            h = b(h)
+        return self.head(h)

@@ -108,3 +108,19 @@ def test_structured_config_validates():
         StructuredConfig(ratio=1.0)
     with pytest.raises(TypeError):
         StructuredConfig(ratios=0.5)
+
+
+def test_structured_and_depth_on_a_plain_pytorch_model():
+    from llm_tiny import MLPStack
+
+    data = [torch.randn(4, 5, 6) for _ in range(3)]
+    model = MLPStack().eval()
+    rep = prune_structured(model, data, ratio=0.5, allocation="uniform", heads=False)
+    assert [b.up.out_features for b in model.blocks] == [8, 8, 8]
+    assert rep.removed_params / rep.prunable_params == pytest.approx(0.5)
+    assert model(data[0]).shape == (4, 5, 2)
+    deep = MLPStack(blocks=4).eval()
+    with torch.no_grad():
+        deep.blocks[1].down.weight.mul_(1e-4)
+        deep.blocks[1].down.bias.zero_()
+    assert prune_depth(deep, data, remove=1).removed == [1] and len(deep.blocks) == 3

@@ -75,6 +75,8 @@ def test_metrics_numbers():
     a = torch.randn(200, generator=g)
     b = a + 0.5 * torch.randn(200, generator=g)
     assert spearman(a, b) == pytest.approx(spearmanr(a.numpy(), b.numpy()).statistic, abs=1e-12)
+    ties_a, ties_b = torch.tensor([1.0, 2.0, 2.0, 3.0, 3.0, 3.0]), torch.tensor([3.0, 1.0, 2.0, 2.0, 5.0, 4.0])
+    assert spearman(ties_a, ties_b) == pytest.approx(spearmanr(ties_a.numpy(), ties_b.numpy()).statistic, abs=1e-12)
     e = torch.randn(20, 8, generator=g)
     same = embedding_agreement(e, e.clone())
     assert same.mean_cosine == pytest.approx(1.0) and same.spearman == pytest.approx(1.0)

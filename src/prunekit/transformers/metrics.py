@@ -50,10 +50,15 @@ def sentence_embeddings(model: nn.Module, encodings: Mapping[str, torch.Tensor],
 
 
 def _ranks(x: torch.Tensor) -> torch.Tensor:
-    """Average ranks (ties share their mean rank), float64."""
-    from scipy.stats import rankdata
-
-    return torch.from_numpy(rankdata(x.double().numpy()))
+    """1-based ranks, float64; tied values share their mean rank."""
+    x = x.detach().double().reshape(-1)
+    order = x.argsort(stable=True)
+    _, inverse, counts = torch.unique_consecutive(x[order], return_inverse=True, return_counts=True)
+    ends = counts.cumsum(0)
+    mean_rank = (ends - counts + ends + 1).double() / 2  # mean of positions start+1 .. end
+    ranks = torch.empty_like(x)
+    ranks[order] = mean_rank[inverse]
+    return ranks
 
 
 def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
