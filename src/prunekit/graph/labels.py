@@ -15,14 +15,6 @@ import torch
 FIXED = 0  # reserved atom: anything joined with it may never be removed
 
 
-@dataclass
-class AtomOrigin:
-    key: str  # state_dict key, or "<input>", "<fixed>"
-    dim: int
-    start: int  # first atom id of this (key, dim)
-    size: int
-
-
 class UnionFind:
     """Growable union-find over atom ids with per-atom flags (fixed, produced) and notes."""
 

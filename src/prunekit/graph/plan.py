@@ -187,15 +187,10 @@ def _split_patches(graph: DependencyGraph, kept: dict[str, set[int]]) -> list[di
     for s in graph.splits:
         new = 0
         touched = False
-        seen = set()
-        for r in s["roots"]:
+        for r in s["roots"]:  # each root is one position of the split's inner size
             gname, c = root_of.get(r, (None, None))
             if gname in kept:
                 touched = True
-                if (gname, c) in seen:  # several positions of one channel (already joined)
-                    new += c in kept[gname]
-                    continue
-                seen.add((gname, c))
                 new += c in kept[gname]
             else:
                 new += 1
