@@ -35,9 +35,26 @@ def apply(model: nn.Module, plan: PlanLike, optimizer: torch.optim.Optimizer | N
           allow_unshaped: bool = False) -> nn.Module:
     """Remove the plan's channels from `model` in place and return it (now physically smaller).
 
-    `plan` may also be a plan dict, JSON text or a plan file path. Before anything changes the plan is
-    checked against the model (surgery.checks.check_plan_fits; `allow_unshaped` lets a plan without recorded
-    shapes through); a plan made for another model raises PlanMismatchError with the model untouched.
+    Before anything changes the plan is checked against the model (`surgery.checks.check_plan_fits`: kept
+    lists, recorded shapes, index ranges, the model identity), so a plan made for another model raises with
+    the model untouched.
+
+    Args:
+        model: the model the plan was made for.
+        plan: a PruningPlan, its dict form, JSON text (a string starting with "{") or a plan file path.
+        optimizer: an optimizer whose parameters and state are sliced along.
+        allow_unshaped: apply a plan that records no shape for tensors it cuts (hand-made plans).
+
+    Returns:
+        `model`, pruned.
+
+    Raises:
+        PlanMismatchError: the plan does not fit `model`.
+        PlanFormatError: the plan is malformed.
+        TypeError: `plan` is none of the accepted kinds.
+
+    Example:
+        >>> pruned = pk.apply(copy.deepcopy(model), "plan.json")  # doctest: +SKIP
     """
     plan = check_plan_fits(model, plan, allow_unshaped=allow_unshaped)
     removals = plan.removals()
