@@ -101,6 +101,12 @@ def test_cli_export_of_compressed_file(tmp_path, capsys):
     assert main(argv + ["--overwrite", "--atol", "0"]) in (0, 1)      # 0 only if bit-identical
     assert main(["export", str(tmp_path / "m.pkz"), "--out", str(tmp_path / "n.onnx")]) == 2
     assert "records no input shape; pass --input-shape C,H,W" in capsys.readouterr().err
+    data = bytearray((tmp_path / "m.pkz").read_bytes())
+    data[200] ^= 0xFF
+    (tmp_path / "bad.pkz").write_bytes(bytes(data))
+    assert main(["export", str(tmp_path / "bad.pkz"), "--out", str(tmp_path / "b.onnx"), "--input-shape", "1,28,28"]) == 2
+    assert "bad.pkz: checksum mismatch, the file is corrupted" in capsys.readouterr().err
+    assert not (tmp_path / "b.onnx").exists()
 
 
 def test_refuses_overwrite_and_mismatched_inputs(tmp_path):
