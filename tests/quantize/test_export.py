@@ -104,7 +104,8 @@ def test_cli_export_of_compressed_file(tmp_path, capsys):
     data = bytearray((tmp_path / "m.pkz").read_bytes())
     data[200] ^= 0xFF
     (tmp_path / "bad.pkz").write_bytes(bytes(data))
-    assert main(["export", str(tmp_path / "bad.pkz"), "--out", str(tmp_path / "b.onnx"), "--input-shape", "1,28,28"]) == 2
+    assert main(["export", str(tmp_path / "bad.pkz"), "--out", str(tmp_path / "b.onnx"),
+                 "--input-shape", "1,28,28"]) == 2
     assert "bad.pkz: checksum mismatch, the file is corrupted" in capsys.readouterr().err
     assert not (tmp_path / "b.onnx").exists()
 
