@@ -14,6 +14,7 @@ from typing import Any, Callable, Sequence
 
 from ..measure.latency import cpu_name
 from ..report import environment_info, to_jsonable
+from ..utils.fileio import atomic_write
 from . import peer
 from .config import BenchConfig
 
@@ -81,8 +82,8 @@ def write_suite(out: Path, cfg: BenchConfig, title: str, intro: str, table: list
                "versions": env["versions"], "machine": env["machine"], "notes": list(notes),
                **({"info": info} if info else {}), "runs_file": "runs.json", "plots": list(plots),
                "results": table}
-    (out / "results.json").write_text(json.dumps(to_jsonable(results), indent=1) + "\n")
-    (out / "runs.json").write_text(json.dumps(to_jsonable(runs), indent=1) + "\n")
+    atomic_write(out / "results.json", json.dumps(to_jsonable(results), indent=1) + "\n", overwrite=True)
+    atomic_write(out / "runs.json", json.dumps(to_jsonable(runs), indent=1) + "\n", overwrite=True)
     md = [f"# {title}", "", intro, "", md_table(table, columns)]
     if notes:
         md += ["## Observations (computed)", ""] + [f"- {n}" for n in notes] + [""]
@@ -100,7 +101,7 @@ def write_suite(out: Path, cfg: BenchConfig, title: str, intro: str, table: list
     if plots:
         md += ["## Plots", ""] + [f"![{p}]({p})\n" for p in plots]
     md += ["Every run in full (per seed, widths per layer, timings): `runs.json`.", ""]
-    (out / "results.md").write_text("\n".join(md))
+    atomic_write(out / "results.md", "\n".join(md), overwrite=True)
     return results
 
 
