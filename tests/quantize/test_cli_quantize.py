@@ -76,3 +76,16 @@ def test_prune_with_quantize_int8(tmp_path):
     assert "## int8" in (out / "report.md").read_text()
     assert pk.load(out / "model.safetensors") is not None                    # the float model is saved as before
     assert main(["export", str(out), "--out", str(tmp_path / "run.onnx"), "--batches", "1", "--runs", "2"]) == 0
+
+
+def test_quantize_command_torchao_backend(tmp_path):
+    write_fmnist(tmp_path / "fm", 32, 16, learnable=True)
+    model = _saved_lenet(tmp_path)
+    argv = ["quantize", str(model), "--out", str(tmp_path / "q"), "--backend", "torchao", "--dataset",
+            "fashion-mnist", "--data-dir", str(tmp_path / "fm"), "--batch-size", "16", "--val-size", "0",
+            "--latency-runs", "1"]
+    assert main(argv) == 0
+    int8 = json.loads((tmp_path / "q" / "report.json").read_text())["metrics"]["int8"]
+    assert int8["backend"] == "torchao" and int8["method"] == "dynamic"
+    assert int8["latency_by_runtime"]["onnxruntime"] is None and set(int8["latency_by_runtime"]["torch"]) == {"1", "64"}
+    assert not (tmp_path / "q" / "model.int8.onnx").exists()          # torchao int8 stays in memory
