@@ -176,3 +176,18 @@ def test_input_errors(trained):
         quantize_model("model.onnx", QuantizeConfig(), train)
     with pytest.raises(TypeError, match="config must be a QuantizeConfig or dict, got int"):
         quantize_model(model, 8, train)
+
+
+def test_workflow_step_options(trained):
+    from prunekit.quantize import int8_step
+    from prunekit.workflow import QuantizeConfig as StepConfig
+    model, train, test = trained
+    x = train[0][0][:1]
+    same, info = int8_step(model, x, train, StepConfig("int8", calib_batches=1, options={"per_channel": False}),
+                           test_loader=test[:2], latency_runs=0)
+    assert same is model and info["result"]["config"]["per_channel"] is False
+    assert info["metrics"]["int8"]["calib_batches"] == 1 and info["metrics"]["after_latency_by_runtime"] is None
+    with pytest.raises(TypeError, match=r"QuantizeConfig: unknown options \['bits'\]"):
+        int8_step(model, x, train, StepConfig("int8", options={"bits": 4}), latency_runs=0)
+    with pytest.raises(TypeError, match="calib_batches is the workflow QuantizeConfig's own field"):
+        int8_step(model, x, train, StepConfig("int8", options={"calib_batches": 2}), latency_runs=0)

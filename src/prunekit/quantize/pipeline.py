@@ -43,6 +43,9 @@ def int8_step(model: nn.Module, example_inputs: Inputs, calib_loader: Iterable, 
         onnxruntime latencies, and the int8 row).
     """
     options = dict(getattr(config, "options", {}) or {})
+    if "calib_batches" in options:
+        raise TypeError("quantize options: calib_batches is the workflow QuantizeConfig's own field; do not repeat "
+                        "it in options")
     cfg = QuantizeConfig.from_dict({"calib_batches": getattr(config, "calib_batches", 8), **options})
     res = quantize_model(model, cfg, calib_loader, example_inputs=example_inputs, out=out, train_loader=calib_loader,
                          teacher=teacher, overwrite=out is not None)
