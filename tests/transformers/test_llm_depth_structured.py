@@ -67,10 +67,12 @@ def test_structured_bert_removes_half_the_block_parameters(allocation):
 def test_structured_llama_mlp_with_compensation_keeps_outputs_close():
     model = tiny_llama()
     data = batches()
-    ref = model(input_ids=data[0]["input_ids"]).logits
+    with torch.no_grad():
+        ref = model(input_ids=data[0]["input_ids"]).logits
     rep = prune_structured(model, data, StructuredConfig(ratio=0.25, heads=False))
     assert all(g["size"] == 64 for g in rep.groups.values()) and model.model.layers[0].mlp.down_proj.in_features < 64
-    out = model(input_ids=data[0]["input_ids"]).logits
+    with torch.no_grad():
+        out = model(input_ids=data[0]["input_ids"]).logits
     assert out.shape == ref.shape and float((out - ref).abs().mean()) < float(ref.abs().mean())
 
 
