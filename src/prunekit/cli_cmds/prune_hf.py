@@ -28,11 +28,11 @@ def is_hf(args: argparse.Namespace) -> bool:
 def run_hf(args: argparse.Namespace, extra: dict[str, Any]) -> int:
     from ..transformers.workflow import HFPruneConfig, run_hf_prune
 
-    method = args.method if args.method != "oneshot" else "wanda"
+    method = args.method
     cfg = HFPruneConfig(model=args.model, out=args.out, method=method, sparsity=args.sparsity, nm=args.nm,
                         ratio=args.ratio, remove=args.remove_blocks, options=dict(extra), text=args.text,
                         calib_samples=args.calib_samples, seq_len=args.seq_len, heldout=args.heldout, distill_steps=args.distill_steps,
-                        lora=args.lora, latency_runs=min(args.latency_runs, 10), seed=args.seed,
+                        lora=args.lora, latency_runs=args.latency_runs, seed=args.seed,
                         overwrite=args.overwrite)
     rep = run_hf_prune(cfg)
     m = rep["metrics"]

@@ -30,7 +30,7 @@ class HFPruneConfig:
         calib_samples, seq_len, calib_batch: calibration windows, their length and batch size.
         heldout: held-out sentences (encoders) / windows (causal LMs) for the metrics.
         distill_steps: distillation steps after pruning (0: none); lora: train LoRA adapters instead.
-        latency_runs: timed runs per model at batch 32 x seq_len (0: skip).
+        latency_runs: timed runs per model and round (3 rounds, alternated) at batch 32 x seq_len (0: skip).
         out: output folder; overwrite: replace an earlier run there.
     """
 
