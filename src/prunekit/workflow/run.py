@@ -126,9 +126,9 @@ def _check_before_work(cfg: WorkflowConfig) -> Path | None:
     the base path, the output folder (checked and created). Returns the output folder or None."""
     if cfg.prune.method not in list_methods():
         raise ValueError(f"unknown method {cfg.prune.method!r}; choose one of: {', '.join(list_methods())}")
-    config_type = METHODS.config_type(cfg.prune.method)
-    if config_type is not None:  # unknown keys and bad values of the method's options
-        config_type.resolve(f"{cfg.prune.method}()", None, method_kwargs(cfg, None))
+    resolve = getattr(METHODS.config_type(cfg.prune.method), "resolve", None)
+    if resolve is not None:  # unknown keys and bad values of the method's options (MethodConfig types)
+        resolve(f"{cfg.prune.method}()", None, method_kwargs(cfg, None))
     if cfg.quantize is not None:
         import prunekit.quantize  # noqa: F401  (registers the "int8" scheme)
     if cfg.quantize is not None and cfg.quantize.scheme not in QUANTIZERS:
