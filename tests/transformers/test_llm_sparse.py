@@ -81,3 +81,11 @@ def test_same_inputs_give_identical_weights():
     prune_sparse(b, batches(), "sparsegpt", sparsity=0.5)
     for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
         assert ka == kb and torch.equal(va, vb)
+
+
+def test_layers_outside_the_blocks_are_pruned_when_included():
+    model = tiny_llama()
+    rep = prune_sparse(model, batches(), "wanda", sparsity=0.5, include=("lm_head", "mlp.up_proj"))
+    assert sorted(rep.layers) == ["lm_head.weight", "model.layers.0.mlp.up_proj.weight",
+                                  "model.layers.1.mlp.up_proj.weight"]
+    assert int((model.lm_head.weight == 0).sum()) == model.lm_head.weight.numel() // 2

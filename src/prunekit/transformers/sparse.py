@@ -288,7 +288,10 @@ def prune_sparse(model: nn.Module, batches: Sequence[Any], method: str = "wanda"
         for key, mask in masks.items():
             report.layers[key] = 1.0 - float(mask.float().mean())
 
-    run_blocks(model, batches, hessian=method == "sparsegpt", filter_fn=fn, on_block=on_block)
+    stats = run_blocks(model, batches, hessian=method == "sparsegpt", filter_fn=fn, on_block=on_block)
+    outside = {n: st for n, st in stats.items() if f"{n}.weight" not in report.layers}
+    if outside:  # selected Linears outside the block list: calibrated by a dense full forward, pruned last
+        on_block(BlockRecord(-1, "", model, outside, []))
     total = sum(model.get_submodule(k[:-7]).weight.numel() for k in report.layers)
     zeros = sum(report.layers[k] * model.get_submodule(k[:-7]).weight.numel() for k in report.layers)
     report.sparsity = zeros / total if total else 0.0
