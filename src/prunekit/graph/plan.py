@@ -56,7 +56,8 @@ class PruningPlan:
             decisions.append(GroupDecision(g.name, g.size, k, g.members, list(g.notes)))
             touched.update(m.key for m in g.members)
         plan = cls(decisions=decisions, shapes={k: list(graph.shapes[k]) for k in sorted(touched)},
-                   meta=dict(meta or {}), identity=model_identity(graph.shapes))
+                   meta=dict(meta or {}),
+                   identity=model_identity(graph.shapes) if graph.shapes else None)
         plan.patches = _split_patches(graph, {d.name: set(d.kept) for d in decisions})
         return plan
 
