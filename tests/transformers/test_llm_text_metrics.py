@@ -110,3 +110,18 @@ def test_distillation_lowers_the_loss_and_keeps_masks():
     assert int((student.model.layers[0].mlp.up_proj.weight == 0).sum()) == zeros
     with pytest.raises(ValueError, match="loss"):
         distill(student, teacher, windows, loss="l3")
+
+
+def test_lora_distillation_merges_into_plain_linears_and_keeps_masks():
+    teacher = tiny_llama(seed=0)
+    student = copy.deepcopy(teacher)
+    prune_sparse(student, batches(), "magnitude", sparsity=0.5)
+    windows = torch.randint(0, 64, (16, 12), generator=torch.Generator().manual_seed(1))
+    before = {k: v.clone() for k, v in student.state_dict().items()}
+    student, rep = distill(student, teacher, windows, steps=3, lr=1e-2, batch_size=4, loss="logits", lora=True,
+                           lora_rank=2)
+    assert type(student).__name__ == "LlamaForCausalLM" and 0 < rep.trainable_params < 23008
+    w = student.model.layers[0].mlp.up_proj.weight
+    assert int((w == 0).sum()) == w.numel() // 2
+    assert not torch.equal(w, before["model.layers.0.mlp.up_proj.parametrizations.weight.original"])
+    assert torch.nn.utils.parametrize.is_parametrized(student.model.layers[0].mlp.up_proj, "weight")

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from prunekit.surgery.masks import apply_masks, get_masks
+from prunekit.surgery.masks import apply_masks, get_masks, remove_masks
 
 LOSSES = ("hidden", "logits")
 
@@ -123,6 +123,8 @@ def distill(student: nn.Module, teacher: nn.Module, windows: torch.Tensor, confi
         raise TypeError(f"pass either config or options, not both (got options {sorted(options)})")
     report = DistillReport(asdict(config))
     masks = get_masks(student)
+    if config.lora and masks:  # peft merges into weight.data, which a parametrized weight only computes
+        remove_masks(student, make_permanent=True)
     model = _lora_wrap(student, config) if config.lora else student
     params = [p for p in model.parameters() if p.requires_grad]
     report.trainable_params = sum(p.numel() for p in params)
@@ -150,7 +152,7 @@ def distill(student: nn.Module, teacher: nn.Module, windows: torch.Tensor, confi
             break
     if config.lora:
         student = model.merge_and_unload()
-        if masks:  # merged adapters must not refill masked weights
+        if masks:  # the merged adapters must not refill masked weights: mask again
             apply_masks(student, masks)
     report.seconds = time.perf_counter() - start
     return student, report
