@@ -125,3 +125,11 @@ def test_lora_distillation_merges_into_plain_linears_and_keeps_masks():
     assert int((w == 0).sum()) == w.numel() // 2
     assert not torch.equal(w, before["model.layers.0.mlp.up_proj.parametrizations.weight.original"])
     assert torch.nn.utils.parametrize.is_parametrized(student.model.layers[0].mlp.up_proj, "weight")
+
+
+def test_text_sets_are_registered_in_the_data_api():
+    from prunekit.data import TEXT_DATASETS, canonical_name, load_text as exported
+
+    assert exported is load_text and TEXT_DATASETS == ("fortunes", "textfolder")
+    with pytest.raises(ValueError, match="load_text"):
+        canonical_name("fortunes")

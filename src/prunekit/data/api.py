@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from . import cifar, digits, fashion_mnist, folder
+from .text import TEXT_DATASETS, load_text  # noqa: F401 - text sets (fortunes, .txt folders): prunekit.data.text
 from .base import (BatchedImageDataset, DataFormatError, DatasetInfo, TensorImageDataset, collate_batched,
                    resolve_size, seeded_split, take_subset)
 
@@ -36,6 +37,9 @@ def canonical_name(name: str) -> str:
     """The registered name of a data set, or a ValueError listing the valid ones."""
     key = name.strip().lower().replace("_", "-")
     key = _ALIASES.get(key, key)
+    if key in TEXT_DATASETS:
+        raise ValueError(f"{name!r} is a text data set: load it with prunekit.data.load_text (image sets: "
+                         f"{', '.join(DATASETS)})")
     if key not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}")
     return key
