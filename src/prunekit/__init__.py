@@ -8,6 +8,7 @@ from .measure import count
 from .policies import Target
 from .surgery import PatchContext, PlanMismatchError, VerifyReport, apply, register_patch, verify
 from .transformers import hf as _hf  # noqa: F401 - registers pk.apply's hooks for transformers models
+from .transformers import methods as _transformer_methods  # noqa: F401 - registers wanda, sparsegpt, flap, depth
 
 __version__ = "0.1.0"
 

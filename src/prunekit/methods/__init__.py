@@ -16,7 +16,6 @@ from .common import PlanComposer, reinitialize, shrink_graph
 from .config import MethodConfig, Recovery
 from .oneshot import IterativeConfig, OneshotConfig, SRRMethodConfig, iterative, oneshot, srr
 from .registry import METHODS, register_method
-from ..transformers import methods as _transformer_methods  # noqa: F401,E402 - registers wanda, sparsegpt, flap, ...
 from .regularized import GroupLassoConfig, SlimmingConfig, group_lasso, slimming
 from .result import MethodResult
 
