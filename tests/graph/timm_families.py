@@ -7,7 +7,7 @@ device (no memory, no initialisation), so the whole registry is counted in about
     python tests/graph/timm_families.py --time     # run timm_zoo.check on each in a fresh process: records
                                                    # its input, seconds, and `heavy` for the slowest ones
 --time keeps the rows already timed (resume) unless --redo; --budget is the seconds the non-heavy rows may
-take together (cheapest first).
+take together (cheapest first); --time --mark-only sets `heavy` again from the recorded seconds.
 """
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ def choose() -> int:
     sys.path.insert(0, str(Path(__file__).parent))
     from timm_zoo import extra_row
 
-    extras = [extra_row(n) for n in EXTRA_MODELS]
+    extras = [{**extra_row(n), "params": count(n)} for n in EXTRA_MODELS]
     OUT.write_text(json.dumps({"meta": meta, "families": rows, "extras": extras}, indent=1) + "\n")
     return 0
 
@@ -85,10 +85,11 @@ def one(name: str) -> int:
     return 0
 
 
-def time_rows(budget: float, redo: bool, limit: float) -> int:
+def time_rows(budget: float, redo: bool, limit: float, mark_only: bool = False) -> int:
     data = json.loads(OUT.read_text())
-    for row in data["families"] + data["extras"]:
-        if "seconds" in row and not redo:
+    order = data["families"] + data["extras"]  # smallest first, so a run cut short has timed the most rows
+    for row in sorted(order, key=lambda r: r.get("params") or float("inf")):
+        if mark_only or ("seconds" in row and not redo):
             continue
         try:
             proc = subprocess.run([sys.executable, __file__, "--one", row["model"]], capture_output=True,
@@ -101,9 +102,9 @@ def time_rows(budget: float, redo: bool, limit: float) -> int:
                    result=res.get("error") or ("exact" if res.get("exact_claim") else "approximate"))
         print(f"{row['model']:32s} {row['seconds']:7.1f} s  {row['result']}", flush=True)
         OUT.write_text(json.dumps(data, indent=1) + "\n")
-    spent = 0.0
-    for row in sorted(data["families"] + data["extras"], key=lambda r: r["seconds"]):
-        spent += row["seconds"]
+    spent = 0.0  # cheapest first while the budget lasts; a row not timed yet counts as heavy
+    for row in sorted(data["families"] + data["extras"], key=lambda r: r.get("seconds", float("inf"))):
+        spent += row.get("seconds", float("inf"))
         row["heavy"] = spent > budget
     data["meta"]["heavy_budget_s"] = budget
     OUT.write_text(json.dumps(data, indent=1) + "\n")
@@ -117,11 +118,12 @@ def main(argv=None) -> int:
     ap.add_argument("--budget", type=float, default=150.0, help="seconds for the non-heavy rows together")
     ap.add_argument("--redo", action="store_true", help="with --time: time every row again")
     ap.add_argument("--limit", type=float, default=600.0, help="seconds per model before it counts as heavy")
+    ap.add_argument("--mark-only", action="store_true", help="with --time: only set `heavy` from the seconds")
     args = ap.parse_args(argv)
     if args.one:
         return one(args.one)
     if args.time:
-        return time_rows(args.budget, args.redo, args.limit)
+        return time_rows(args.budget, args.redo, args.limit, args.mark_only)
     return choose()
 
 

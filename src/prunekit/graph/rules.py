@@ -522,6 +522,24 @@ def mm(ctx, func, args, kwargs, out) -> None:
     _contract(ctx, args[0], args[1], out)
 
 
+def dot(ctx, func, args, kwargs, out) -> None:
+    """Inner product of two vectors (spectral norm's u . W v): a sum, exact under zeroing; the result is a scalar."""
+    a, b = args[0], args[1]
+    ctx.uf.union_pairs(dim_labels(ctx, a, 0), dim_labels(ctx, b, 0))
+
+
+def weight_norm(ctx, func, args, kwargs, out) -> None:
+    """w = g * v / ||v|| (norm over every dim but `dim`): g follows v along `dim`; the norm is a sum of squares,
+    so removing a slice of v and zeroing it change it alike (exact)."""
+    v, g, dim = args[0], args[1], int(args[2]) if len(args) > 2 else 0
+    w, norms = _outs(out)[:2]
+    pointwise(ctx, func, (v, g), {}, [w])
+    ctx.set(norms, ctx.get(g))
+    if g.dim() and g.shape[dim % g.dim()] > 1:  # a zeroed slice along `dim` is 0 / ||0||: NaN in the zeroed original
+        ctx.uf.note(dim_labels(ctx, g, dim % g.dim()), "weight norm: a zeroed slice divides 0 by its zero norm "
+                    "(the pruned model is fine, the zeroing check cannot match it)")
+
+
 def addmm(ctx, func, args, kwargs, out) -> None:
     _contract(ctx, args[1], args[2], out, bias=args[0])
 
@@ -824,7 +842,8 @@ RULES: dict[str, Rule] = {
     "cat": cat, "concat": cat, "stack": stack,
     "constant_pad_nd": constant_pad, "pad": constant_pad,
     "copy_": copy_, "copy": pointwise,
-    "mm": mm, "bmm": mm, "matmul": mm, "addmm": addmm, "baddbmm": addmm, "addbmm": addmm,
+    "mm": mm, "bmm": mm, "matmul": mm, "mv": mm, "dot": dot, "vdot": dot,
+    "_weight_norm_interface": weight_norm, "addmm": addmm, "baddbmm": addmm, "addbmm": addmm,
     "_grouped_mm": grouped_mm,
     "convolution": convolution, "_convolution": convolution,
     "embedding": embedding,

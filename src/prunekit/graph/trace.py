@@ -49,6 +49,7 @@ class TraceContext:
         self.heads = heads  # prune whole attention heads instead of head_dim
         self.modules = dict(model.named_modules())
         self._state_ptrs: set[int] | None = None
+        self.derived: dict[int, torch.Tensor] = {}  # tensors computed from parameters and constants only
         self.labels: dict[int, list[torch.Tensor]] = {}
         self.keep: list[torch.Tensor] = []
         self.stack: list[tuple[str, str]] = []
@@ -67,11 +68,19 @@ class TraceContext:
         return None
 
     def is_state(self, t: torch.Tensor) -> bool:
-        """Whether t is (a view of) a parameter or buffer of the model rather than an activation."""
+        """Whether t is (a view of) a parameter or buffer of the model, or computed from them alone (a weight
+        normalised or standardised at forward time), rather than an activation."""
         if self._state_ptrs is None:
             self._state_ptrs = {v.untyped_storage().data_ptr() for v in self.model.state_dict(keep_vars=True).values()
                                 if isinstance(v, torch.Tensor)}
-        return t.untyped_storage().data_ptr() in self._state_ptrs
+        return id(t) in self.derived or t.untyped_storage().data_ptr() in self._state_ptrs
+
+    def note_derived(self, args, out) -> None:
+        """Outputs of an op whose every non-scalar tensor input is state are state-derived too."""
+        ins = [t for t in _tensors(args) if t.numel() > 1]
+        if ins and all(self.is_state(t) for t in ins):
+            for o in _tensors(out):
+                self.derived[id(o)] = o  # the reference keeps the id from being reused
 
     def add_macs(self, weight: torch.Tensor | None, macs: float) -> None:
         key = self.key_of(weight) if weight is not None else None
@@ -192,6 +201,7 @@ class _Mode(TorchDispatchMode):
         if rule is None:
             raise ctx.error(func, "no channel-coupling rule for this operation")
         rule(ctx, func, args, kwargs, out)
+        ctx.note_derived((args, kwargs), out)
         return out
 
 
