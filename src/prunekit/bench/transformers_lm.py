@@ -78,7 +78,7 @@ def run_lm(splits, opts: dict[str, Any], workdir: Path, seed: int, log) -> tuple
     train_w = token_windows(tok, splits.train, opts["seq_len"])
     calib = window_batches(token_windows(tok, splits.calibration, opts["seq_len"], opts["calib_samples"]),
                            opts["calib_batch"])
-    held = token_windows(tok, splits.heldout, opts["seq_len"], opts["lm_eval_windows"])
+    held = token_windows(tok, splits.heldout, opts["seq_len"])  # every full window the held-out entries give
     dense = make_llama(len(tok), opts, seed)
     info = {"tokenizer_vocab": len(tok), "train_windows": len(train_w), "eval_windows": len(held),
             "params": sum(p.numel() for p in dense.parameters()),
