@@ -148,10 +148,30 @@ def read_description(path: str | os.PathLike) -> dict:
     return _read_checked(Path(path), allow_unverified=True)[0]
 
 
-def _read_checked(path: Path, allow_unverified: bool) -> tuple[dict, dict[str, torch.Tensor]]:
-    """Description and tensors of a safetensors model file, after its checksum is verified."""
+def _check_model_path(path: Path) -> None:
+    """A missing path, a folder and a training checkpoint each get their own message (not "corrupt")."""
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder, not a model file; pass the model file inside it (a run "
+                                "folder holds model.safetensors)")
     if not path.is_file():
         raise FileNotFoundError(f"no such model file: {path}")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    magic = head[:4]
+    header_len = int.from_bytes(head, "little") if len(head) == 8 else 0
+    # a safetensors file starts with its header's length (8 bytes, little-endian: NULs in the high bytes)
+    if head[:1] in (b"{", b"[") and b"\0" not in head and header_len > path.stat().st_size:
+        raise ModelFileError(f"{path} holds JSON text, not a model file (prunekit's models are .safetensors files "
+                             "from pk.save, a run folder's model.safetensors, or .pkz containers)")
+    if magic == b"PK\x03\x04" and not is_compressed(path):  # a zip archive: torch.save's format
+        raise ModelFileError(f"{path} is a torch checkpoint (zip archive), not a prunekit model file: pk.load "
+                             "reads .safetensors files from pk.save and .pkz containers; a training "
+                             "checkpoint loads through prunekit.workflow.load_model with model.json beside it")
+
+
+def _read_checked(path: Path, allow_unverified: bool) -> tuple[dict, dict[str, torch.Tensor]]:
+    """Description and tensors of a safetensors model file, after its checksum is verified."""
+    _check_model_path(path)
     meta, tensors = _open(path)
     desc = _parse_description(meta, path)
     stored = meta.get(CHECKSUM_KEY)
@@ -192,8 +212,7 @@ def load(path: str | os.PathLike, model: nn.Module | None = None, factory: Calla
         >>> model = pk.load("pruned.safetensors")  # doctest: +SKIP
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no such model file: {path}")
+    _check_model_path(path)
     if is_compressed(path):
         cf = read_compressed(path)
         d = cf.description or {}

@@ -66,7 +66,8 @@ def _saved_shape(path: Path) -> list[int] | None:
 
 
 def _report_shape(path: Path) -> list[int] | None:
-    """(C, H, W) of a run folder's report.json: the model's in_channels and the data set's image size."""
+    """(C, H, W) of a run folder's report.json: the model's in_channels and its input_size (a run's
+    --input-size), else the data set's image size."""
     import json
 
     from ..data import dataset_info
@@ -74,7 +75,10 @@ def _report_shape(path: Path) -> list[int] | None:
     if not file.is_file():
         return None
     report = json.loads(file.read_text())
-    channels, dataset = (report.get("model") or {}).get("in_channels"), (report.get("data") or {}).get("dataset")
+    model = report.get("model") or {}
+    channels, dataset = model.get("in_channels"), (report.get("data") or {}).get("dataset")
+    if channels and model.get("input_size"):
+        return [int(channels), int(model["input_size"]), int(model["input_size"])]
     if not channels or not dataset:
         return None
     return [int(channels), *dataset_info(dataset).image_size]

@@ -6,6 +6,8 @@ import argparse
 import time
 from pathlib import Path
 
+import torch
+
 from ..data.provenance import data_read
 from ..models import create
 from ..report import write_report
@@ -40,8 +42,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume and args.overwrite:
         raise CliError("--resume continues the run in --out and --overwrite replaces it: give one of them")
     dist = init_distributed()
-    if is_main_process():
-        prepare_output_dir(out, overwrite=args.overwrite, resume=args.resume)
+    device = torch.device(args.device or dist.device)
+    if args.amp and device.type != "cuda":  # the trainer would train in float32 while report.json says amp
+        raise CliError(f"--amp needs a CUDA device; this run trains on {device}: drop --amp")
+    if is_main_process():  # the folder is made by the first file written: a run failing earlier leaves none
+        prepare_output_dir(out, overwrite=args.overwrite, resume=args.resume, create=False)
     info, loaders = build_loaders(args, distributed=dist.world_size > 1)
     h, w = info.image_size
     size = args.input_size or (h if h == w else [h, w])
@@ -54,7 +59,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                          warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing, amp=args.amp,
                          seed=args.seed, max_steps_per_epoch=args.max_steps_per_epoch,
                          progress=not args.no_progress)
-    trainer = Trainer(model, loaders.train, loaders.val, config, device=args.device or dist.device,
+    trainer = Trainer(model, loaders.train, loaders.val, config, device=device,
                       checkpoint_dir=out, resume=args.resume, overwrite=args.overwrite)
     result = trainer.fit()
     t_train = time.perf_counter() - t_start

@@ -51,11 +51,14 @@ def apply(model: nn.Module, plan: PlanLike, optimizer: torch.optim.Optimizer | N
     Raises:
         PlanMismatchError: the plan does not fit `model`.
         PlanFormatError: the plan is malformed.
-        TypeError: `plan` is none of the accepted kinds.
+        TypeError: `plan` is none of the accepted kinds, or `optimizer` is not a torch optimizer.
 
     Example:
         >>> pruned = pk.apply(copy.deepcopy(model), "plan.json")  # doctest: +SKIP
     """
+    if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"optimizer must be a torch.optim.Optimizer (its state is sliced along), got "
+                        f"{type(optimizer).__name__}")
     plan = check_plan_fits(model, plan, allow_unshaped=allow_unshaped)
     removals = plan.removals()
     if not removals:

@@ -10,7 +10,7 @@ from torch import nn
 from ..graph.plan import PruningPlan
 from ..train.evaluation import recalibrate_bn
 from ..utils.inputs import call_model, output_tensors
-from .checks import check_plan_fits
+from .checks import PlanLike, check_plan_fits
 
 
 @dataclass
@@ -50,16 +50,19 @@ def zeroed_copy(original: nn.Module, plan: PruningPlan) -> nn.Module:
     return z
 
 
-def check_made_from(original: nn.Module, pruned: nn.Module, plan: PruningPlan) -> None:
+def check_made_from(original: nn.Module, pruned: nn.Module, plan: PlanLike) -> PruningPlan:
     """Refuse a pair that ``plan`` does not relate: the plan must fit ``original`` and every tensor of
     ``pruned`` must equal, bit for bit, the original's tensor with the plan's slices removed.
+
+    Returns:
+        The plan as a PruningPlan (``plan`` may be any form ``pk.apply`` takes: its dict, JSON text, a path).
 
     Raises:
         PlanMismatchError: the plan was not made for ``original``.
         ValueError: ``pruned`` was not made from ``original`` by ``plan`` (another model, other weights, or
             weights changed after pruning); the message names the first tensor that differs.
     """
-    check_plan_fits(original, plan)
+    plan = check_plan_fits(original, plan)
     cuts: dict[str, list[tuple[int, list[int]]]] = {}
     for key, dim, idx in plan.removals():
         cuts.setdefault(key, []).append((dim, idx))
@@ -82,6 +85,7 @@ def check_made_from(original: nn.Module, pruned: nn.Module, plan: PruningPlan) -
             raise ValueError(f"the pruned model was not made from this original by this plan: the kept slices of {key} "
                              f"differ (max |diff| = {float(diff):.3g}); verify compares a pruned model with the very "
                              "model it was cut from, before any fine-tuning")
+    return plan
 
 
 def _n_params(m: nn.Module) -> int:
@@ -89,14 +93,14 @@ def _n_params(m: nn.Module) -> int:
 
 
 @torch.no_grad()
-def verify(original: nn.Module, pruned: nn.Module, plan: PruningPlan, example_inputs, rtol: float = 1e-4) -> VerifyReport:
+def verify(original: nn.Module, pruned: nn.Module, plan: PlanLike, example_inputs, rtol: float = 1e-4) -> VerifyReport:
     """Compare `pruned` with `original` whose removed slices are zeroed, in eval mode.
 
     exact: every output agrees to `rtol` relative to the output scale. Otherwise the reasons name the
     operations that mix pruned channels (LayerNorm, GroupNorm, means over channels, attention scaling).
     An original that `pruned` was not cut from by `plan` is refused first (see `check_made_from`).
     """
-    check_made_from(original, pruned, plan)
+    plan = check_made_from(original, pruned, plan)  # the plan forms pk.apply takes, as a PruningPlan
     z = zeroed_copy(original, plan)
     z.eval()
     was = pruned.training

@@ -341,6 +341,9 @@ class Trainer:
     # ----------------------------------------------------------------- output
     def _steps_per_epoch(self) -> int:
         cap = self.config.max_steps_per_epoch
+        if self.train_loader is None:
+            raise TypeError("the Trainer needs a train loader (an iterable of (inputs, targets) batches), got None; "
+                            "pass one, or no fine-tuning epochs")
         try:
             n = len(self.train_loader)  # type: ignore[arg-type]
         except TypeError:

@@ -80,12 +80,14 @@ bits_or_off = int_between(0, 16)
 
 
 def count_or_fraction(text: str) -> int | float:
-    """A sample count (integer >= 0) or a fraction in [0, 1) of the data (the validation size)."""
+    """A sample count (an integer written as one: 0, 1, 500) or a fraction in [0, 1) of the data (the
+    validation size). "1.0" is refused rather than read as one sample."""
     v = float(_number(text, float))
-    if v.is_integer() and v >= 1:
-        return int(v)
+    if v >= 1 and text.strip().lstrip("+").isdigit():
+        return int(text)
     if not 0.0 <= v < 1.0:
-        raise argparse.ArgumentTypeError(f"must be a count >= 1 or a fraction in [0, 1), got {text}")
+        raise argparse.ArgumentTypeError(f"must be a count >= 1 or a fraction in [0, 1), got {text} (a count is "
+                                         "written as an integer)")
     return 0 if v == 0 else v
 
 

@@ -54,7 +54,8 @@ def atomic_write(path: str | os.PathLike, content: Content, overwrite: bool = Fa
         path: the file to write; its folder is created if needed.
         content: bytes, text (encoded with ``encoding``), or a writer ``fn(tmp_path)`` that writes the file
             itself (``torch.save``, ``safetensors.torch.save_file``...).
-        overwrite: replace an existing file; otherwise an existing file raises FileExistsError.
+        overwrite: replace an existing file; otherwise an existing file raises FileExistsError. A folder at
+            ``path`` always raises IsADirectoryError.
         encoding: the encoding of text content.
 
     Returns:
@@ -64,6 +65,8 @@ def atomic_write(path: str | os.PathLike, content: Content, overwrite: bool = Fa
         >>> atomic_write("out/report.json", '{"ok": true}\\n', overwrite=True)  # doctest: +SKIP
     """
     path = Path(path)
+    if path.is_dir():  # a file path was expected; overwrite never replaces a folder
+        raise IsADirectoryError(f"{path} is a folder; give the path of the file to write inside it")
     if not overwrite and path.exists():
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)

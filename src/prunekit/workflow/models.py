@@ -106,7 +106,10 @@ def load_model_with_shape(path: str | os.PathLike) -> tuple[nn.Module, list[int]
     desc = read_json(spec_file, "model description") if spec_file else {}
     shape = desc.get("input_shape") if isinstance(desc, dict) else None
     if ckpt.suffix != ".pt":
-        return pk_io.load(ckpt), shape
+        model = pk_io.load(ckpt)
+        if ckpt.suffix == ".safetensors":  # the shape the file itself records comes before a model.json's
+            shape = (pk_io.read_description(ckpt).get("extra") or {}).get("input_shape") or shape
+        return model, shape
     if spec_file is None:
         raise ModelSourceError(f"no {MODEL_FILE} next to {ckpt}: cannot tell which architecture it holds")
     try:

@@ -105,12 +105,13 @@ def _quantize(cfg: WorkflowConfig, model: nn.Module, example: torch.Tensor, data
 
 def _save(out: Path, model: nn.Module, plan: PruningPlan, spec, report: dict[str, Any],
           base_widths: dict[str, int], pruned_widths: dict[str, int], method: str,
-          history: list[dict[str, Any]]) -> None:
-    """model.safetensors (with the plan on the original architecture), plan.json, plots, report.json/.md."""
+          history: list[dict[str, Any]], input_shape: list[int]) -> None:
+    """model.safetensors (with the plan on the original architecture and the (C, H, W) input it was measured
+    on, which export, quantize and analyze read), plan.json, plots, report.json/.md."""
     recorded = getattr(model, PLANS_ATTR, None)
     kwargs = {"arch": spec.to_dict()} if spec is not None else {}
     saved = save_model_file(model, out / "model.safetensors", plan=None if recorded else plan, overwrite=True,
-                            **kwargs)
+                            extra={"input_shape": input_shape}, **kwargs)
     report["extra"]["saved"] = str(saved)
     atomic_write(out / "plan.json", plan.to_json(indent=1) + "\n", overwrite=True)
     plots = [plot_before_after(report, out / "before_after.png").name,
@@ -226,6 +227,7 @@ def run_workflow(config: WorkflowConfig, *, data: RunData | None = None,
     timings["total"] = time.perf_counter() - t_start
     report = complete_report(report)  # summary, time, versions, machine: what report.json holds
     if out is not None:
-        _save(out, pruned, plan, spec, report, base_widths, pruned_widths, cfg.prune.method, hist)
+        _save(out, pruned, plan, spec, report, base_widths, pruned_widths, cfg.prune.method, hist,
+              input_shape=list(example.shape[1:]))
     return WorkflowResult(config=cfg, model=pruned.cpu(), plan=plan, before=before, after=after, report=report,
                           out=out, analysis=analysis, timings=timings)

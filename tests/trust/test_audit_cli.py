@@ -1,0 +1,83 @@
+"""Regression tests for the command-line findings of the new-user trust audit (docs/trust-audit.md).
+
+Each test names the audit case it holds (T.., E.., A..).
+"""
+from __future__ import annotations
+
+import json
+
+import onnx
+import pytest
+import torch
+
+import prunekit as pk
+from prunekit.cli import main
+from prunekit.utils.argtypes import count_or_fraction
+from prunekit.io import read_description
+from prunekit.models import create
+
+
+def _input_dims(onnx_file) -> list:
+    dims = onnx.load(str(onnx_file)).graph.input[0].type.tensor_type.shape.dim
+    return [d.dim_param or d.dim_value for d in dims]
+
+
+@pytest.mark.parametrize("text", ["1.0", "2.5", "1e3"])
+def test_val_size_written_as_a_float_is_not_a_count(text):
+    """T06: --val-size 1.0 was read as a count of one validation sample."""
+    with pytest.raises(Exception) as e:
+        count_or_fraction(text)
+    assert str(e.value) == (f"must be a count >= 1 or a fraction in [0, 1), got {text} (a count is written as an "
+                            "integer)")
+    assert (count_or_fraction("1"), count_or_fraction("500"), count_or_fraction("0.25"), count_or_fraction("0")) == \
+        (1, 500, 0.25, 0)
+
+
+def test_amp_on_a_cpu_is_refused_before_any_work(tmp_path, capsys):
+    """T21: --amp on a CPU trained in float32 while report.json recorded amp: true."""
+    out = tmp_path / "run"
+    argv = ["train", "--model", "lenet5", "--dataset", "digits", "--input-size", "16", "--epochs", "1",
+            "--device", "cpu", "--amp", "--out", str(out), "--no-progress", "--latency-runs", "0"]
+    assert main(argv) == 2
+    assert "prunekit train: error: --amp needs a CUDA device; this run trains on cpu: drop --amp" in \
+        capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_train_that_fails_early_leaves_no_folder(tmp_path, capsys):
+    """First case of the audit: a refused train run left an empty --out folder behind."""
+    out = tmp_path / "run"
+    argv = ["train", "--model", "lenet5", "--dataset", "digits", "--epochs", "1", "--out", str(out),
+            "--no-progress", "--latency-runs", "0"]
+    assert main(argv) == 2
+    assert "LeNet-5 needs inputs of at least 10x10, got 8x8" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_a_pruned_run_records_its_input_and_export_uses_it(tmp_path):
+    """E08: a run pruned at --input-size 16 recorded no input shape, so `prunekit export` built a 1x8x8 ONNX
+    (the data set's own size) and `prunekit analyze --checkpoint` failed with a raw shape error."""
+    torch.manual_seed(0)
+    base = pk.save(create("resnet20", num_classes=10, in_channels=1, width=0.25),
+                   tmp_path / "base.safetensors")
+    run = tmp_path / "pruned"
+    assert main(["prune", "--model", "resnet20", "--width", "0.25", "--dataset", "digits", "--input-size", "16",
+                 "--base", str(base), "--ratio", "0.5", "--finetune-epochs", "0", "--latency-runs", "0",
+                 "--no-progress", "--out", str(run)]) == 0
+    assert read_description(run / "model.safetensors")["extra"] == {"input_shape": [1, 16, 16]}
+    assert main(["export", str(run), "-o", str(tmp_path / "m.onnx"), "--batches", "1", "--runs", "1"]) == 0
+    assert _input_dims(tmp_path / "m.onnx") == ["batch", 1, 16, 16]
+    assert main(["analyze", "--checkpoint", str(run), "--out", str(tmp_path / "an")]) == 0
+    rows = json.loads((tmp_path / "an" / "analysis.json").read_text())
+    assert (len(rows), rows[0]["group"], rows[0]["width"]) == (13, "conv1 (+3)", 2)  # the pruned widths
+
+
+def test_export_of_an_older_run_reads_the_input_size_of_its_report(tmp_path):
+    """E08 for runs written before the fix: report.json's model.input_size comes before the data set's size."""
+    run = tmp_path / "old"
+    torch.manual_seed(0)
+    pk.save(create("resnet20", num_classes=10, in_channels=1, width=0.25), run / "model.safetensors")
+    (run / "report.json").write_text(json.dumps({"model": {"name": "resnet20", "in_channels": 1, "input_size": 16},
+                                                 "data": {"dataset": "digits"}}))
+    assert main(["export", str(run), "-o", str(tmp_path / "m.onnx"), "--batches", "1", "--runs", "1"]) == 0
+    assert _input_dims(tmp_path / "m.onnx") == ["batch", 1, 16, 16]

@@ -1,0 +1,109 @@
+"""Regression tests for the library findings of the new-user trust audit (docs/trust-audit.md).
+
+Each test names the audit case it holds (L..): the error a user gets and that nothing changed on the way.
+"""
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import torch
+
+import prunekit as pk
+from prunekit.models import create
+from prunekit.train import TrainConfig, Trainer
+
+from .cli_helpers import snapshot
+
+
+def _lenet() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return create("lenet5", num_classes=10, in_channels=1).eval()
+
+
+X = torch.randn(2, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_save_to_a_folder_names_the_folder_and_leaves_it(tmp_path, overwrite):
+    """L33/L45: pk.save(model, <folder>) said 'exists; pass overwrite=True', and with overwrite=True raised a
+    raw rename error naming a temporary file."""
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    (folder / "keep.txt").write_text("mine")
+    with pytest.raises(IsADirectoryError) as e:
+        pk.save(_lenet(), folder, overwrite=overwrite)
+    assert str(e.value) == f"{folder} is a folder; give the path of the file to write inside it"
+    assert snapshot(folder) == {"keep.txt": b"mine"}
+
+
+def test_load_a_folder_says_folder(tmp_path):
+    """L47: pk.load(<folder>) said 'no such model file' for a folder that exists."""
+    with pytest.raises(IsADirectoryError, match="is a folder, not a model file; pass the model file inside it"):
+        pk.load(tmp_path)
+    with pytest.raises(FileNotFoundError, match="no such model file"):
+        pk.load(tmp_path / "missing.safetensors")
+
+
+def test_load_a_checkpoint_or_json_names_the_kind_of_file(tmp_path):
+    """L48/C06: a training checkpoint or a JSON file given to pk.load was reported as a corrupt safetensors."""
+    from prunekit.train.checkpoint import atomic_torch_save
+    ckpt = atomic_torch_save({"model": _lenet().state_dict()}, tmp_path / "last.pt")
+    with pytest.raises(pk.ModelFileError) as e:
+        pk.load(ckpt)
+    assert str(e.value).startswith(f"{ckpt} is a torch checkpoint (zip archive), not a prunekit model file")
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps({"model": {"name": "lenet5"}}))
+    with pytest.raises(pk.ModelFileError) as e:
+        pk.load(report)
+    assert str(e.value).startswith(f"{report} holds JSON text, not a model file")
+    # a real model file still loads, and a truncated one is still "corrupt or truncated"
+    good = pk.save(_lenet(), tmp_path / "m.safetensors")
+    assert torch.equal(pk.load(good)(X), _lenet()(X))
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(good.read_bytes()[:3000])
+    with pytest.raises(pk.ModelFileError, match="corrupt or truncated"):
+        pk.load(cut)
+
+
+def test_verify_takes_every_plan_form_apply_takes(tmp_path):
+    """L58: pk.apply took a plan dict, JSON text or a path, pk.verify raised AttributeError on them."""
+    model = _lenet()
+    plan = pk.plan(model, X, ratio=0.5)
+    pruned = pk.apply(copy.deepcopy(model), plan)
+    path = plan.save(tmp_path / "plan.json")
+    want = pk.verify(model, pruned, plan, X)
+    assert want.exact
+    for form in (plan.to_dict(), plan.to_json(), str(path), path):
+        got = pk.verify(model, pruned, form, X)
+        assert (got.exact, got.max_abs_diff, got.params_before, got.params_after) == \
+            (want.exact, want.max_abs_diff, 61706, 15738)
+    with pytest.raises(TypeError, match="plan must be a PruningPlan, a plan dict, JSON text or a plan file path"):
+        pk.verify(model, pruned, 3, X)
+
+
+def test_apply_refuses_an_optimizer_that_is_not_one():
+    """L30: pk.apply(..., optimizer="sgd") failed with "'str' object has no attribute 'param_groups'" after
+    part of the model was already cut."""
+    model = _lenet()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    plan = pk.plan(model, X, ratio=0.5)
+    with pytest.raises(TypeError) as e:
+        pk.apply(model, plan, optimizer="sgd")
+    assert str(e.value) == "optimizer must be a torch.optim.Optimizer (its state is sliced along), got str"
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_trainer_without_a_loader_says_so():
+    """L42: oneshot(model, None, ...) with fine-tuning said 'the train loader has no len()'."""
+    from prunekit.methods import oneshot
+    message = ("the Trainer needs a train loader (an iterable of (inputs, targets) batches), got None; pass one, or "
+               "no fine-tuning epochs")
+    with pytest.raises(TypeError) as e:
+        Trainer(_lenet(), None, None, TrainConfig(epochs=1))
+    assert str(e.value) == message
+    with pytest.raises(TypeError) as e:
+        oneshot(_lenet(), None, None, X, ratio=0.5, finetune_epochs=1)
+    assert str(e.value) == message
+    assert oneshot(_lenet(), None, None, X, ratio=0.5, finetune_epochs=0).model.conv1.out_channels == 3
