@@ -73,13 +73,18 @@ def _classifier(model):
     return [last] if last is not None else []
 
 
+def _first_tensor(out):
+    return _tensors(out)[0]
+
+
 def run_torch_pruning(model, x, ratio=0.3) -> dict:
     import torch_pruning as tp
 
     m = copy.deepcopy(model)
     t0 = time.perf_counter()
     imp = tp.importance.MagnitudeImportance(p=1)
-    pruner = tp.pruner.MetaPruner(m, x, importance=imp, pruning_ratio=ratio, ignored_layers=_classifier(m))
+    pruner = tp.pruner.MetaPruner(m, x, importance=imp, pruning_ratio=ratio, ignored_layers=_classifier(m),
+                                  output_transform=_first_tensor)  # HF outputs hold caches: trace from a tensor
     pruner.step()
     t1 = time.perf_counter()
     with torch.no_grad():
