@@ -89,3 +89,17 @@ def test_layers_outside_the_blocks_are_pruned_when_included():
     assert sorted(rep.layers) == ["lm_head.weight", "model.layers.0.mlp.up_proj.weight",
                                   "model.layers.1.mlp.up_proj.weight"]
     assert int((model.lm_head.weight == 0).sum()) == model.lm_head.weight.numel() // 2
+
+
+def test_calibration_methods_run_by_name_and_reject_unknown_keywords():
+    from prunekit.transformers.methods import list_calibration_methods, run_calibration_method
+
+    assert list_calibration_methods() == ["depth", "flap", "magnitude", "sparsegpt", "wanda"]
+    model, res = run_calibration_method("wanda", tiny_llama(), batches(), calib_batches=2, nm="2:4")
+    assert res.method == "wanda" and res.extras["sparsity"] == pytest.approx(0.5) and res.params_kept == 1.0
+    model, res = run_calibration_method("flap", tiny_llama(), batches(), calib_batches=2, ratio=0.3)
+    assert res.params_kept < 0.95 and not res.plan.is_empty()
+    with pytest.raises(TypeError):
+        run_calibration_method("depth", tiny_llama(), batches(), removee=1)
+    with pytest.raises(ValueError, match="wanda"):
+        run_calibration_method("wandaa", tiny_llama(), batches())

@@ -1,4 +1,9 @@
-"""The calibration-based transformer methods as registered prunekit methods (``run_method("wanda", ...)``).
+"""The calibration-based transformer methods, registered by name in CALIBRATION_METHODS
+(``run_calibration_method("wanda", model, loader, sparsity=0.5)``).
+
+They have a registry of their own, next to prunekit.methods.METHODS: the structured channel methods there all
+take a MethodConfig (a PlanConfig and a Recovery) and are tested as such on image models, while these take
+calibration configs (sparsity / N:M, ratio, blocks) and need a model with Linear layers.
 
 Each takes the usual ``(model, train_loader, val_loader, example_inputs, config=None, **options)``; the first
 ``calib_batches`` batches of ``train_loader`` are the calibration set (a dict batch is used as keyword inputs,
@@ -16,13 +21,53 @@ from torch import nn
 
 from prunekit.graph.plan import PruningPlan
 from prunekit.measure.counting import count_macs, count_params
-from prunekit.methods.registry import register_method
 from prunekit.methods.result import MethodResult
+from prunekit.registry import Registry
 
 from .calibration import as_call
 from .depth import DepthConfig, prune_depth
 from .sparse import MagnitudeConfig, SparseGPTConfig, WandaConfig, prune_sparse
 from .structured import StructuredConfig, prune_structured
+
+
+CALIBRATION_METHODS: Registry = Registry("calibration method")
+
+
+def register_method(name: str, config: type):
+    """Register ``fn(model, train_loader, val_loader, example_inputs, config=None, **options)`` as ``name``."""
+    def deco(fn):
+        CALIBRATION_METHODS.register(name, fn, config=config)
+        fn.config_type = config
+        return fn
+    return deco
+
+
+def list_calibration_methods() -> list[str]:
+    """Names of the registered calibration methods, sorted."""
+    return CALIBRATION_METHODS.names()
+
+
+def run_calibration_method(name: str, model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = None,
+                           example_inputs: Any = None, config: Any = None, **options: Any) -> MethodResult:
+    """Run the calibration method registered as ``name``.
+
+    Args:
+        name: one of list_calibration_methods() (an unknown name lists the valid ones).
+        model: pruned in place.
+        train_loader: its first ``calib_batches`` batches calibrate.
+        val_loader: unused by these one-shot methods (the common signature).
+        example_inputs: inputs for counting MACs (default: the first calibration batch).
+        config: the method's config instance, or None.
+        **options: that config's fields as keywords (unknown ones raise TypeError).
+
+    Returns:
+        The method's MethodResult.
+
+    Example:
+        >>> model, res = run_calibration_method("wanda", model, loader, sparsity=0.5, calib_batches=8)
+    """
+    fn = CALIBRATION_METHODS.entry(name).obj
+    return fn(model, train_loader, val_loader, example_inputs, config, **options)
 
 
 @dataclass
@@ -145,7 +190,7 @@ def magnitude(model: nn.Module, train_loader: Iterable, val_loader: Iterable | N
         MethodResult (empty plan; extras: sparsity, per-layer sparsity).
 
     Example:
-        >>> model, res = run_method("magnitude", model, loader, sparsity=0.5)
+        >>> model, res = run_calibration_method("magnitude", model, loader, sparsity=0.5)
     """
     return _run("magnitude", MagnitudeMethodConfig, MagnitudeConfig, model, train_loader, example_inputs, config,
                 options, _sparse("magnitude"))
@@ -167,7 +212,7 @@ def wanda(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None 
         MethodResult (empty plan; extras: sparsity, per-layer sparsity).
 
     Example:
-        >>> model, res = run_method("wanda", model, loader, nm="2:4", calib_batches=8)
+        >>> model, res = run_calibration_method("wanda", model, loader, nm="2:4", calib_batches=8)
     """
     return _run("wanda", WandaMethodConfig, WandaConfig, model, train_loader, example_inputs, config, options,
                 _sparse("wanda"))
@@ -189,7 +234,7 @@ def sparsegpt(model: nn.Module, train_loader: Iterable, val_loader: Iterable | N
         MethodResult (empty plan; extras: sparsity, per-layer sparsity).
 
     Example:
-        >>> model, res = run_method("sparsegpt", model, loader, sparsity=0.5, damp=0.01)
+        >>> model, res = run_calibration_method("sparsegpt", model, loader, sparsity=0.5, damp=0.01)
     """
     return _run("sparsegpt", SparseGPTMethodConfig, SparseGPTConfig, model, train_loader, example_inputs, config,
                 options, _sparse("sparsegpt"))
@@ -211,7 +256,7 @@ def flap(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None =
         MethodResult with the plan applied.
 
     Example:
-        >>> model, res = run_method("flap", model, loader, ratio=0.5)
+        >>> model, res = run_calibration_method("flap", model, loader, ratio=0.5)
     """
     def prune(m, batches, cfg):
         rep = prune_structured(m, batches, cfg)
@@ -236,7 +281,7 @@ def depth(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None 
         MethodResult (empty plan; extras: influence, removed).
 
     Example:
-        >>> model, res = run_method("depth", model, loader, remove=2)
+        >>> model, res = run_calibration_method("depth", model, loader, remove=2)
     """
     def prune(m, batches, cfg):
         rep = prune_depth(m, batches, cfg)
@@ -244,5 +289,5 @@ def depth(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None 
     return _run("depth", DepthMethodConfig, DepthConfig, model, train_loader, example_inputs, config, options, prune)
 
 
-__all__ = ["DepthMethodConfig", "FlapMethodConfig", "MagnitudeMethodConfig", "SparseGPTMethodConfig",
+__all__ = ["CALIBRATION_METHODS", "list_calibration_methods", "run_calibration_method", "DepthMethodConfig", "FlapMethodConfig", "MagnitudeMethodConfig", "SparseGPTMethodConfig",
            "WandaMethodConfig", "calibration_batches", "depth", "flap", "magnitude", "sparsegpt", "wanda"]
