@@ -81,3 +81,73 @@ def test_export_of_an_older_run_reads_the_input_size_of_its_report(tmp_path):
                                                  "data": {"dataset": "digits"}}))
     assert main(["export", str(run), "-o", str(tmp_path / "m.onnx"), "--batches", "1", "--runs", "1"]) == 0
     assert _input_dims(tmp_path / "m.onnx") == ["batch", 1, 16, 16]
+
+
+def test_report_out_must_be_an_html_file(tmp_path, capsys):
+    """R06: `prunekit report RUN --out RUN/report.json --overwrite` replaced the run's report.json by HTML."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "report.json").write_text('{"schema_version": 1}\n')
+    for name in ("report.json", "report.md", "plot.png"):
+        assert main(["report", str(run), "--out", str(run / name), "--overwrite"]) == 2
+        assert (f"prunekit report: error: --out {run / name}: the report is an HTML page; give a file name ending in "
+                ".html") in capsys.readouterr().err
+    assert sorted(p.name for p in run.iterdir()) == ["report.json"]
+    assert (run / "report.json").read_text() == '{"schema_version": 1}\n'
+
+
+PRUNE_LENET = ["prune", "--model", "lenet5", "--dataset", "digits", "--input-size", "16", "--ratio", "0.5",
+               "--epochs", "1", "--max-steps-per-epoch", "1", "--no-cache", "--latency-runs", "0", "--no-progress"]
+
+
+@pytest.mark.parametrize("flags,named", [(["--sparsity", "0.7"], "--sparsity is"),
+                                         (["--nm", "2:4", "--remove-blocks", "2"], "--nm, --remove-blocks are"),
+                                         (["--text", "fortunes:/tmp", "--lora"], "--text, --lora are")])
+def test_hf_only_flags_on_a_channel_pruned_model_are_refused(tmp_path, capsys, flags, named):
+    """P27/P28/P34/P35: --sparsity, --nm, --remove-blocks, --text on a CNN were ignored (exit 0, dense
+    channel pruning, nothing recorded)."""
+    out = tmp_path / "run"
+    assert main([*PRUNE_LENET, *flags, "--out", str(out)]) == 2
+    assert (f"prunekit prune: error: {named} for --model hf:<model> only; lenet5 is pruned by channels (--ratio or "
+            "a --target-*)") in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_recipe_errors_name_the_place(tmp_path, capsys):
+    """P11/P42: a YAML error named no line; a recipe key 'recipe' was skipped silently."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("method: oneshot\nratio: [0.5\n")
+    nested = tmp_path / "nested.yaml"
+    nested.write_text("recipe: other.yaml\nratio: 0.5\n")
+    assert main([*PRUNE_LENET, "--recipe", str(bad), "--out", str(tmp_path / "a")]) == 2
+    assert f"{bad}: not valid YAML at line 3, column 1 (while parsing a flow sequence)" in capsys.readouterr().err
+    assert main([*PRUNE_LENET, "--recipe", str(nested), "--out", str(tmp_path / "b")]) == 2
+    assert f"{nested}: 'recipe' is not a setting a recipe can hold" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml", "nested.yaml"]
+
+
+@pytest.mark.parametrize("command", ["train", "prune"])
+@pytest.mark.parametrize("flag,value,message", [
+    ("--num-classes", "3", "num_classes=3, but digits has 10 classes (labels 0..9)"),
+    ("--in-channels", "3", "in_channels=3, but the images of digits have 1 channel(s)")])
+def test_a_model_that_cannot_fit_the_data_is_refused_before_training(tmp_path, capsys, command, flag, value,
+                                                                    message):
+    """T30/T31: --num-classes below the data set's classes or --in-channels other than its images' failed inside
+    the first step with a raw IndexError / RuntimeError."""
+    out = tmp_path / "run"
+    head = PRUNE_LENET if command == "prune" else ["train", "--model", "lenet5", "--dataset", "digits", "--input-size",
+                                                   "16", "--epochs", "1", "--latency-runs", "0", "--no-progress"]
+    assert main([*head, flag, value, "--out", str(out)]) == 2
+    assert f"prunekit {command}: error: --num-classes/--in-channels: {message}" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_export_names_an_unreadable_report(tmp_path, capsys):
+    """E04/Q04: a run folder whose report.json is not JSON gave a bare 'Expecting value: line 1 column 1'."""
+    run = tmp_path / "old"
+    pk.save(create("lenet5", num_classes=10, in_channels=1), run / "model.safetensors")
+    (run / "report.json").write_text("<html></html>\n")
+    assert main(["export", str(run), "-o", str(tmp_path / "m.onnx")]) == 2
+    assert (f"prunekit export: error: {run / 'report.json'}: not a valid report.json (read for the model's input "
+            "shape; or pass --input-shape) (Expecting value at line 1, column 1)") in capsys.readouterr().err
+    assert not (tmp_path / "m.onnx").exists()

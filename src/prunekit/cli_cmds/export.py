@@ -68,13 +68,14 @@ def _saved_shape(path: Path) -> list[int] | None:
 def _report_shape(path: Path) -> list[int] | None:
     """(C, H, W) of a run folder's report.json: the model's in_channels and its input_size (a run's
     --input-size), else the data set's image size."""
-    import json
-
     from ..data import dataset_info
+    from .common import read_json
     file = (path if path.is_dir() else path.parent) / "report.json"
     if not file.is_file():
         return None
-    report = json.loads(file.read_text())
+    report = read_json(file, "report.json (read for the model's input shape; or pass --input-shape)")
+    if not isinstance(report, dict):
+        return None
     model = report.get("model") or {}
     channels, dataset = model.get("in_channels"), (report.get("data") or {}).get("dataset")
     if channels and model.get("input_size"):

@@ -19,7 +19,7 @@ from ..workflow import (BaseConfig, DataConfig, ModelConfig, PruneConfig, Quanti
                         run_workflow)
 from . import argtypes as T
 from .common import CliError, add_data_args, add_model_args, add_output_args
-from .prune_hf import add_hf_prune_arguments, is_hf, run_hf
+from .prune_hf import add_hf_prune_arguments, hf_only_flags, is_hf, run_hf
 
 
 def add_prune_arguments(p: argparse.ArgumentParser) -> None:
@@ -87,14 +87,16 @@ def apply_recipe(args: argparse.Namespace, parser_defaults: dict[str, Any]) -> d
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as e:
-        raise CliError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise CliError(f"{path}: not valid YAML{where} ({str(e).splitlines()[0]})") from None
     if not isinstance(data, dict):
         raise CliError(f"{path}: a recipe is a mapping of flag names to values")
     recipe_extra = {}
     for key, value in data.items():
         dest = str(key).replace("-", "_")
-        if dest in ("recipe", "func", "command"):
-            continue
+        if dest in ("recipe", "func", "command"):  # not settings: a recipe cannot name another recipe
+            raise CliError(f"{path}: {key!r} is not a setting a recipe can hold")
         if dest in parser_defaults:
             if getattr(args, dest) == parser_defaults[dest]:
                 setattr(args, dest, value)
@@ -134,6 +136,11 @@ def cmd_prune(args: argparse.Namespace) -> int:
     extra = apply_recipe(args, defaults)
     if is_hf(args):
         return run_hf(args, extra)
+    dropped = hf_only_flags(args, defaults)
+    if dropped:  # the channel-pruning workflow reads none of them: refuse rather than ignore
+        verb = "is" if len(dropped) == 1 else "are"
+        raise CliError(f"{', '.join(dropped)} {verb} for --model hf:<model> only; {args.model or 'this model'} is "
+                       "pruned by channels (--ratio or a --target-*), see prunekit prune --help")
     result = run_workflow(config_from_args(args, extra))
     report = result.report
     print_before_after(f"{report['model']['name']} on {report['data']['dataset']}: {result.config.prune.method} "

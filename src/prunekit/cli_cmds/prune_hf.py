@@ -21,6 +21,13 @@ def add_hf_prune_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lora", action="store_true", help="distil LoRA adapters (merged) instead of all weights")
 
 
+def hf_only_flags(args: argparse.Namespace, defaults: dict[str, Any]) -> list[str]:
+    """The hf: model flags set (on the command line or in a recipe) to something else than their default."""
+    group = argparse.ArgumentParser(add_help=False)
+    add_hf_prune_arguments(group)
+    return [a.option_strings[0] for a in group._actions if getattr(args, a.dest, None) != defaults.get(a.dest)]
+
+
 def is_hf(args: argparse.Namespace) -> bool:
     return isinstance(getattr(args, "model", None), str) and args.model.startswith("hf:")
 

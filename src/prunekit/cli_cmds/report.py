@@ -22,6 +22,9 @@ def add_report_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    if args.out and Path(args.out).suffix.lower() not in (".html", ".htm"):  # report.json, *.md are its inputs
+        raise CliError(f"--out {args.out}: the report is an HTML page; give a file name ending in .html (with "
+                       "--overwrite the page would replace that file, which may be one of the run's results)")
     folder = Path(args.folder)
     if folder.is_file():  # a report.json / results.json: its folder
         folder = folder.parent

@@ -13,6 +13,7 @@ from ..models import create
 from ..report import write_report
 from ..train import TrainConfig, Trainer, evaluate, init_distributed, is_main_process, seed_everything
 from ..workflow import prepare_output_dir
+from ..workflow.models import check_fits_data
 from . import argtypes as T
 from .common import (CliError, add_data_args, add_model_args, add_output_args, build_loaders, example_input,
                      measure_model, metric_rows, model_kwargs, print_table, save_model)
@@ -52,6 +53,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     size = args.input_size or (h if h == w else [h, w])
     kw = model_kwargs(args.model, args.num_classes or info.num_classes, args.in_channels or info.in_channels,
                       args.width, size)
+    check_fits_data(kw, info, "--num-classes/--in-channels")
     seed_everything(args.seed)  # before the model is built: its initial weights come from the seed
     model = create(args.model, **kw)
     lr = args.lr if args.lr is not None else (0.1 if args.optimizer == "sgd" else 1e-3)

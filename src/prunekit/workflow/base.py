@@ -20,7 +20,7 @@ from ..train import TrainConfig, Trainer, seed_everything
 from ..train.checkpoint import atomic_torch_save, read_checked
 from ..utils import atomic_write
 from .config import DataConfig, WorkflowConfig
-from .models import load_model, model_kwargs
+from .models import check_fits_data, load_model, model_kwargs
 
 CACHE_VERSION = 2  # 2: model.pt carries a checksum
 
@@ -136,11 +136,13 @@ def get_base(cfg: WorkflowConfig, data: RunData, log: Callable[[str], None] = pr
             raise ValueError(f"--base {cfg.base.path} is built already: {', '.join(clash)}; drop the option")
         name = spec.name if spec is not None else m.name
         kw = dict(spec.kwargs) if spec is not None else {}
+        check_fits_data(kw, data.info, f"--base {cfg.base.path}")
         return model, name, kw, {"source": str(cfg.base.path), "time_s": time.perf_counter() - t0}
     info = data.info
     h, w = info.image_size
     kw = model_kwargs(m.name, m.num_classes or info.num_classes, m.in_channels or info.in_channels, m.width,
                       m.input_size or (h if h == w else None))
+    check_fits_data(kw, info, "--num-classes/--in-channels")
     model, base_info = train_base(m.name, kw, data.loaders, data_description(cfg), cfg.base.epochs, cfg.base.lr,
                                   cfg.seed, cfg.base.cache_dir, cfg.base.use_cache, cfg.max_steps_per_epoch,
                                   cfg.device, cfg.progress, log)

@@ -56,6 +56,24 @@ def model_kwargs(name: str, num_classes: int, in_channels: int, width: float,
     return kw
 
 
+def check_fits_data(kw: dict[str, Any], info: Any, source: str) -> None:
+    """Refuse, before any training, a model that cannot read the data set's images or predict all its labels
+    (it would fail inside the first step with an index or shape error).
+
+    Args:
+        kw: the model's `models.create` arguments (num_classes, in_channels).
+        info: the data set's DatasetInfo.
+        source: what set them, for the message ("--num-classes", "--base runs/x").
+    """
+    n, c = kw.get("num_classes"), kw.get("in_channels")
+    if n is not None and n < info.num_classes:
+        raise ValueError(f"{source}: num_classes={n}, but {info.name} has {info.num_classes} classes (labels 0.."
+                         f"{info.num_classes - 1})")
+    if c is not None and c != info.in_channels:
+        raise ValueError(f"{source}: in_channels={c}, but the images of {info.name} have {info.in_channels} "
+                         "channel(s)")
+
+
 def example_input(in_channels: int, size: int | Sequence[int], batch: int = 1) -> torch.Tensor:
     """A seeded random batch [batch, C, H, W] (its own generator: torch's global RNG is left untouched)."""
     h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
