@@ -26,7 +26,7 @@ import torch
 
 import engine_zoos
 import prunekit as pk
-from prunekit.graph.trace import _tensors, run_model
+from prunekit.utils.inputs import call_model, output_tensors
 from prunekit.report import environment_info, markdown_table
 from prunekit.surgery.verify import make_input_sensitive
 
@@ -38,11 +38,11 @@ def n_params(m) -> int:
 
 
 def _shapes(out) -> list:
-    return [t.shape for t in _tensors(out)]
+    return [t.shape for t in output_tensors(out)]
 
 
 def _rel(a, b) -> float:
-    a, b = _tensors(a), _tensors(b)
+    a, b = output_tensors(a), output_tensors(b)
     scale = max((float(t.float().abs().max()) for t in a if t.numel()), default=0.0) or 1.0
     return max((float((x.float() - y.float()).abs().max()) for x, y in zip(a, b) if x.numel()), default=0.0) / scale
 
@@ -53,7 +53,7 @@ def run_prunekit(model, x, ratio=0.3) -> dict:
     pruned = pk.apply(copy.deepcopy(model), plan)
     t1 = time.perf_counter()
     with torch.no_grad():
-        ref, out = run_model(model, x), run_model(pruned, x)
+        ref, out = call_model(model, x), call_model(pruned, x)
         zero = _rel(engine_zoos.zeroed_outputs(model, plan, x), out)
     rep = pk.verify(model, pruned, plan, x)
     ok = _shapes(out) == _shapes(ref) and n_params(pruned) < n_params(model)
@@ -74,7 +74,7 @@ def _classifier(model):
 
 
 def _first_tensor(out):
-    return _tensors(out)[0]
+    return output_tensors(out)[0]
 
 
 def run_torch_pruning(model, x, ratio=0.3) -> dict:
@@ -88,7 +88,7 @@ def run_torch_pruning(model, x, ratio=0.3) -> dict:
     pruner.step()
     t1 = time.perf_counter()
     with torch.no_grad():
-        ref, out = run_model(model, x), run_model(m, x)
+        ref, out = call_model(model, x), call_model(m, x)
     ok = _shapes(out) == _shapes(ref) and n_params(m) < n_params(model)
     return {"ok": bool(ok), "params_kept": n_params(m) / n_params(model), "seconds": t1 - t0}
 

@@ -8,12 +8,12 @@ import re
 import pytest
 
 ENTRY_POINTS = [
-    "prunekit.plan", "prunekit.count", "prunekit.save", "prunekit.load", "prunekit.register_patch",
+    "prunekit.trace", "prunekit.plan", "prunekit.apply", "prunekit.verify", "prunekit.count", "prunekit.export", "prunekit.save", "prunekit.load", "prunekit.register_patch",
     "prunekit.methods.run_method", "prunekit.methods.oneshot", "prunekit.methods.iterative", "prunekit.methods.srr",
     "prunekit.methods.coarse", "prunekit.methods.admm", "prunekit.methods.slimming", "prunekit.methods.group_lasso",
     "prunekit.methods.deep_compression.deep_compression", "prunekit.unstructured.prune_unstructured",
     "prunekit.criteria.get_criterion", "prunekit.policies.get_policy", "prunekit.planning.plan_from_scores",
-    "prunekit.quantize.quantize_model",
+    "prunekit.quantize.quantize_model", "prunekit.workflow.run_workflow",
 ]
 SECTIONS = ("Args:", "Returns:", "Example:")
 

@@ -7,7 +7,6 @@ the guards cannot meet raises `TargetError` with what was achieved, or warns whe
 """
 from __future__ import annotations
 
-import importlib
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -22,13 +21,12 @@ from .graph.cost import predict
 from .graph.groups import DependencyGraph
 from .graph.ignore import as_entries
 from .graph.plan import PruningPlan
-from .graph.probe import _runner, exclude_breaking
+from .probing import exclude_breaking, shape_runner, trace
 from .policies import Allocation, Policy, Target, get_policy, select_kept
 from .policies.base import max_removable
 
 # the tracer's module (its name is shadowed by the `trace` function in prunekit.graph); the function is looked
 # up at call time so that instrumenting prunekit.graph.trace.trace (tests count traces) sees every call
-TRACER = importlib.import_module(".graph.trace", __package__)
 TRACE_KEYS = ("ignore", "filter_fn", "round_to", "heads", "prune_outputs", "probe")
 TOLERANCE = 1e-9  # policies land on or below a target; this only absorbs float rounding
 LATENCY_TOLERANCE = 0.03  # measured latency is noisy: the auto policy corrects to within this share
@@ -150,7 +148,7 @@ def plan_config(where: str, kwargs: dict[str, Any], **defaults: Any) -> PlanConf
 
 def trace_for(model: nn.Module, example_inputs: Any, config: PlanConfig) -> DependencyGraph:
     """The graph `config` plans on; a round_to no prunable group can take raises ValueError."""
-    graph = TRACER.trace(model, example_inputs, **config.trace_kwargs())
+    graph = trace(model, example_inputs, **config.trace_kwargs())
     check_round_to(graph, config.round_to)
     return graph
 
@@ -286,7 +284,7 @@ def check_plan(model: nn.Module, plan: PruningPlan, example_inputs: Any) -> None
 
     Single groups are probed at trace time; this catches combinations of groups that only fail together.
     """
-    run = _runner(model, example_inputs)
+    run = shape_runner(model, example_inputs)
     ref = run(None)
     try:
         shapes = run(plan)

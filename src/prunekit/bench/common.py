@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ..data import Loaders, dataset_info, get_dataset, make_loader
-from ..graph.trace import trace
+from ..probing import trace
 from ..measure import count
 from ..methods import run_method as _run
 from ..methods.common import Recovery, recover

@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 
 from . import common, output
 from .config import BenchConfig
+from .quantize import int8_size_section
 
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {"archs": [], "seeds": [0], "targets": []},
@@ -100,7 +101,6 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
     stages = "\n".join(f"- {r['model']}: " + ", ".join(
         f"{s.get('stage')} {s.get('bytes', 0):,} B ({s.get('ratio', 0):.1f}x, {100 * (s.get('accuracy') or 0):.2f}%)"
         for s in r["stages"]) for r in table)
-    from .quantize import int8_size_section
     int8 = int8_size_section()  # pruned + int8 sizes (the quantize suite), stated next to these
     sections = [("Stages", stages)] + ([("Pruned + int8 (quantize suite)", int8)] if int8 else [])
     return output.write_suite(out, cfg, "Deep Compression (gathered)", intro, flat, COLUMNS, runs, plots, notes,

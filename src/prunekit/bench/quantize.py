@@ -15,9 +15,14 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from ..measure.inputs import call_model, rebatch
+from ..quantize.runtime import feed, session
 from . import common, output
 from .config import BenchConfig
+from .quantize_cnn import cnn_variants
+from .quantize_text import text_variants
 from .timing import _alternate
+from .quantize_variants import Variant
 
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {"archs": [("resnet20", 1.0)], "targets": [0.5, 0.25], "seeds": [0], "train_samples": 10000,
@@ -48,34 +53,9 @@ COLUMNS: list[output.Column] = [
 ]
 
 
-class Variant:
-    """One model variant: a float torch model (timed in torch and onnxruntime) or an int8 result."""
-
-    def __init__(self, name: str, macs_kept: float, top1: float, onnx: Path, torch_model: nn.Module | None,
-                 info: dict[str, Any] | None = None) -> None:
-        self.name, self.macs_kept, self.top1, self.onnx = name, macs_kept, top1, onnx
-        self.torch_model, self.info = torch_model, info or {}
-
-
-def _float_variant(name: str, model: nn.Module, macs_kept: float, top1: float, example: Any, folder: Path) -> Variant:
-    from ..quantize import export
-    res = export(model, example, folder / f"{name}.onnx", latency_batches=(), atol=1e-3)
-    return Variant(name, macs_kept, top1, res.path, model, {"export_max_abs_diff": res.max_abs_diff})
-
-
-def _int8_variant(name: str, result, macs_kept: float, top1: float) -> Variant:
-    info = {"method": result.method, "backend": result.backend, "int8_vs_fp32": result.int8_vs_fp32,
-            "calib_batches": result.calib_batches, "qat_steps": result.qat.steps if result.qat else 0,
-            "folded_batchnorms": len(result.folded)}
-    torch_model = result.model if result.backend == "torchao" else None
-    return Variant(name, macs_kept, top1, result.onnx_path, torch_model, info)
-
-
 def time_variants(variants: list[Variant], example: Any, batches: list[int], runs: int,
                   threads: int | None) -> dict[str, dict[str, float]]:
     """{variant: {"torch_b<B>": ms, "ort_b<B>": ms}}: every runtime of every variant, alternated run by run."""
-    from ..measure.inputs import call_model, rebatch
-    from ..quantize.runtime import feed, session
     before = torch.get_num_threads()
     if threads:
         torch.set_num_threads(int(threads))
@@ -121,7 +101,6 @@ def rows_for(model: str, variants: list[Variant], times: dict[str, dict[str, flo
 
 
 def run(cfg: BenchConfig) -> dict[str, Any]:
-    from .quantize_cnn import cnn_variants
     started = time.time()
     common.set_threads(cfg)
     out = Path(cfg.out or "benchmarks/results/quantize")
@@ -136,7 +115,6 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
             times = time_variants(variants, example, cfg.latency_batches, cfg.latency_runs, cfg.threads)
             table += rows_for(f"{arch} (width {width:g})", variants, times, big)
         if cfg.opts.get("transformer"):
-            from .quantize_text import text_variants
             variants, example, text_info = text_variants(cfg, Path(tmp) / "minilm")
             info["minilm"] = text_info
             common.log(f"minilm: timing {len(variants)} variants in alternation")

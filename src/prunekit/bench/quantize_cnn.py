@@ -4,16 +4,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import prunekit as pk
+from ..quantize import QuantizeConfig, quantize_model
 from . import common
 from .config import BenchConfig
+from .quantize_variants import float_variant, int8_variant
 
 
 def cnn_variants(cfg: BenchConfig, arch: str, width: float, folder: Path) -> tuple[list, Any, dict[str, Any]]:
     """(variants, example input, base info): dense fp32 / int8, pruned fp32 / int8 per MAC target, and QAT
     int8 of the pruned model closest to 50% of the MACs (distilled from the dense model)."""
-    import prunekit as pk
-    from ..quantize import QuantizeConfig, quantize_model
-    from .quantize import _float_variant, _int8_variant
     data = common.load_data(cfg)
     base, entry = common.prepare_base(cfg, data, arch, width)
     example = data.example()
@@ -31,10 +31,10 @@ def cnn_variants(cfg: BenchConfig, arch: str, width: float, folder: Path) -> tup
     variants = []
     for name, (model, kept) in models.items():
         top1 = common.evaluate(model, data)
-        variants.append(_float_variant(f"{name} fp32", model, kept, top1, example, folder))
+        variants.append(float_variant(f"{name} fp32", model, kept, top1, example, folder))
         common.log(f"{arch}: {name} fp32 {100 * top1:.2f}%; static int8 ({ptq.calib_batches} calibration batches)")
         res = quantize_model(model, ptq, data.train_loader(seed), example_inputs=example, out=folder / name)
-        variants.append(_int8_variant(f"{name} int8 (PTQ)", res, kept, res.accuracy(data.test_loader)))
+        variants.append(int8_variant(f"{name} int8 (PTQ)", res, kept, res.accuracy(data.test_loader)))
     target = min(cfg.targets, key=lambda t: abs(t - 0.5))
     model, kept = models[f"pruned {target:.0%}"]
     qat = QuantizeConfig(calib_batches=ptq.calib_batches, qat_epochs=1, qat_steps=int(cfg.opts["qat_steps"]),
@@ -42,7 +42,7 @@ def cnn_variants(cfg: BenchConfig, arch: str, width: float, folder: Path) -> tup
     common.log(f"{arch}: QAT of pruned {target:.0%} ({qat.qat_steps} steps, distilled from dense)")
     res = quantize_model(model, qat, data.train_loader(seed), example_inputs=example, out=folder / "qat",
                          teacher=base)
-    variants.append(_int8_variant(f"pruned {target:.0%} int8 (QAT)", res, kept, res.accuracy(data.test_loader)))
+    variants.append(int8_variant(f"pruned {target:.0%} int8 (QAT)", res, kept, res.accuracy(data.test_loader)))
     info = {"base_top1": entry["top1"], "macs": entry["macs"], "params": entry["params"],
             "train": entry.get("train"), "test_images": len(data.test_loader.dataset)}
     return variants, example, info

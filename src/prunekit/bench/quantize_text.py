@@ -16,6 +16,12 @@ from typing import Any
 import torch
 from torch import nn
 
+import prunekit as pk
+from ..quantize import QuantizeConfig, quantize_model
+from ..train.losses import DistillationLoss
+from . import common
+from .quantize_variants import float_variant, int8_variant
+
 FORTUNES = Path("/usr/share/games/fortunes")
 _SPLIT = re.compile(r"(?m)^%\s*$")
 
@@ -127,8 +133,6 @@ def prune_and_recover(dense: MeanPoolClassifier, task: TextTask, macs: float, st
                       seed: int = 0) -> tuple[MeanPoolClassifier, dict[str, Any]]:
     """Uniform L1 pruning of whole attention heads and MLP channels to ``macs`` of the MACs, then ``steps``
     AdamW steps of distillation (T=2, alpha=0.7) from the dense classifier."""
-    import prunekit as pk
-    from ..train.losses import DistillationLoss
     model = copy.deepcopy(dense)
     plan = pk.plan(model, task.example, target=pk.Target(macs=macs), criterion="l1", policy="uniform", heads=True)
     pk.apply(model, plan)
@@ -151,16 +155,12 @@ def prune_and_recover(dense: MeanPoolClassifier, task: TextTask, macs: float, st
 def text_variants(cfg, folder: Path) -> tuple[list, Any, dict[str, Any]]:
     """(variants, example input, info) for MiniLM: dense / pruned fp32, onnxruntime dynamic int8 of each,
     and torchao dynamic int8 (torch) of the dense and the pruned-to-50% model."""
-    from ..quantize import QuantizeConfig, quantize_model
-    from . import common
-    from .quantize import _float_variant, _int8_variant
     opts = cfg.opts
     task = load_task(opts)
     common.log(f"minilm: {len(task.classes)} fortunes classes, {sum(len(y) for _, y in task.train)} training "
                f"and {sum(len(y) for _, y in task.test)} test texts")
     dense = dense_classifier(task)
     models = {"dense": (dense, 1.0)}
-    import prunekit as pk
     macs = pk.count(dense, task.example).macs
     for t in cfg.targets:
         common.log(f"minilm: pruning to {t:.0%} of the MACs, {opts['text_steps']} distillation steps")
@@ -170,12 +170,12 @@ def text_variants(cfg, folder: Path) -> tuple[list, Any, dict[str, Any]]:
     half = min(cfg.targets, key=lambda t: abs(t - 0.5))
     for name, (model, kept) in models.items():
         top1 = accuracy(model, task.test)
-        variants.append(_float_variant(f"{name} fp32", model, kept, top1, task.example, folder))
+        variants.append(float_variant(f"{name} fp32", model, kept, top1, task.example, folder))
         res = quantize_model(model, QuantizeConfig(method="dynamic"), example_inputs=task.example, out=folder / name)
-        variants.append(_int8_variant(f"{name} int8 (ORT dynamic)", res, kept, res.accuracy(task.test)))
+        variants.append(int8_variant(f"{name} int8 (ORT dynamic)", res, kept, res.accuracy(task.test)))
         if name in ("dense", f"pruned {half:.0%}"):
             ao = quantize_model(model, QuantizeConfig(backend="torchao", method="dynamic"), example_inputs=task.example)
-            v = _int8_variant(f"{name} int8 (torchao dynamic)", ao, kept, ao.accuracy(task.test))
+            v = int8_variant(f"{name} int8 (torchao dynamic)", ao, kept, ao.accuracy(task.test))
             v.info["size_bytes"] = ao.size_bytes
             variants.append(v)
     return variants, task.example, {"classes": task.classes, "text_len": opts["text_len"], "macs": macs}

@@ -19,7 +19,7 @@ import torch
 import prunekit as pk
 
 from ..graph.plan import PruningPlan
-from ..graph.trace import trace
+from ..probing import trace
 from ..models import create
 from ..report import plot_speedup_vs_mac_ratio
 from ..surgery import apply

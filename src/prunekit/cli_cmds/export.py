@@ -4,7 +4,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import torch
+
+from ..data import dataset_info
+from ..io import read_description
+from ..quantize import QuantizeError, export
+from ..report import format_bytes
 from .argtypes import float_between, int_between
+from .common import CliError, load_model_with_shape, print_table, read_json
 
 FORMATS = ("onnx",)
 
@@ -43,9 +50,6 @@ def add_export_arguments(p: argparse.ArgumentParser) -> None:
 
 def load_with_example(args: argparse.Namespace):
     """(model, example input of batch 1) from MODEL and --input-shape (or the shape saved with the model)."""
-    import torch
-
-    from .common import CliError, load_model_with_shape
     model, shape = load_model_with_shape(args.model)
     if args.input_shape is not None:
         shape = list(args.input_shape)
@@ -58,7 +62,6 @@ def load_with_example(args: argparse.Namespace):
 
 def _saved_shape(path: Path) -> list[int] | None:
     """The input_shape a prunekit.save file keeps in its description's extras, when there is one."""
-    from ..io import read_description
     file = path / "model.safetensors" if path.is_dir() else path
     if file.suffix != ".safetensors" or not file.is_file():
         return None
@@ -68,8 +71,6 @@ def _saved_shape(path: Path) -> list[int] | None:
 def _report_shape(path: Path) -> list[int] | None:
     """(C, H, W) of a run folder's report.json: the model's in_channels and its input_size (a run's
     --input-size), else the data set's image size."""
-    from ..data import dataset_info
-    from .common import read_json
     file = (path if path.is_dir() else path.parent) / "report.json"
     if not file.is_file():
         return None
@@ -86,9 +87,6 @@ def _report_shape(path: Path) -> list[int] | None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from ..quantize import QuantizeError, export
-    from ..report import format_bytes
-    from .common import CliError, print_table
     model, example = load_with_example(args)
     try:
         res = export(model, example, args.out, opset=args.opset, atol=args.atol, overwrite=args.overwrite,

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from ..methods import list_methods
+from ..quantize.compare import int8_table
 from ..report.console import before_after_rows, print_before_after
 from ..workflow import (BaseConfig, DataConfig, ModelConfig, PruneConfig, QuantizeConfig, RecoverConfig, WorkflowConfig,
                         run_workflow)
@@ -146,7 +147,6 @@ def cmd_prune(args: argparse.Namespace) -> int:
     print_before_after(f"{report['model']['name']} on {report['data']['dataset']}: {result.config.prune.method} "
                        f"-> {args.out}", before_after_rows(result.before, result.after))
     if report["metrics"].get("int8"):
-        from ..quantize.compare import int8_table
         print("\n".join(int8_table(report["metrics"])))
     t = report["timings"]
     print("time per phase: " + ", ".join(f"{k} {v:.1f} s" for k, v in t.items() if not k.startswith("method.")))

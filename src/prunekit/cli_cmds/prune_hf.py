@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ..transformers.workflow import HFPruneConfig, run_hf_prune
 from ..utils import argtypes as T
 
 
@@ -33,8 +34,6 @@ def is_hf(args: argparse.Namespace) -> bool:
 
 
 def run_hf(args: argparse.Namespace, extra: dict[str, Any]) -> int:
-    from ..transformers.workflow import HFPruneConfig, run_hf_prune
-
     method = args.method
     cfg = HFPruneConfig(model=args.model, out=args.out, method=method, sparsity=args.sparsity, nm=args.nm,
                         ratio=args.ratio, remove=args.remove_blocks, options=dict(extra), text=args.text,

@@ -9,15 +9,20 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..quantize import QuantizeConfig, quantize_model
+from ..quantize.compare import float_latency, int8_metrics
+from ..quantize.config import BACKENDS, CALIBRATIONS, METHODS
+from ..report import write_report
+from ..train.evaluation import evaluate
+from ..workflow import prepare_output_dir
 from .argtypes import float_between, int_between
+from .common import add_data_args, build_loaders, measure_model, print_table
+from .export import add_model_input_arguments, load_with_example
 
 # Calibration and evaluation batches come from the training and test splits of the data set flags.
 
 
 def add_quantize_arguments(p: argparse.ArgumentParser) -> None:
-    from ..quantize.config import BACKENDS, CALIBRATIONS, METHODS
-    from .common import add_data_args
-    from .export import add_model_input_arguments
     add_model_input_arguments(p)
     p.add_argument("--out", "-o", required=True, help="output folder")
     p.add_argument("--method", choices=METHODS, default="auto", help="auto: static for CNNs, dynamic otherwise")
@@ -39,7 +44,6 @@ def add_quantize_arguments(p: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace):
     """The QuantizeConfig the flags describe."""
-    from ..quantize import QuantizeConfig
     return QuantizeConfig(method=args.method, backend=args.backend, calib_batches=args.calib_batches,
                           calibration=args.calibration, per_channel=not args.per_tensor,
                           fold_bn=not args.no_fold_bn, qat_epochs=args.qat_epochs, qat_steps=args.qat_steps,
@@ -49,12 +53,6 @@ def config_from_args(args: argparse.Namespace):
 def cmd_quantize(args: argparse.Namespace) -> int:
     import itertools
 
-    from ..quantize import quantize_model
-    from ..quantize.compare import float_latency, int8_metrics
-    from ..report import write_report
-    from ..workflow import prepare_output_dir
-    from .common import build_loaders, measure_model, print_table
-    from .export import load_with_example
     cfg = config_from_args(args)
     out = prepare_output_dir(Path(args.out), overwrite=args.overwrite, protect=[args.model])
     model, example = load_with_example(args)
@@ -65,7 +63,6 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     batches = (1, 64) if args.latency_runs else ()
     before = measure_model(model, example, args.latency_runs, batches or (1,), threads=args.threads)
     if test is not None:
-        from ..train.evaluation import evaluate
         before["top1"] = float(evaluate(model, test)["top1"])
     if batches:
         before["latency_by_runtime"] = float_latency(model, example, batches, args.latency_runs, args.threads)

@@ -1,5 +1,5 @@
 """Tracing and channel groups."""
 from .groups import ChannelGroup, DependencyGraph, Member
-from .trace import UnsupportedOpError, trace
+from .trace import UnsupportedOpError
 
-__all__ = ["ChannelGroup", "DependencyGraph", "Member", "UnsupportedOpError", "trace"]
+__all__ = ["ChannelGroup", "DependencyGraph", "Member", "UnsupportedOpError"]

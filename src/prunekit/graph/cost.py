@@ -36,8 +36,6 @@ def predict(graph: DependencyGraph, removed: dict[str, int | list[int]] | None =
     """{'params': ..., 'macs': ...} of the model after the removals (parameters only, not buffers)."""
     removed = removed or {}
     shapes = kept_shapes(graph, removed)
-    param_keys = getattr(graph, "param_keys", None) or list(shapes)
-    params = sum(_numel(shapes[k]) for k in param_keys if k in shapes)
-    params += getattr(graph, "params_untracked", 0)
+    params = sum(_numel(shapes[k]) for k in (graph.param_keys or list(shapes)) if k in shapes)
     macs = graph.macs_other + sum(rate * _numel(shapes[k]) for k, rate in graph.macs_by_key.items() if k in shapes)
     return {"params": params, "macs": macs}

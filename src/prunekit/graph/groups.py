@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from .shrink import shrink
+
 
 @dataclass
 class Member:
@@ -33,6 +35,7 @@ class ChannelGroup:
     candidates: list[int] = field(default_factory=list)  # channels that may be removed
     notes: list[str] = field(default_factory=list)  # why zeroing is not exactly equivalent, if any
     round_to: int = 1
+    roots: list[int] = field(default_factory=list)  # union-find root of each channel (split views use it)
 
     def producers(self) -> list[Member]:
         return [m for m in self.members if m.role == "out" and not _is_bias(m)]
@@ -67,6 +70,8 @@ class DependencyGraph:
     example_inputs: object = None
     macs_by_key: dict[str, float] = field(default_factory=dict)  # MACs per element of each weight
     macs_other: float = 0.0  # MACs not attributable to a weight (attention matmuls)
+    param_keys: list[str] = field(default_factory=list)  # state_dict keys of the parameters (counted once)
+    root_of: dict[int, tuple[str, int]] = field(default_factory=dict)  # union-find root -> (group, channel)
 
     def group(self, name: str) -> ChannelGroup:
         for g in self.groups:
@@ -88,7 +93,6 @@ class DependencyGraph:
         `model` so that criteria read its tensors (default: the graph's model). Graphs with reshapes other
         than plain splits are traced again on `model`.
         """
-        from .shrink import shrink
         return shrink(self, plan, model)
 
     def summary(self) -> str:

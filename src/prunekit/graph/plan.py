@@ -183,7 +183,7 @@ def _check_kept(g: ChannelGroup, kept: list[int]) -> None:
 
 def _split_patches(graph: DependencyGraph, kept: dict[str, set[int]]) -> list[dict]:
     """For views that split a dim (heads x head_dim), the new inner size of each module's split."""
-    root_of = getattr(graph, "_root_of", {})
+    root_of = graph.root_of
     patches = []
     for s in graph.splits:
         new = 0

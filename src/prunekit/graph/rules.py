@@ -12,6 +12,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
+from ..utils.inputs import output_tensors
 from .labels import align, along, compress, varying_dims
 
 Rule = Callable[[Any, Any, tuple, dict, Any], None]
@@ -20,9 +21,7 @@ Rule = Callable[[Any, Any, tuple, dict, Any], None]
 _EXACT_REDUCE = {"sum", "linalg_vector_norm", "norm", "nansum"}
 
 
-def _tensors(obj) -> list[torch.Tensor]:
-    flat, _ = torch.utils._pytree.tree_flatten(obj)
-    return [t for t in flat if isinstance(t, torch.Tensor)]
+_tensors = output_tensors  # every tensor inside args / kwargs / outputs
 
 
 def _outs(out) -> list[torch.Tensor]:

@@ -6,18 +6,17 @@ from typing import TYPE_CHECKING
 
 from torch import nn
 
-from .groups import DependencyGraph
-
 if TYPE_CHECKING:
+    from .groups import DependencyGraph
     from .plan import PruningPlan
 
 
 def shrink(graph: DependencyGraph, plan: PruningPlan, model: nn.Module | None = None) -> DependencyGraph:
     """The graph of the model after `plan`, without tracing again (no forward pass): same group names, channels
     and tensor positions renumbered, split views (flatten widths, heads x head_dim) shrunk to the kept roots."""
-    if any(s.get("kind", "split") not in ("split", "width", "heads") for s in getattr(graph, "splits", [])):
-        from .trace import trace
-        return trace(model if model is not None else graph.model, graph.example_inputs)
+    unknown = sorted({s.get("kind", "split") for s in graph.splits} - {"split", "width", "heads"})
+    if unknown:
+        raise ValueError(f"cannot follow views of kind {unknown} through a prune; trace the pruned model again")
     removed: dict[tuple[str, int], set[int]] = {(k, d): set(ix) for k, d, ix in plan.removals()}
     remap: dict[tuple[str, int], dict[int, int]] = {}
     for (key, dim), gone in removed.items():
@@ -37,28 +36,22 @@ def shrink(graph: DependencyGraph, plan: PruningPlan, model: nn.Module | None = 
             members.append(dataclasses.replace(m, index=index))
         new = dataclasses.replace(g, size=len(k), members=members,
                                   candidates=[i for i, c in enumerate(k) if c in cand])
-        roots = getattr(g, "_roots", None)
-        if roots is not None:
-            new._roots = [roots[c] for c in k]
+        if g.roots:
+            new.roots = [g.roots[c] for c in k]
         groups.append(new)
     shapes = {key: tuple(s) for key, s in graph.shapes.items()}
     for (key, dim), gone in removed.items():
         s = list(shapes[key])
         s[dim] -= len(gone)
         shapes[key] = tuple(s)
-    root_of = {r: (gname, newidx[gname][c]) for r, (gname, c) in getattr(graph, "_root_of", {}).items()
+    root_of = {r: (gname, newidx[gname][c]) for r, (gname, c) in graph.root_of.items()
                if c in newidx.get(gname, {})}
     splits = []
-    for s in getattr(graph, "splits", []):
-        old_of = getattr(graph, "_root_of", {})
+    for s in graph.splits:
+        old_of = graph.root_of
         roots = [r for r in s["roots"] if r not in old_of or r in root_of]
         factors = [len(roots), s["factors"][-1]] if s.get("kind") == "heads" else list(s["factors"][:-1]) + [len(roots)]
         splits.append({**s, "roots": roots, "inner": len(roots), "factors": factors})
-    out = DependencyGraph(model=model if model is not None else graph.model, groups=groups, splits=splits,
-                          shapes=shapes, example_inputs=graph.example_inputs, macs_by_key=dict(graph.macs_by_key),
-                          macs_other=graph.macs_other)
-    for attr in ("param_keys", "params_untracked", "_uf"):
-        if hasattr(graph, attr):
-            setattr(out, attr, getattr(graph, attr))
-    out._root_of = root_of
-    return out
+    return dataclasses.replace(graph, model=model if model is not None else graph.model, groups=groups,
+                               splits=splits, shapes=shapes, macs_by_key=dict(graph.macs_by_key),
+                               param_keys=list(graph.param_keys), root_of=root_of)

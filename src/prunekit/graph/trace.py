@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from ..utils.inputs import call_model
 from .groups import ChannelGroup, DependencyGraph, Member
 from .ignore import resolve_ignore
 from .labels import UnionFind, align
@@ -276,14 +277,6 @@ def _module_hooks(ctx: TraceContext, mode: _Mode, model: nn.Module):
             h.remove()
 
 
-def run_model(model: nn.Module, inputs: Any):
-    if isinstance(inputs, dict):
-        return model(**inputs)
-    if isinstance(inputs, (tuple, list)):
-        return model(*inputs)
-    return model(inputs)
-
-
 def _state_entries(model: nn.Module) -> dict[str, torch.Tensor]:
     out = {}
     for k, v in model.state_dict(keep_vars=True).items():
@@ -307,13 +300,15 @@ def _matches(ignore, key: str, module_name: str, module: nn.Module) -> bool:
 
 def trace(model: nn.Module, example_inputs: Any, ignore: Iterable | None = None, round_to: int = 1,
           prune_outputs: bool = False, filter_fn: Callable[[nn.Module, str], bool] | None = None,
-          probe: bool = True, heads: bool = False) -> DependencyGraph:
+          heads: bool = False, after: Callable[[nn.Module, DependencyGraph, Any], object] | None = None,
+          ) -> DependencyGraph:
     """Trace one forward of `model` on `example_inputs` and return its channel groups.
 
     ignore: module names, state_dict keys, module types, module objects or predicates whose tensors must not
     change. filter_fn(module, name) -> False has the same effect (torchao style). round_to: keep group sizes
-    multiples of this number. probe: check each group by removing one channel in a meta-device copy and
-    running the forward; groups that break it (hidden size couplings) are marked not prunable.
+    multiples of this number.
+    after(model, graph, example_inputs), when given, runs on the finished graph (`pk.trace` passes the probe
+    of prunekit.probing, which applies plans: graph itself never imports surgery).
     heads: in attention modules with a head-count attribute (num_heads, n_heads, ...), make whole heads the
     pruning unit (num_heads shrinks, head_dim stays) instead of head_dim (the default).
     """
@@ -344,7 +339,7 @@ def trace(model: nn.Module, example_inputs: Any, ignore: Iterable | None = None,
     mode = _Mode(ctx)
     try:
         with torch.enable_grad(), _module_hooks(ctx, mode, model), mode:
-            out = run_model(model, inputs)
+            out = call_model(model, inputs)
     finally:
         model.train(was_training)
     if not prune_outputs:
@@ -356,19 +351,12 @@ def trace(model: nn.Module, example_inputs: Any, ignore: Iterable | None = None,
     splits = [{"module": s["module"], "inner": s["inner"], "factors": s["factors"], "kind": s["kind"],
                "roots": ctx.uf.roots(s["labels"].numpy()).tolist()} for s in ctx.splits]
     graph = DependencyGraph(model=model, groups=groups, splits=splits, shapes=shapes,
-                            example_inputs=example_inputs)
-    graph.param_keys = [k for k, _ in model.named_parameters() if k in shapes]
-    graph.macs_by_key = dict(ctx.macs_by_key)
-    graph.macs_other = ctx.macs_other
-    graph._uf = ctx.uf  # kept for plan-time split patching
-    graph._root_of = {}
-    for g in groups:
-        for c, r in enumerate(g._roots):
-            graph._root_of[r] = (g.name, c)
-    if probe:
-        from .probe import probe_groups
-
-        probe_groups(model, graph, example_inputs)
+                            example_inputs=example_inputs, macs_by_key=dict(ctx.macs_by_key),
+                            macs_other=ctx.macs_other,
+                            param_keys=[k for k, _ in model.named_parameters() if k in shapes],
+                            root_of={r: (g.name, c) for g in groups for c, r in enumerate(g.roots)})
+    if after is not None:
+        after(model, graph, example_inputs)
     return graph
 
 
@@ -393,18 +381,18 @@ def width_multiples(ctx: TraceContext) -> dict[int, int]:
     return out
 
 
-def build_groups(ctx: TraceContext, model: nn.Module, round_to: int = 1) -> list[ChannelGroup]:
+def _produced_groups(ctx: TraceContext) -> tuple[dict[tuple[str, int], np.ndarray], set, dict[int, list[int]]]:
+    """Roots of every labelled (key, dim), the produced dims, and each group's channels in producer order.
+
+    Group-level union: all channels of one produced dim belong to one group.
+    """
     uf = ctx.uf
-    mods = ctx.modules
     roots_of: dict[tuple[str, int], np.ndarray] = {}
     produced_dims = []
     for (key, d), (start, size) in ctx.atoms.items():
-        ids = np.arange(start, start + size)
-        roots_of[(key, d)] = uf.roots(ids)
+        roots_of[(key, d)] = uf.roots(np.arange(start, start + size))
         if uf.produced[start:start + size].any():
             produced_dims.append((key, d))
-    produced_set = set(produced_dims)
-    # group-level union: all channels of one produced dim belong to one group
     parent: dict[int, int] = {}
 
     def find(r: int) -> int:
@@ -419,43 +407,46 @@ def build_groups(ctx: TraceContext, model: nn.Module, round_to: int = 1) -> list
             a, b = find(int(rs[0])), find(int(r))
             if a != b:
                 parent[b] = a
-    fixed_ids = np.nonzero(uf.fixed[: uf.n])[0]
+    group_channels: dict[int, list[int]] = {}
+    seen: set[int] = set()
+    for kd in produced_dims:
+        for r in roots_of[kd].tolist():
+            if r not in seen:
+                seen.add(r)
+                group_channels.setdefault(find(r), []).append(r)
+    return roots_of, set(produced_dims), group_channels
+
+
+def _fixed_and_notes(ctx: TraceContext) -> tuple[dict[int, str], dict[int, set[str]]]:
+    """Root -> why it is fixed, and root -> the notes that make zeroing it inexact."""
+    uf = ctx.uf
     fixed_roots: dict[int, str] = {}
-    for a in fixed_ids:
-        r = uf.find(int(a))
-        fixed_roots.setdefault(r, uf.fixed_reason.get(int(a), "fixed"))
+    for a in np.nonzero(uf.fixed[: uf.n])[0]:
+        fixed_roots.setdefault(uf.find(int(a)), uf.fixed_reason.get(int(a), "fixed"))
     notes: dict[int, set[str]] = {}
     whole_heads = {int(r) for s in ctx.splits if s["kind"] == "heads" for r in uf.roots(s["labels"].numpy())}
     for a, texts in uf.notes.items():
         r = uf.find(a)  # a head removed whole keeps its head_dim, so the scale notes do not apply to it
         notes.setdefault(r, set()).update(t for t in texts if not (t in (HEAD_DIM_NOTE, SCORES_NOTE)
                                                                    and r in whole_heads))
-    multiples = width_multiples(ctx)
-    # channels of each group, in producer order
-    group_channels: dict[int, list[int]] = {}
-    seen: set[int] = set()
-    for kd in produced_dims:
-        for r in roots_of[kd].tolist():
-            if r in seen:
-                continue
-            seen.add(r)
-            group_channels.setdefault(find(r), []).append(r)
-    chan_of: dict[int, tuple[int, int]] = {}
-    gids = list(group_channels)
-    for gi, gid in enumerate(gids):
-        for c, r in enumerate(group_channels[gid]):
-            chan_of[r] = (gi, c)
-    member_idx: list[dict[tuple[str, int], list[list[int]]]] = [dict() for _ in gids]
-    gi_of = np.full(uf.n, -1, dtype=np.int64)  # root -> group, channel (vectorised chan_of)
-    c_of = np.full(uf.n, -1, dtype=np.int64)
-    for r, (gi, c) in chan_of.items():
-        gi_of[r], c_of[r] = gi, c
+    return fixed_roots, notes
+
+
+def _member_indices(n_atoms: int, roots_of: dict[tuple[str, int], np.ndarray], channels: list[list[int]]
+                    ) -> list[dict[tuple[str, int], list[list[int]]]]:
+    """Per group, per (key, dim): the positions of each of its channels along that dim."""
+    gi_of = np.full(n_atoms, -1, dtype=np.int64)  # root -> group, channel
+    c_of = np.full(n_atoms, -1, dtype=np.int64)
+    for gi, chans in enumerate(channels):
+        for c, r in enumerate(chans):
+            gi_of[r], c_of[r] = gi, c
+    member_idx: list[dict[tuple[str, int], list[list[int]]]] = [dict() for _ in channels]
     for kd, roots in roots_of.items():
         gis, cs = gi_of[roots], c_of[roots]
         for gi in np.unique(gis[gis >= 0]).tolist():
             pos = np.nonzero(gis == gi)[0]
             order = np.argsort(cs[pos], kind="stable")  # positions of channel 0, then 1, ...
-            size = len(group_channels[gids[gi]])
+            size = len(channels[gi])
             counts = np.bincount(cs[pos], minlength=size)
             flat = pos[order].tolist()
             if len(flat) == size and counts.min() == 1:  # one position per channel: the common case
@@ -463,36 +454,46 @@ def build_groups(ctx: TraceContext, model: nn.Module, round_to: int = 1) -> list
                 continue
             bounds = np.concatenate([[0], np.cumsum(counts)]).tolist()
             member_idx[gi][kd] = [flat[bounds[c]:bounds[c + 1]] for c in range(size)]
-    groups = []
-    for gi, gid in enumerate(gids):
-        chans = group_channels[gid]
-        members = []
-        producer_modules = []
-        for (key, d), idx in member_idx[gi].items():
-            mname = key.rsplit(".", 1)[0] if "." in key else ""
-            produced = (key, d) in produced_set
-            if key.endswith("bias") and d == 0:  # a producer's bias follows its output channels
-                produced = produced or any((key[:-4] + "weight", wd) in produced_set for wd in (0, 1))
-            role = _role(key, d, produced, mods.get(mname))
-            members.append(Member(key=key, dim=d, index=idx, module=mname, role=role))
-            if produced and not (key.endswith("bias") and d == 0) and mname not in producer_modules:
-                producer_modules.append(mname)
-        cand = [c for c, r in enumerate(chans) if r not in fixed_roots]
-        reasons = sorted({fixed_roots[r] for r in chans if r in fixed_roots})
-        gnotes = sorted({n for r in chans for n in notes.get(r, ())})
-        name = producer_modules[0] if producer_modules else members[0].key
-        if len(producer_modules) > 1:
-            name += f" (+{len(producer_modules) - 1})"
-        prunable = len(chans) > 1 and len(cand) >= 1
-        reason = "; ".join(reasons) if not prunable or reasons else ""
-        if len(chans) <= 1:
-            reason = "single channel"
-        multiple = max([round_to] + [multiples[r] for r in chans if r in multiples])
-        g = ChannelGroup(name=name, size=len(chans), members=members, prunable=prunable, reason=reason,
-                         candidates=cand, notes=gnotes, round_to=multiple)
-        g._roots = chans
-        groups.append(g)
-    # unique, stable names
+    return member_idx
+
+
+def _group(ctx: TraceContext, chans: list[int], member_idx: dict[tuple[str, int], list[list[int]]],
+           produced_set: set, fixed_roots: dict[int, str], notes: dict[int, set[str]], multiple: int
+           ) -> ChannelGroup:
+    """One ChannelGroup: its members with their roles, its name (first producer, "+n" more), its verdict."""
+    members = []
+    producer_modules = []
+    for (key, d), idx in member_idx.items():
+        mname = key.rsplit(".", 1)[0] if "." in key else ""
+        produced = (key, d) in produced_set
+        if key.endswith("bias") and d == 0:  # a producer's bias follows its output channels
+            produced = produced or any((key[:-4] + "weight", wd) in produced_set for wd in (0, 1))
+        members.append(Member(key=key, dim=d, index=idx, module=mname,
+                              role=_role(key, d, produced, ctx.modules.get(mname))))
+        if produced and not (key.endswith("bias") and d == 0) and mname not in producer_modules:
+            producer_modules.append(mname)
+    cand = [c for c, r in enumerate(chans) if r not in fixed_roots]
+    reasons = sorted({fixed_roots[r] for r in chans if r in fixed_roots})
+    name = producer_modules[0] if producer_modules else members[0].key
+    if len(producer_modules) > 1:
+        name += f" (+{len(producer_modules) - 1})"
+    prunable = len(chans) > 1 and len(cand) >= 1
+    reason = "single channel" if len(chans) <= 1 else ("; ".join(reasons) if not prunable or reasons else "")
+    return ChannelGroup(name=name, size=len(chans), members=members, prunable=prunable, reason=reason,
+                        candidates=cand, notes=sorted({n for r in chans for n in notes.get(r, ())}),
+                        round_to=multiple, roots=chans)
+
+
+def build_groups(ctx: TraceContext, model: nn.Module, round_to: int = 1) -> list[ChannelGroup]:
+    """The channel groups of a finished trace, with unique, stable names (a repeated name gets "#n")."""
+    roots_of, produced_set, group_channels = _produced_groups(ctx)
+    fixed_roots, notes = _fixed_and_notes(ctx)
+    multiples = width_multiples(ctx)
+    channels = list(group_channels.values())
+    member_idx = _member_indices(ctx.uf.n, roots_of, channels)
+    groups = [_group(ctx, chans, member_idx[gi], produced_set, fixed_roots, notes,
+                     max([round_to] + [multiples[r] for r in chans if r in multiples]))
+              for gi, chans in enumerate(channels)]
     counts: dict[str, int] = {}
     for g in groups:
         n = counts.get(g.name, 0)

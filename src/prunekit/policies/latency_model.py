@@ -24,7 +24,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from ..graph import trace
+from ..probing import trace
 from ..graph.groups import DependencyGraph
 from ..measure.inputs import rebatch, to_device
 from ..utils.fileio import atomic_write

@@ -4,10 +4,8 @@ from .api import QuantizeResult, quantize_model, resolve_method
 from .config import BACKENDS, METHODS, QuantizeConfig, QuantizeError
 from .export import ExportError, ExportResult, export
 from .fold import fold_batchnorm
-from .pipeline import int8_step, register
+from .pipeline import SCHEME, int8_step
 from .qat import QATReport, qat_finetune
-
-register()  # the workflow's "int8" quantization scheme
 
 __all__ = ["BACKENDS", "METHODS", "ExportError", "ExportResult", "QATReport", "QuantizeConfig", "QuantizeError",
            "QuantizeResult", "export", "fold_batchnorm", "int8_step", "qat_finetune", "quantize_model",

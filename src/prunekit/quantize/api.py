@@ -14,7 +14,9 @@ import torch
 from torch import nn
 
 from ..measure.inputs import Inputs, call_model, rebatch
-from ..measure.latency import LatencyResult
+from ..measure.latency import LatencyResult, measure_latency
+from ..train.evaluation import evaluate
+from ..utils import atomic_write
 from .config import QuantizeConfig, QuantizeError
 from .export import ExportResult, check_example_inputs, export
 from .fold import fold_batchnorm
@@ -74,7 +76,6 @@ class QuantizeResult:
         """Top-1 accuracy of the int8 model over a labelled loader."""
         if self.backend == "onnxruntime":
             return ort_accuracy(self.session(), loader, max_batches)
-        from ..train.evaluation import evaluate
         batches = loader if max_batches is None else list(itertools.islice(loader, max_batches))
         return float(evaluate(self.model, batches)["top1"])
 
@@ -84,7 +85,6 @@ class QuantizeResult:
         if self.backend == "onnxruntime":
             return ort_latency(session(self.onnx_path, threads), example_inputs, batches, runs=runs,
                                threads=threads)
-        from ..measure.latency import measure_latency
         return {int(b): measure_latency(self.model, example_inputs, threads=threads, runs=runs, batch_size=int(b))
                 for b in batches}
 
@@ -171,7 +171,6 @@ def quantize_model(model: nn.Module, config: QuantizeConfig | dict | None = None
         raise FileExistsError(f"{int8_path} exists; pass overwrite=True (--overwrite) to replace it")
     checked = export(work, example_inputs, out / FP32_NAME, opset=cfg.opset, atol=atol, overwrite=overwrite,
                      latency_batches=())
-    from ..utils import atomic_write
     atomic_write(int8_path, lambda t: quantize_onnx(checked.path, t, cfg, method, calib), overwrite)
     sess = session(int8_path)
     ref = session(checked.path).run(None, feed(session(checked.path), example_inputs))[0]

@@ -8,6 +8,7 @@ from typing import Any, Iterable, Sequence
 from torch import nn
 
 from ..measure.inputs import Inputs
+from ..measure.latency import measure_latency
 from .api import QuantizeResult
 from .export import write_onnx
 from .runtime import ort_latency, session
@@ -18,7 +19,6 @@ BATCHES = (1, 64)
 def float_latency(model: nn.Module, example_inputs: Inputs, batches: Sequence[int] = BATCHES, runs: int = 30,
                   threads: int | None = 1) -> dict[str, dict[str, float]]:
     """{"torch": {batch: ms}, "onnxruntime": {batch: ms}} of a float model (median, fixed threads)."""
-    from ..measure.latency import measure_latency
     torch_ms = {str(b): measure_latency(model, example_inputs, threads=threads, runs=runs, warmup=max(2, runs // 5),
                                         batch_size=int(b)).median_ms for b in batches}
     with tempfile.TemporaryDirectory() as tmp:

@@ -10,9 +10,11 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from ..measure.inputs import Inputs, batch_size_of, rebatch, to_device
+from ..measure.inputs import Inputs, batch_size_of, call_model, model_device, rebatch, to_device
+from ..measure.onnx import input_names
+from ..utils import atomic_write
 from .config import QuantizeError
-from .runtime import max_abs_diff, ort_latency, session
+from .runtime import max_abs_diff, ort_latency, positional, session
 
 
 class ExportError(QuantizeError):
@@ -56,7 +58,6 @@ def check_example_inputs(model: nn.Module, example_inputs: Inputs) -> None:
     if batch_size_of(example_inputs) is None:
         raise QuantizeError(f"example_inputs must hold a batched tensor (a tensor, tuple or dict of tensors), "
                             f"got {type(example_inputs).__name__}")
-    from ..measure.inputs import call_model
     was_training = model.training
     try:
         with torch.inference_mode():
@@ -77,8 +78,6 @@ def _torch_onnx_export(model: nn.Module, example_inputs: Inputs, path: Path, ops
     """
     import warnings
 
-    from ..measure.onnx import input_names
-    from .runtime import positional
     args, kwargs = positional(example_inputs)
     names = input_names(model, args, kwargs)
     dynamic = {n: {0: "batch"} for n in names}
@@ -100,7 +99,6 @@ def _torch_onnx_export(model: nn.Module, example_inputs: Inputs, path: Path, ops
 def write_onnx(model: nn.Module, example_inputs: Inputs, path: str | os.PathLike, opset: int = 17,
                overwrite: bool = False) -> Path:
     """Write the ONNX file atomically (a temporary file renamed into place); never replaces a file unasked."""
-    from ..utils import atomic_write
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
@@ -136,7 +134,6 @@ def export(model: nn.Module, example_inputs: Inputs, path: str | os.PathLike, *,
     """
     if not isinstance(atol, (int, float)) or atol < 0:
         raise QuantizeError(f"atol={atol!r}: must be a number >= 0")
-    from ..measure.inputs import model_device
     check_example_inputs(model, example_inputs)
     # the caller's model keeps its device and mode: a model elsewhere than the CPU is exported from a copy
     net = model if model_device(model).type == "cpu" else copy.deepcopy(model).cpu()

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 from torch import nn
+import torch.fx
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .config import QuantizeError
 
@@ -15,7 +17,6 @@ def conv_bn_pairs(model: nn.Module) -> list[tuple[str, str]]:
     Found with torch.fx on the module graph; a model torch.fx cannot trace raises a QuantizeError (pass
     fold_bn=False: the ONNX exporter folds eval-mode Conv+BatchNorm itself).
     """
-    import torch.fx
     try:
         graph = torch.fx.symbolic_trace(model).graph
     except Exception as e:  # noqa: BLE001 - fx raises many error types on dynamic Python code
@@ -41,7 +42,6 @@ def fold_batchnorm(model: nn.Module) -> list[tuple[str, str]]:
     Example:
         >>> pairs = fold_batchnorm(model.eval())
     """
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
     if model.training:
         raise QuantizeError("fold_batchnorm needs the model in eval mode (it folds the running statistics)")
     if not any(isinstance(m, _NORMS) for m in model.modules()):

@@ -56,8 +56,3 @@ def int8_step(model: nn.Module, example_inputs: Inputs, calib_loader: Iterable, 
                        "int8": int8_metrics(res, example_inputs, test_loader, batches, max(latency_runs, 1), threads)}
     return model, info
 
-
-def register() -> None:
-    """Make the workflow's QuantizeConfig(scheme="int8") run `int8_step`."""
-    from ..workflow.config import register_quantizer
-    register_quantizer(SCHEME, int8_step)

@@ -19,6 +19,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from ..train.evaluation import split_batch
+from ..train.losses import DistillationLoss
 from ..utils.inputs import call_model
 from .config import QuantizeConfig, QuantizeError
 
@@ -90,7 +91,6 @@ def qat_finetune(model: nn.Module, loader: Iterable, config: QuantizeConfig, tea
     """
     import copy
 
-    from ..train.losses import DistillationLoss
     layers_present = any(isinstance(m, _LAYERS) for m in model.modules())
     if not layers_present:
         raise QuantizeError("QAT: the model has no Conv or Linear layer to quantize")

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ..graph.cost import predict
-from ..graph.trace import trace
+from ..probing import trace
 from ..policies.srr import srr_redundancy
 
 

@@ -1,9 +1,13 @@
 """Markdown: tables, number formatting, and report.md rendered from a report dict."""
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
 from typing import Any, Sequence
 
-from .schema import METRIC_KEYS, compare_metrics
+from ..quantize.compare import int8_table
+from .schema import METRIC_KEYS, atomic_write_text, compare_metrics, complete_report, validate_report
 
 
 def format_count(n: Any) -> str:
@@ -110,7 +114,6 @@ def render_markdown(report: dict[str, Any]) -> str:
         out += ["## Metrics", "", markdown_table(metrics_rows(metrics["before"], metrics.get("after")),
                                                  ["metric", "before", "after", "change"])]
     if metrics.get("int8"):  # the int8 row: top-1, bytes, torch and onnxruntime latency at batch 1 and 64
-        from ..quantize.compare import int8_table
         out += ["## int8", "", *int8_table(metrics), ""]
     timings = report.get("timings") or {}
     if timings:
@@ -127,3 +130,22 @@ def render_markdown(report: dict[str, Any]) -> str:
     for name in report.get("plots") or []:
         out += [f"![{name}]({name})", ""]
     return "\n".join(out).rstrip() + "\n"
+
+
+def write_report(out_dir: str | os.PathLike, report: dict[str, Any]) -> Path:
+    """Validate ``report``, fill in the automatic fields, write report.json and report.md atomically.
+
+    Returns the path of report.json. Raises ``ValueError`` listing every schema problem.
+    """
+    problems = validate_report(report)
+    if problems:
+        raise ValueError("report does not match the schema: " + "; ".join(problems))
+    out_dir = Path(out_dir)
+    full = complete_report(report)
+    if "plots" not in full:
+        pngs = sorted(p.name for p in out_dir.glob("*.png")) if out_dir.is_dir() else []
+        if pngs:
+            full["plots"] = pngs
+    path = atomic_write_text(out_dir / "report.json", json.dumps(full, indent=2, sort_keys=False) + "\n")
+    atomic_write_text(out_dir / "report.md", render_markdown(full))
+    return path

@@ -38,6 +38,9 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+import torch
+
+import prunekit
 from ..utils import atomic_write
 
 SCHEMA_VERSION = 1
@@ -70,8 +73,6 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 def environment_info() -> dict[str, dict[str, Any]]:
     """``{"versions": {...}, "machine": {...}}`` for the report: library versions and the hardware used."""
-    import torch
-
     from importlib.metadata import PackageNotFoundError, version
 
     def installed(name: str) -> str | None:
@@ -82,7 +83,6 @@ def environment_info() -> dict[str, dict[str, Any]]:
 
     pk_version = installed("prunekit")
     if pk_version is None:  # running from a source tree
-        import prunekit
 
         pk_version = getattr(prunekit, "__version__", "unknown")
     tv_version = installed("torchvision")  # read from metadata: importing torchvision costs seconds
@@ -149,27 +149,6 @@ def complete_report(report: dict[str, Any]) -> dict[str, Any]:
     if isinstance(metrics.get("before"), dict) and isinstance(metrics.get("after"), dict):
         out["summary"] = compare_metrics(metrics["before"], metrics["after"])
     return out
-
-
-def write_report(out_dir: str | os.PathLike, report: dict[str, Any]) -> Path:
-    """Validate ``report``, fill in the automatic fields, write report.json and report.md atomically.
-
-    Returns the path of report.json. Raises ``ValueError`` listing every schema problem.
-    """
-    problems = validate_report(report)
-    if problems:
-        raise ValueError("report does not match the schema: " + "; ".join(problems))
-    out_dir = Path(out_dir)
-    full = complete_report(report)
-    if "plots" not in full:
-        pngs = sorted(p.name for p in out_dir.glob("*.png")) if out_dir.is_dir() else []
-        if pngs:
-            full["plots"] = pngs
-    path = atomic_write_text(out_dir / "report.json", json.dumps(full, indent=2, sort_keys=False) + "\n")
-    from .markdown import render_markdown
-
-    atomic_write_text(out_dir / "report.md", render_markdown(full))
-    return path
 
 
 class ReportFileError(ValueError):

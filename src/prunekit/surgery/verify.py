@@ -96,9 +96,24 @@ def _n_params(m: nn.Module) -> int:
 def verify(original: nn.Module, pruned: nn.Module, plan: PlanLike, example_inputs, rtol: float = 1e-4) -> VerifyReport:
     """Compare `pruned` with `original` whose removed slices are zeroed, in eval mode.
 
-    exact: every output agrees to `rtol` relative to the output scale. Otherwise the reasons name the
-    operations that mix pruned channels (LayerNorm, GroupNorm, means over channels, attention scaling).
     An original that `pruned` was not cut from by `plan` is refused first (see `check_made_from`).
+
+    Args:
+        original: the unpruned model (not changed: a zeroed copy is compared).
+        pruned: the model `plan` was applied to.
+        plan: the plan, in any form pk.apply takes (PruningPlan, dict, JSON text, file path).
+        example_inputs: a tensor, a tuple of positional inputs or a dict of keyword inputs.
+        rtol: the agreement required, relative to the largest output magnitude.
+
+    Returns:
+        VerifyReport: `exact` (every output agrees to `rtol`), `max_abs_diff`, `max_rel_diff`, the parameter
+        counts, and `reasons` naming the operations that mix pruned channels when it is not exact
+        (LayerNorm, GroupNorm, means over channels, attention scaling).
+
+    Example:
+        >>> report = pk.verify(model, pruned, plan, x)
+        >>> report.exact, report.max_rel_diff < 1e-4
+        (True, True)
     """
     plan = check_made_from(original, pruned, plan)  # the plan forms pk.apply takes, as a PruningPlan
     z = zeroed_copy(original, plan)

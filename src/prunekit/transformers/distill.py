@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from prunekit.surgery.masks import apply_masks, get_masks, remove_masks
+from .calibration import find_blocks
 
 LOSSES = ("hidden", "logits")
 
@@ -89,7 +90,6 @@ def distill_loss(student_out: Any, teacher_out: Any, mask: torch.Tensor, cfg: Di
 def _lora_wrap(student: nn.Module, cfg: DistillConfig) -> nn.Module:
     from peft import LoraConfig, get_peft_model
 
-    from .calibration import find_blocks
 
     found = find_blocks(student)
     prefix = found[0] + "." if found else ""

@@ -24,6 +24,9 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+import prunekit as pk
+from prunekit.graph.plan import PruningPlan
+from . import hf
 from .calibration import LinearStats, find_blocks, run_blocks
 
 IMPORTANCE = ("fluctuation", "activation", "magnitude")
@@ -211,9 +214,6 @@ def prune_structured(model: nn.Module, batches: Sequence[Any], config: Structure
     Example:
         >>> prune_structured(model, batches, ratio=0.5, importance="fluctuation")
     """
-    import prunekit as pk
-    from prunekit.graph.plan import PruningPlan
-
     if config is None:
         config = StructuredConfig(**options)
     elif options:
@@ -255,7 +255,6 @@ def _hf_module(model: nn.Module):
     """prunekit.transformers.hf when the model is a transformers model (it imports transformers)."""
     if not type(model).__module__.startswith("transformers."):
         return None
-    from . import hf
     return hf
 
 

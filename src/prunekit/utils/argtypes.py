@@ -12,6 +12,8 @@ import argparse
 import math
 from typing import Callable
 
+import torch
+
 
 def _number(text: str, kind: type) -> float | int:
     try:
@@ -93,7 +95,6 @@ def count_or_fraction(text: str) -> int | float:
 
 def device(text: str) -> str:
     """A torch device string that exists here: cpu, cuda, cuda:N or mps."""
-    import torch
     try:
         dev = torch.device(text)
     except (RuntimeError, ValueError):

@@ -194,7 +194,7 @@ class RecoverConfig:
 
 
 # Quantizers after pruning, by scheme name: fn(model, example_inputs, calibration_loader, QuantizeConfig,
-# **context) -> (model, info dict); context: out (run folder or None), test_loader, latency_runs. prunekit.quantize registers its schemes here
+# **context) -> (model, info dict); context: out (run folder or None), test_loader, latency_runs. prunekit.workflow.run registers prunekit.quantize's int8 step here
 # (register_quantizer).
 QUANTIZERS: dict[str, Callable[..., tuple[Any, dict[str, Any]]]] = {}
 

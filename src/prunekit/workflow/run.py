@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..graph.plan import PruningPlan
-from ..graph.trace import trace
+from ..probing import trace
 from ..io import PLANS_ATTR, save as save_model_file
 from ..methods import METHODS, list_methods, run_method
 from ..models import spec_of
@@ -23,9 +23,12 @@ from ..report.analysis import analyze_model, plot_analysis
 from ..train import evaluate, seed_everything
 from ..utils import atomic_write
 from .base import RunData, data_description, get_base, load_data
-from .config import QUANTIZERS, WorkflowConfig
+from ..quantize.pipeline import SCHEME as INT8, int8_step
+from .config import QUANTIZERS, WorkflowConfig, register_quantizer
 from .models import ModelSourceError, example_input, measure_model
 from .outputs import prepare_output_dir
+
+register_quantizer(INT8, int8_step)  # the int8 step prunekit ships
 
 
 @dataclass
@@ -130,8 +133,6 @@ def _check_before_work(cfg: WorkflowConfig) -> Path | None:
     resolve = getattr(METHODS.config_type(cfg.prune.method), "resolve", None)
     if resolve is not None:  # unknown keys and bad values of the method's options (MethodConfig types)
         resolve(f"{cfg.prune.method}()", None, method_kwargs(cfg, None))
-    if cfg.quantize is not None:
-        import prunekit.quantize  # noqa: F401  (registers the "int8" scheme)
     if cfg.quantize is not None and cfg.quantize.scheme not in QUANTIZERS:
         raise ValueError(f"unknown quantization scheme {cfg.quantize.scheme!r}; registered: "
                          f"{', '.join(sorted(QUANTIZERS)) or 'none'}")

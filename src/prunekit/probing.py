@@ -1,19 +1,56 @@
-"""Probe each group by pruning one channel of it in a shape-only (meta) copy and running the forward.
+"""Tracing with the forward check: `pk.trace` traces, then probes each group on a shape-only copy.
 
 Some couplings are invisible to a trace: code that computes a width from another tensor's size
 (``qkv.reshape(B, N, 3, heads, C // heads)`` with C taken from the block input) ties the counts of two
 groups. Such a group fails alone; the probe marks it not prunable and says why, instead of letting a plan
-build a model that crashes.
+build a model that crashes. Probing applies plans, so it sits above both `graph` (tracing) and `surgery`
+(applying): `graph` never imports `surgery`.
 """
 from __future__ import annotations
 
 import copy
-from typing import Any
+import importlib
+from typing import Any, Callable, Iterable
 
 import torch
 from torch import nn
 
-from .groups import DependencyGraph
+from .graph.groups import DependencyGraph
+from .graph.plan import PruningPlan
+from .surgery.apply import apply
+from .utils.inputs import call_model, output_tensors
+
+TRACER = importlib.import_module("prunekit.graph.trace")  # the module: its trace is looked up at each call
+
+
+def trace(model: nn.Module, example_inputs: Any, ignore: Iterable | None = None, round_to: int = 1,
+          prune_outputs: bool = False, filter_fn: Callable[[nn.Module, str], bool] | None = None,
+          probe: bool = True, heads: bool = False) -> DependencyGraph:
+    """Trace one forward of `model` on `example_inputs` and return its channel groups.
+
+    Args:
+        model: the model (not changed; run once in eval mode, its mode restored).
+        example_inputs: a tensor, a tuple of positional inputs or a dict of keyword inputs.
+        ignore: module names, state_dict keys, module types, module objects or predicates whose tensors must
+            not change (an entry that matches nothing raises).
+        round_to: keep group sizes multiples of this number.
+        prune_outputs: let the model's output channels be pruned too (default: they stay).
+        filter_fn: ``filter_fn(module, name) -> False`` excludes a module, as ``ignore`` does (torchao style).
+        probe: check each group by removing one channel in a meta-device copy and running the forward;
+            groups that break it (hidden size couplings) are marked not prunable, with the error as reason.
+        heads: in attention modules with a head-count attribute (num_heads, n_heads, ...), make whole heads
+            the pruning unit (num_heads shrinks, head_dim stays) instead of head_dim (the default).
+
+    Returns:
+        The DependencyGraph: ``graph.groups`` (ChannelGroup: name, size, members, prunable, reason).
+
+    Example:
+        >>> graph = pk.trace(prunekit.models.create("resnet20"), torch.randn(1, 3, 32, 32))
+        >>> len(graph.groups), [g.name for g in graph.prunable_groups()][:2]
+        (13, ['conv1 (+3)', 'layer1.0.conv1'])
+    """
+    return TRACER.trace(model, example_inputs, ignore=ignore, round_to=round_to, prune_outputs=prune_outputs,
+                        filter_fn=filter_fn, heads=heads, after=probe_groups if probe else None)
 
 
 def meta_copy(model: nn.Module) -> nn.Module:
@@ -40,23 +77,20 @@ def _to_meta(obj):
     return torch.utils._pytree.tree_map(lambda t: t.to("meta") if isinstance(t, torch.Tensor) else t, obj)
 
 
-def _runner(model: nn.Module, example_inputs: Any):
+def shape_runner(model: nn.Module, example_inputs: Any):
     """A function that copies the model, applies a plan and runs it, returning the output shapes.
 
     The copy lives on the meta device (shapes only: no memory, no arithmetic) whenever the unpruned model
     runs there; models with data-dependent steps that meta tensors cannot run use a copy sharing the real
     tensors instead.
     """
-    from ..surgery.apply import apply
-    from .trace import _tensors, run_model
-
     def make(copy_fn, inputs):
         def run(plan) -> list:
             m = copy_fn(model).eval()
             if plan is not None:
                 apply(m, plan)
             with torch.no_grad():
-                return [t.shape for t in _tensors(run_model(m, inputs))]
+                return [t.shape for t in output_tensors(call_model(m, inputs))]
         return run
 
     try:
@@ -77,9 +111,7 @@ def probe_groups(model: nn.Module, graph: DependencyGraph, example_inputs: Any) 
     Group testing: remove one channel from every prunable group at once; only when that fails, split the
     set in halves and recurse, so a model with no hidden coupling costs a single forward.
     """
-    from .plan import PruningPlan
-
-    run = _runner(model, example_inputs)
+    run = shape_runner(model, example_inputs)
     try:
         ref = run(None)
     except Exception:  # the model cannot run this way (data-dependent ops on meta): keep the trace verdict
@@ -128,9 +160,7 @@ def exclude_breaking(model: nn.Module, graph: DependencyGraph, plan, example_inp
     Decisions are added in chunks to a set known to run; a chunk that fails is halved until the one decision
     that breaks it is found, so a plan that runs costs one forward. Returns {group name: error}.
     """
-    from .plan import PruningPlan
-
-    run = _runner(model, example_inputs)
+    run = shape_runner(model, example_inputs)
     try:
         ref = run(None)
     except Exception:  # noqa: BLE001 - the model cannot run as a structural copy: nothing to check here
