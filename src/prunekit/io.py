@@ -99,7 +99,28 @@ def save(model: nn.Module, path: str | os.PathLike, plan: PruningPlan | None = N
         seen.add(ptr)
     desc_json = json.dumps(desc)
     meta = {DESC_KEY: desc_json, CHECKSUM_KEY: _digest(desc_json, tensors)}
-    return atomic_write(Path(path), lambda tmp: save_file(tensors, str(tmp), metadata=meta), overwrite=overwrite)
+
+    def write(tmp: Path) -> None:
+        save_file(tensors, str(tmp), metadata=meta)
+        _sort_header(tmp)
+
+    return atomic_write(Path(path), write, overwrite=overwrite)
+
+
+def _sort_header(path: Path) -> None:
+    """Rewrite a safetensors header in place with its keys sorted, so that the same tensors and description
+    give the same bytes (the writer emits its maps in a per-process hash order). The sorted header has the
+    same length, so the tensor offsets are unchanged; a header that would not fit is left as written."""
+    with open(path, "r+b") as f:
+        n = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(n))
+        meta = header.pop("__metadata__", None)
+        ordered = {"__metadata__": dict(sorted(meta.items()))} if meta is not None else {}
+        ordered.update(sorted(header.items()))
+        text = json.dumps(ordered, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        if len(text) <= n:
+            f.seek(8)
+            f.write(text + b" " * (n - len(text)))  # safetensors pads its header with spaces
 
 
 def _check_description(desc: Any, path: Path) -> dict:

@@ -107,3 +107,16 @@ def test_trainer_without_a_loader_says_so():
         oneshot(_lenet(), None, None, X, ratio=0.5, finetune_epochs=1)
     assert str(e.value) == message
     assert oneshot(_lenet(), None, None, X, ratio=0.5, finetune_epochs=0).model.conv1.out_channels == 3
+
+
+def test_the_same_model_saves_to_the_same_bytes(tmp_path):
+    """P23: two identical seeded runs wrote model files with equal tensors and description but different bytes
+    (safetensors emitted its metadata in a per-process hash order), so `sha256sum` told them apart."""
+    import hashlib
+    model = _lenet()
+    digests = {hashlib.sha256(pk.save(model, tmp_path / f"m{i}.safetensors").read_bytes()).hexdigest()
+               for i in range(6)}
+    assert len(digests) == 1
+    header = (tmp_path / "m0.safetensors").read_bytes()[8:40]
+    assert header.startswith(b'{"__metadata__":{"prunekit":')
+    assert torch.equal(pk.load(tmp_path / "m5.safetensors")(X), model(X))
