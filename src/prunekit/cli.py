@@ -66,6 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (2 for errors, 130 when interrupted)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args._argv = list(sys.argv[1:] if argv is None else argv)  # which flags were given (recipes yield to them)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -151,3 +151,18 @@ def test_export_names_an_unreadable_report(tmp_path, capsys):
     assert (f"prunekit export: error: {run / 'report.json'}: not a valid report.json (read for the model's input "
             "shape; or pass --input-shape) (Expecting value at line 1, column 1)") in capsys.readouterr().err
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_a_flag_given_with_its_default_value_wins_over_the_recipe(tmp_path):
+    """P41: `--seed 0 --recipe r.yaml` with `seed: 5` in r.yaml ran with seed 5 (a flag equal to its default was
+    taken as not given, though the documentation says flags win)."""
+    from prunekit.cli import build_parser
+    from prunekit.cli_cmds.prune import apply_recipe
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("seed: 5\nratio: 0.3\ncriterion: random\n")
+    argv = ["prune", "--model", "lenet5", "--seed", "0", "--recipe", str(recipe)]
+    args = build_parser().parse_args(argv)
+    args._argv = argv
+    defaults = {a.dest: a.default for a in build_parser()._subparsers._group_actions[0].choices["prune"]._actions}
+    assert apply_recipe(args, defaults) == {}
+    assert (args.seed, args.ratio, args.criterion) == (0, 0.3, "random")

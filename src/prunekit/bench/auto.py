@@ -208,7 +208,7 @@ def _results(b: _Bench, rows, sizes, base_info, dense_test, dense_ms, dense_b1, 
     finals = [abs(r["prediction_error"]) for r in rows]
     return {
         "command": _command(),
-        "args": {k: v for k, v in vars(args).items() if k != "func"},
+        "args": {k: v for k, v in vars(args).items() if k != "func" and not k.startswith("_")},
         "machine": _machine(), "prunekit": pk.__version__, "data": {"dataset": args.dataset, **sizes},
         "base": {**base_info, "epochs": args.epochs, "test_top1": dense_test["top1"]},
         "latency": {"batch": lm.batch, "threads": lm.threads, "device": lm.device_signature,

@@ -72,6 +72,19 @@ def add_prune_arguments(p: argparse.ArgumentParser) -> None:
     add_hf_prune_arguments(p)
 
 
+def _given_flags(args: argparse.Namespace) -> set[str]:
+    """The options given on the command line, even those given their default value (`--seed 0`); without the
+    command line (a namespace built in code), the options whose value differs from the default."""
+    probe = argparse.ArgumentParser(add_help=False)
+    add_prune_arguments(probe)
+    argv = getattr(args, "_argv", None)
+    if argv is None:
+        return {a.dest for a in probe._actions if getattr(args, a.dest, a.default) != a.default}
+    for action in probe._actions:
+        action.default = argparse.SUPPRESS  # parsed options only
+    return set(vars(probe.parse_known_args(argv)[0]))
+
+
 def apply_recipe(args: argparse.Namespace, parser_defaults: dict[str, Any]) -> dict[str, Any]:
     """Fill args from --recipe (flags set on the command line win); returns the extra method arguments."""
     extra = {}
@@ -93,13 +106,14 @@ def apply_recipe(args: argparse.Namespace, parser_defaults: dict[str, Any]) -> d
         raise CliError(f"{path}: not valid YAML{where} ({str(e).splitlines()[0]})") from None
     if not isinstance(data, dict):
         raise CliError(f"{path}: a recipe is a mapping of flag names to values")
+    given = _given_flags(args)
     recipe_extra = {}
     for key, value in data.items():
         dest = str(key).replace("-", "_")
         if dest in ("recipe", "func", "command"):  # not settings: a recipe cannot name another recipe
             raise CliError(f"{path}: {key!r} is not a setting a recipe can hold")
         if dest in parser_defaults:
-            if getattr(args, dest) == parser_defaults[dest]:
+            if dest not in given:
                 setattr(args, dest, value)
         else:
             recipe_extra[dest] = value
