@@ -19,6 +19,8 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 from torch import nn
 
+from ..utils.inputs import as_call, call_model
+
 Batch = Any  # a tensor, a tuple of positional inputs, or a dict of keyword inputs
 LinearFilter = Callable[[nn.Module, str], bool]
 Captured = list[tuple[tuple, dict]]
@@ -92,15 +94,6 @@ def default_linear_filter(module: nn.Module, name: str) -> bool:
     return isinstance(module, nn.Linear)
 
 
-def as_call(batch: Batch) -> tuple[tuple, dict]:
-    """(args, kwargs) with which the model is called on ``batch``."""
-    if isinstance(batch, dict):
-        return (), dict(batch)
-    if isinstance(batch, (tuple, list)):
-        return tuple(batch), {}
-    return (batch,), {}
-
-
 def _to(obj: Any, device: torch.device) -> Any:
     if isinstance(obj, torch.Tensor):
         return obj.to(device)
@@ -109,11 +102,6 @@ def _to(obj: Any, device: torch.device) -> Any:
     if isinstance(obj, (tuple, list)):
         return type(obj)(_to(v, device) for v in obj)
     return obj
-
-
-def call_model(model: nn.Module, batch: Batch) -> Any:
-    args, kwargs = as_call(batch)
-    return model(*args, **kwargs)
 
 
 class _Stop(Exception):
