@@ -88,6 +88,7 @@ def save(model: nn.Module, path: str | os.PathLike, plan: PruningPlan | None = N
         raise ValueError("cannot describe how to rebuild this model: pass arch={'name': <registry name>}, "
                          "arch={'library': 'timm', 'name': <timm name>, 'kwargs': {...}} or build it with "
                          "prunekit.models.create")
+    _check_rebuilds(model, desc)
     seen: set[int] = set()
     tensors = {}
     for k, v in model.state_dict().items():
@@ -105,6 +106,24 @@ def save(model: nn.Module, path: str | os.PathLike, plan: PruningPlan | None = N
         _sort_header(tmp)
 
     return atomic_write(Path(path), write, overwrite=overwrite)
+
+
+def _check_rebuilds(model: nn.Module, desc: dict) -> None:
+    """Refuse to write a file that could not be loaded: an architecture a registry builds must, with its plans
+    replayed, have the model's tensor shapes. Checked on the meta device (no memory, no weights); names only
+    the caller's ``factory=`` can build, and transformers descriptions (the model's own config), are not."""
+    arch = desc["arch"]
+    if not isinstance(arch, dict) or arch.get("library") == "transformers":
+        return
+    try:
+        with torch.device("meta"):
+            shapes = {k: tuple(v.shape) for k, v in rebuild(desc, source="arch=").state_dict().items()}
+    except Exception:  # noqa: BLE001 - not buildable here (a user factory, or not on the meta device): unchecked
+        return
+    for k, v in model.state_dict().items():
+        if isinstance(v, torch.Tensor) and shapes.get(k, tuple(v.shape)) != tuple(v.shape):
+            raise ValueError(f"arch={arch!r} builds {k} with shape {list(shapes[k])}, the model has {list(v.shape)}: "
+                             "the file could not be loaded; pass the arguments the model was built with")
 
 
 def _sort_header(path: Path) -> None:

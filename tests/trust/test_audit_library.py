@@ -120,3 +120,34 @@ def test_the_same_model_saves_to_the_same_bytes(tmp_path):
     header = (tmp_path / "m0.safetensors").read_bytes()[8:40]
     assert header.startswith(b'{"__metadata__":{"prunekit":')
     assert torch.equal(pk.load(tmp_path / "m5.safetensors")(X), model(X))
+
+
+def test_folders_and_tolerances_named(tmp_path):
+    """L80/L82/L84: PruningPlan.load and pk.export of a folder got 'no such plan file' / 'exists; pass
+    overwrite=True'; pk.verify(rtol=-1) reported "approximate (numerical difference with no known cause)"."""
+    model = _lenet()
+    plan = pk.plan(model, X, ratio=0.5)
+    with pytest.raises(IsADirectoryError, match="is a folder, not a plan file"):
+        pk.PruningPlan.load(tmp_path)
+    for overwrite in (False, True):
+        with pytest.raises(IsADirectoryError, match="is a folder; give the .onnx file to write"):
+            pk.export(model, X[:1], tmp_path, overwrite=overwrite)
+    pruned = pk.apply(copy.deepcopy(model), plan)
+    for rtol in (-1, float("nan"), "1e-4"):
+        with pytest.raises(ValueError, match="rtol must be a number >= 0"):
+            pk.verify(model, pruned, plan, X, rtol=rtol)
+    assert pk.verify(model, pruned, plan, X, rtol=0.01).exact
+
+
+def test_save_refuses_an_arch_that_would_not_load(tmp_path):
+    """L89: pk.save(model, f, arch="lenet5") for a 1-channel LeNet wrote a file that pk.load then refused
+    (the bare name builds the 3-channel default)."""
+    model = _lenet()
+    with pytest.raises(ValueError) as e:
+        pk.save(model, tmp_path / "m.safetensors", arch="lenet5")
+    assert str(e.value) == ("arch={'name': 'lenet5', 'kwargs': {}} builds conv1.weight with shape [6, 3, 5, 5], the "
+                            "model has [6, 1, 5, 5]: the file could not be loaded; pass the arguments the model was "
+                            "built with")
+    assert not (tmp_path / "m.safetensors").exists()
+    good = pk.save(model, tmp_path / "m.safetensors", arch={"name": "lenet5", "kwargs": {"in_channels": 1}})
+    assert torch.equal(pk.load(good)(X), model(X))

@@ -155,6 +155,8 @@ class PruningPlan:
             >>> plan = PruningPlan.load("runs/prune/plan.json")  # doctest: +SKIP
         """
         path = Path(path)
+        if path.is_dir():
+            raise IsADirectoryError(f"{path} is a folder, not a plan file (a run folder holds plan.json)")
         if not path.is_file():
             raise FileNotFoundError(f"no such plan file: {path}")
         try:

@@ -100,6 +100,8 @@ def write_onnx(model: nn.Module, example_inputs: Inputs, path: str | os.PathLike
                overwrite: bool = False) -> Path:
     """Write the ONNX file atomically (a temporary file renamed into place); never replaces a file unasked."""
     path = Path(path)
+    if path.is_dir():  # overwrite never replaces a folder
+        raise IsADirectoryError(f"{path} is a folder; give the .onnx file to write")
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
     return atomic_write(path, lambda tmp: _torch_onnx_export(model, example_inputs, Path(tmp), opset), overwrite)

@@ -115,6 +115,8 @@ def verify(original: nn.Module, pruned: nn.Module, plan: PlanLike, example_input
         >>> report.exact, report.max_rel_diff < 1e-4
         (True, True)
     """
+    if not (isinstance(rtol, (int, float)) and not isinstance(rtol, bool) and rtol >= 0):  # nan fails too
+        raise ValueError(f"rtol must be a number >= 0, got {rtol!r}")
     plan = check_made_from(original, pruned, plan)  # the plan forms pk.apply takes, as a PruningPlan
     z = zeroed_copy(original, plan)
     z.eval()
