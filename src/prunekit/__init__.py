@@ -10,7 +10,6 @@ from .probing import trace
 from .quantize import export
 from .surgery import PatchContext, PlanMismatchError, VerifyReport, apply, register_patch, verify
 from .transformers import hf as _hf  # noqa: F401 - registers pk.apply's hooks for transformers models
-from .transformers import methods as _transformer_methods  # noqa: F401 - registers wanda, sparsegpt, flap, depth
 
 __version__ = "0.1.0"
 
