@@ -431,11 +431,6 @@ def channelwise(nsp: int) -> Rule:
     return rule
 
 
-def index_like(ctx, func, args, kwargs, out) -> None:
-    """Gather/index ops: labels follow the real index; selecting along a labelled dim pins it."""
-    movement(ctx, func, args, kwargs, out)
-
-
 def mutate_fixed(ctx, func, args, kwargs, out) -> None:
     for s in ctx.get(args[0]):
         ctx.uf.mark_fixed(s, f"written by {func.__name__} ({ctx.where()})")
