@@ -144,3 +144,30 @@ def test_unreachable_target_is_an_error_unless_best_effort(capsys, tmp_path):
         assert main(argv + ["--best-effort"]) == 0
     report = json.loads((tmp_path / "p" / "report.json").read_text())
     assert 0.01 < report["summary"]["macs_kept"] < 0.1 and report["config"]["prune"]["strict"] is False
+
+
+def test_ctrl_c_while_starting_is_one_line(monkeypatch, capsys):
+    """An interrupt that arrives while torch is still loading (before the CLI's own handler exists)."""
+    import prunekit_cli
+
+    def interrupted(name):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(prunekit_cli.importlib, "import_module", interrupted)
+    monkeypatch.setattr(prunekit_cli.sys, "argv", ["prunekit", "train", "--model", "lenet5"])
+    assert prunekit_cli.main() == 130
+    err = capsys.readouterr().err
+    assert err == "prunekit: interrupted while starting; nothing was run or written\n"
+    monkeypatch.setattr(prunekit_cli.sys, "argv", ["prunekit", "--debug", "train"])
+    with pytest.raises(KeyboardInterrupt):
+        prunekit_cli.main()
+
+
+def test_console_script_runs_the_cli():
+    """The installed `prunekit` command goes through the guarded entry point to prunekit.cli.main."""
+    import prunekit_cli
+    from importlib.metadata import entry_points
+
+    (ep,) = [e for e in entry_points(group="console_scripts") if e.name == "prunekit"]
+    assert ep.value == "prunekit_cli:main"
+    assert ep.load() is prunekit_cli.main
