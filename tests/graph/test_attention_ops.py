@@ -73,3 +73,29 @@ class _TwoD(nn.Module):
 
     def forward(self, x):
         return self.o(F.scaled_dot_product_attention(self.q(x), self.k(x), self.v(x)))
+
+
+class _TableLookup(nn.Module):
+    """Two position tables (x and y) read by a one-hot matmul batched over the table dim, then summed: the
+    table dim meets a one-hot of data of the same size, so it must not shrink (cut to one table it would
+    broadcast and read the x table for both coordinates without any error)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.table = nn.Parameter(torch.randn(2, 6, 8))
+        self.proj = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pos = torch.stack([torch.arange(6) % 3, torch.arange(6) // 2])  # (2, 6) coordinates, not parameters
+        one_hot = F.one_hot(pos, num_classes=6).to(x)                   # (2, 6, 6)
+        emb = (one_hot @ self.table).sum(dim=0)                         # (6, 8)
+        return self.proj(x + emb)
+
+
+def test_batch_dim_against_unlabelled_data_is_pinned():
+    torch.manual_seed(0)
+    model, x = _TableLookup().eval(), torch.randn(6, 8)
+    graph = pk.trace(model, x)
+    tables = [g for g in graph.groups if any(m.key == "table" and m.dim == 0 for m in g.members)]
+    assert len(tables) == 1 and tables[0].size == 2
+    assert not tables[0].prunable and "cannot shrink" in tables[0].reason

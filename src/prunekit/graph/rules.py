@@ -480,8 +480,29 @@ def _per_head_only(ctx, s: torch.Tensor, A: torch.Tensor, B: torch.Tensor) -> bo
     return any(align(t, B.dim()).shape[d - off] > 1 for t in ctx.get(B) for d in vs if d - off >= 0)
 
 
+def _pin_unmatched_batch(ctx, X: torch.Tensor, Y: torch.Tensor, ndim: int) -> None:
+    """Batch dims of a batched product: X's labelled batch positions meet Y's. Where Y has that dim at full
+    size but no labels (an index grid, a one-hot of data, a constant), Y keeps its size after pruning; a
+    group cut to one channel would then broadcast against it silently (a different model, no error), so
+    X's channels there are pinned."""
+    if ndim < 3:
+        return
+    y_shape = [1] * (ndim - Y.dim()) + list(Y.shape)
+    y_lab = {d for t in ctx.get(Y) if t.dim() <= ndim for d in varying_dims(align(t, ndim))}
+    for s in ctx.get(X):
+        if s.dim() > ndim:
+            continue
+        s = align(s, ndim)
+        vd = varying_dims(s)  # only channels that live on batch dims alone change a batch dim's size
+        if vd and all(d < ndim - 2 for d in vd) and any(y_shape[d] > 1 and d not in y_lab for d in vd):
+            ctx.uf.mark_fixed(s, f"a batched product meets this dim, in the other operand, at full size with no "
+                                 f"labels: it cannot shrink ({ctx.where()})")
+
+
 def _contract(ctx, A: torch.Tensor, B: torch.Tensor, out: torch.Tensor, bias=None) -> None:
     k = A.shape[-1]
+    _pin_unmatched_batch(ctx, A, B, out.dim())
+    _pin_unmatched_batch(ctx, B, A, out.dim())
     macs = float(out.numel()) * k
     kb = ctx.key_of(B)
     wk = kb or ctx.key_of(A)
