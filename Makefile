@@ -10,8 +10,9 @@ TEST_TIMEOUT ?= 300
 
 .PHONY: demo test test-heavy setup data browser clean
 
+# `make demo` is meant to be rerun: it replaces its own earlier run in runs/demo (prunekit demo alone refuses).
 demo: setup data
-	$(VENV)/bin/prunekit demo
+	$(VENV)/bin/prunekit demo --overwrite
 
 test: setup data browser
 	$(PY) -m pytest -x -p no:cacheprovider --timeout=$(TEST_TIMEOUT) -m "not heavy" tests
