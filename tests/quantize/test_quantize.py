@@ -40,15 +40,22 @@ def _digits():
 
 @pytest.fixture(scope="module")
 def trained():
-    torch.manual_seed(0)
-    train, test = _digits()
-    model = SmallCNN()
-    opt = torch.optim.Adam(model.parameters(), lr=0.01)
-    for _ in range(6):
-        for x, y in train:
-            opt.zero_grad()
-            nn.functional.cross_entropy(model(x), y).backward()
-            opt.step()
+    # one thread here too (the module fixture runs before the per-test single_thread): float sums then do not
+    # depend on the machine's core count, so the trained model and every bound below are the same everywhere
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(0)
+        train, test = _digits()
+        model = SmallCNN()
+        opt = torch.optim.Adam(model.parameters(), lr=0.01)
+        for _ in range(6):
+            for x, y in train:
+                opt.zero_grad()
+                nn.functional.cross_entropy(model(x), y).backward()
+                opt.step()
+    finally:
+        torch.set_num_threads(before)
     return model.eval(), train, test
 
 
