@@ -297,35 +297,34 @@ def _run_chained(model, blocks, prefix, batches, hessian, filter_fn, on_block, o
         captured = [with_hidden(a, k, h) for (a, k), h in zip(captured, hidden_out)]
 
 
+def _forward_recording(model, block, batches, device, handles: list) -> tuple[list, list]:
+    """Run every batch through the whole model with `handles` attached, recording `block`'s hidden input and
+    output; every hook is removed afterwards, also on error."""
+    ins: list[torch.Tensor] = []
+    outs: list[torch.Tensor] = []
+    handles = [*handles,
+               block.register_forward_pre_hook(lambda _m, a, k: ins.append(hidden_of(a, k)), with_kwargs=True),
+               block.register_forward_hook(lambda _m, _a, o: outs.append(output_hidden(o)))]
+    try:
+        for b in batches:
+            call_model(model, _to(b, device))
+    finally:
+        for h in handles:
+            h.remove()
+    return ins, outs
+
+
 def _run_full(model, blocks, prefix, batches, hessian, filter_fn, on_block, on_output, stats, _has_blocks):
     device = _device_of(model)
     for i, block in enumerate(blocks):
         block_stats: dict[str, LinearStats] = {}
-        ins: list[torch.Tensor] = []
-        outs: list[torch.Tensor] = []
-        handles = _hook_linears(block, prefix[i], filter_fn, hessian, block_stats)
-        handles.append(block.register_forward_pre_hook(lambda _m, a, k: ins.append(hidden_of(a, k)),
-                                                       with_kwargs=True))
-        handles.append(block.register_forward_hook(lambda _m, _a, o: outs.append(output_hidden(o))))
-        try:
-            for b in batches:
-                call_model(model, _to(b, device))
-        finally:
-            for h in handles:
-                h.remove()
+        ins, outs = _forward_recording(model, block, batches, device,
+                                       _hook_linears(block, prefix[i], filter_fn, hessian, block_stats))
         stats.update(block_stats)
         if on_block is not None:
             on_block(BlockRecord(i, prefix[i], block, block_stats, []))
             if on_output is not None:  # outputs of the changed block
-                ins, outs = [], []
-                hs = [block.register_forward_pre_hook(lambda _m, a, k: ins.append(hidden_of(a, k)), with_kwargs=True),
-                      block.register_forward_hook(lambda _m, _a, o: outs.append(output_hidden(o)))]
-                try:
-                    for b in batches:
-                        call_model(model, _to(b, device))
-                finally:
-                    for h in hs:
-                        h.remove()
+                ins, outs = _forward_recording(model, block, batches, device, [])
         if on_output is not None:
             on_output(i, ins, outs)
 

@@ -74,10 +74,10 @@ class SparseConfig:
 
 
 @dataclass
-class MagnitudeConfig(SparseConfig):
-    """Magnitude baseline; ``scope`` "layer" ranks all weights of a layer, "row" each output row."""
+class _ScopedConfig(SparseConfig):
+    """A sparse config whose scores are ranked per ``scope``: "layer" (all weights of a layer) or "row"."""
 
-    scope: str = "layer"
+    scope: str = "row"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -86,15 +86,15 @@ class MagnitudeConfig(SparseConfig):
 
 
 @dataclass
-class WandaConfig(SparseConfig):
+class MagnitudeConfig(_ScopedConfig):
+    """Magnitude baseline; ``scope`` "layer" ranks all weights of a layer, "row" each output row."""
+
+    scope: str = "layer"
+
+
+@dataclass
+class WandaConfig(_ScopedConfig):
     """Wanda (Sun et al. 2024): score |W_ij| * ||X_j||_2, lowest removed per output row (or per N:M group)."""
-
-    scope: str = "row"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.scope not in SCOPES:
-            raise ValueError(f"scope={self.scope!r}; valid: {', '.join(SCOPES)}")
 
 
 @dataclass
