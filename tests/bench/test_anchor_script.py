@@ -1,0 +1,38 @@
+"""benchmarks/anchor.py on a tiny budget: a prunekit row, a Torch-Pruning row and the distillation row land in
+rows.jsonl at the MAC target, --resume skips them, and a rerun without --resume is refused."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+QUICK = ["--train-subset", "256", "--test-subset", "128", "--base-epochs", "1", "--epochs", "1", "--max-steps", "2"]
+
+
+@pytest.fixture(scope="module")
+def anchor():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import anchor as mod
+
+    yield mod
+    sys.path.remove(str(ROOT / "benchmarks"))
+
+
+def test_rows_resume_and_refusal(anchor, tmp_path):
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    args = ["--out", str(out), "--cache", str(cache), *QUICK]
+    anchor.main(["--rows", "l1_uniform", "tp_l1_local", "kd", *args])
+    rows = [json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines()]
+    assert [r["row"] for r in rows] == ["l1_uniform", "tp_l1_local", "kd"]
+    assert rows[2]["kd_of"] == "l1_uniform" and rows[2]["distill"] is True
+    assert abs(rows[0]["macs_kept"] - 0.25) < 0.01 and rows[1]["macs_kept"] <= 0.25
+    assert all(0 <= r["top1"] <= 100 and r["base_top1"] == rows[0]["base_top1"] for r in rows)
+    assert len(list(cache.glob("*.safetensors"))) == 1  # one base for every row
+    results = json.loads((out / "results.json").read_text())
+    assert [s["row"] for s in results["summary"]] == ["l1_uniform", "kd", "tp_l1_local"]
+    assert "| kd | l1_uniform + distillation" in (out / "results.md").read_text()
+    anchor.main(["--rows", "l1_uniform", "--resume", *args])  # finished: nothing is rerun
+    assert len((out / "rows.jsonl").read_text().splitlines()) == 3
+    with pytest.raises(SystemExit, match="--resume"):
+        anchor.main(["--rows", "l1_uniform", *args])
