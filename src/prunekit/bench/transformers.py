@@ -25,7 +25,7 @@ from prunekit.transformers.distill import distill
 from prunekit.transformers.metrics import alternated_latency, embedding_agreement, latency_inputs, sentence_embeddings
 from prunekit.transformers.sparse import prune_sparse
 from prunekit.transformers.structured import prune_structured
-from ..transformers.workflow import model_dir
+from ..transformers.hf_pretrained import model_dir
 from . import output
 from .config import BenchConfig
 from .transformers_lm import run_lm

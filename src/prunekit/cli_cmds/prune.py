@@ -150,7 +150,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     defaults = {a.dest: a.default for a in parser._actions if a.dest != "help"}
     extra = apply_recipe(args, defaults)
     if is_hf(args):
-        return run_hf(args, extra)
+        return run_hf(args, extra, defaults)
     dropped = hf_only_flags(args, defaults)
     if dropped:  # the channel-pruning workflow reads none of them: refuse rather than ignore
         verb = "is" if len(dropped) == 1 else "are"

@@ -1,12 +1,15 @@
 """`prunekit prune --model hf:<folder or package>`: the flags of the calibration-based transformer methods
-(magnitude, wanda, sparsegpt, flap, depth), parsed into prunekit.transformers.workflow.HFPruneConfig."""
+(magnitude, wanda, sparsegpt, flap, depth), parsed into a prunekit.workflow.HFWorkflowConfig for
+run_hf_workflow."""
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from ..transformers.workflow import HFPruneConfig, run_hf_prune
+from ..transformers.distill import DistillConfig
+from ..workflow import HFWorkflowConfig, TextConfig, run_hf_workflow
 from ..utils import argtypes as T
+from .common import CliError
 
 
 def add_hf_prune_arguments(p: argparse.ArgumentParser) -> None:
@@ -29,21 +32,56 @@ def hf_only_flags(args: argparse.Namespace, defaults: dict[str, Any]) -> list[st
     return [a.option_strings[0] for a in group._actions if getattr(args, a.dest, None) != defaults.get(a.dest)]
 
 
+# the `prunekit prune` options an hf: run reads besides its own group; every other one is channel pruning's
+HF_READS = ("model", "method", "ratio", "latency_runs", "seed", "out", "overwrite", "recipe", "method_arg",
+            "no_progress")
+
+
+def channel_only_flags(args: argparse.Namespace, defaults: dict[str, Any]) -> list[str]:
+    """The channel-pruning options (dests) set to something else than their default, which an hf: run would
+    not read (--criterion, --target-macs, --finetune-epochs, --device, ...)."""
+    group = argparse.ArgumentParser(add_help=False)
+    add_hf_prune_arguments(group)
+    own = {a.dest for a in group._actions} | set(HF_READS)
+    return sorted(k for k, v in defaults.items() if k not in own and getattr(args, k, v) != v)
+
+
 def is_hf(args: argparse.Namespace) -> bool:
     return isinstance(getattr(args, "model", None), str) and args.model.startswith("hf:")
 
 
-def run_hf(args: argparse.Namespace, extra: dict[str, Any]) -> int:
-    method = args.method
-    cfg = HFPruneConfig(model=args.model, out=args.out, method=method, sparsity=args.sparsity, nm=args.nm,
-                        ratio=args.ratio, remove=args.remove_blocks, options=dict(extra), text=args.text,
-                        calib_samples=args.calib_samples, seq_len=args.seq_len, heldout=args.heldout, distill_steps=args.distill_steps,
-                        lora=args.lora, latency_runs=args.latency_runs, seed=args.seed,
-                        overwrite=args.overwrite)
-    rep = run_hf_prune(cfg)
-    m = rep["metrics"]
-    shown = {k: m[k] for k in ("mean_cosine", "spearman", "perplexity_dense", "perplexity_pruned", "speedup")
-             if k in m}
-    print(f"{method} on {args.model} -> {args.out}: " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items())
-          + f"; params {m['params_dense']:,} -> {m['params_pruned']:,}; saved as {rep['saved']['format']}")
+def config_from_hf_args(args: argparse.Namespace, extra: dict[str, Any]) -> HFWorkflowConfig:
+    """The HFWorkflowConfig the flags describe: --sparsity, --nm, --ratio and --remove-blocks join the method's
+    options (over --method-arg / recipe values), which its registered config type checks."""
+    flags = {"sparsity": args.sparsity, "nm": args.nm, "ratio": args.ratio, "remove": args.remove_blocks}
+    options = {**extra, **{k: v for k, v in flags.items() if v is not None}}
+    distill = (DistillConfig(steps=args.distill_steps, loss="auto", lora=args.lora, seed=args.seed)
+               if args.distill_steps else None)
+    return HFWorkflowConfig(model=args.model, method=args.method, options=options,
+                            text=TextConfig(source=args.text, calib_samples=args.calib_samples, seq_len=args.seq_len,
+                                            heldout=args.heldout),
+                            distill=distill, latency_runs=args.latency_runs, seed=args.seed, out=args.out,
+                            overwrite=args.overwrite)
+
+
+def run_hf(args: argparse.Namespace, extra: dict[str, Any], defaults: dict[str, Any]) -> int:
+    """Run `prunekit prune --model hf:...`; options it would not read are refused, not ignored."""
+    stray = channel_only_flags(args, defaults)
+    if stray:
+        flags = ", ".join("--" + k.replace("_", "-") for k in stray)
+        raise CliError(f"{flags}: channel-pruning option(s) that --model hf:<model> does not read; the hf: methods "
+                       "take --sparsity, --nm, --ratio, --remove-blocks, --text, --calib-samples, --seq-len, "
+                       "--heldout, --distill-steps, --lora (see prunekit prune --help)")
+    if args.lora and not args.distill_steps:
+        raise CliError("--lora trains LoRA adapters during distillation: give --distill-steps N (> 0) too")
+    log = (lambda _line: None) if args.no_progress else print
+    res = run_hf_workflow(config_from_hf_args(args, extra), log=log)
+    after = res.after
+    shown = {k: after[k] for k in ("mean_cosine", "spearman", "perplexity") if k in after}
+    if res.before.get("latency_ms") and after.get("latency_ms"):
+        shown["speedup"] = res.before["latency_ms"] / after["latency_ms"]
+    saved = res.report["extra"]["saved"]
+    print(f"{res.config.method} on {args.model} -> {args.out}: " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items())
+          + f"; params {res.before['params']:,} -> {after['params']:,} (non-zero {after['nonzero_params']:,}); "
+          f"saved as {saved['format']}")
     return 0

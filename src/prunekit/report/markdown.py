@@ -77,7 +77,8 @@ def _metric_text(key: str, v: Any) -> str:
 
 def metrics_rows(before: dict[str, Any], after: dict[str, Any] | None) -> list[list[str]]:
     """Rows [metric, before, after, change] for the Metrics keys present."""
-    keys = [k for k in (*METRIC_KEYS, "top5", "nonzero_params") if k in before or (after and k in after)]
+    extra = ("top5", "nonzero_params", "perplexity", "mean_cosine", "spearman")  # text models: quality of the result
+    keys = [k for k in (*METRIC_KEYS, *extra) if k in before or (after and k in after)]
     summary = compare_metrics(before, after) if after else {}
     change = {"top1": summary.get("top1_delta"), "params": summary.get("params_kept"),
               "macs": summary.get("macs_kept"), "size_bytes": summary.get("size_kept"),

@@ -18,7 +18,7 @@ from torch import nn
 from prunekit.surgery.masks import apply_masks, get_masks, remove_masks
 from .calibration import find_blocks
 
-LOSSES = ("hidden", "logits")
+LOSSES = ("hidden", "logits", "auto")
 
 
 @dataclass
@@ -29,7 +29,8 @@ class DistillConfig:
         steps: optimizer steps (the run also stops after ``max_seconds`` when set).
         lr: AdamW learning rate.
         batch_size: windows per step.
-        loss: "hidden" (MSE of final hidden states) or "logits" (KL on the LM head's logits).
+        loss: "hidden" (MSE of final hidden states), "logits" (KL on the LM head's logits) or "auto" (logits
+            when the model's output carries per-token logits, hidden states otherwise).
         temperature: softening of the logits loss.
         lora: train LoRA adapters (rank ``lora_rank``, ``lora_alpha``) on the block Linears instead of all
             weights, merged at the end.
@@ -79,7 +80,11 @@ def _hidden(out: Any) -> torch.Tensor:
 def distill_loss(student_out: Any, teacher_out: Any, mask: torch.Tensor, cfg: DistillConfig) -> torch.Tensor:
     """The configured loss between one batch's student and teacher outputs (real tokens only)."""
     keep = mask.bool()
-    if cfg.loss == "hidden":
+    loss = cfg.loss
+    if loss == "auto":  # per-token logits (an LM head): match them; otherwise the final hidden states
+        logits = getattr(student_out, "logits", None)
+        loss = "logits" if logits is not None and tuple(logits.shape[:2]) == tuple(mask.shape) else "hidden"
+    if loss == "hidden":
         return F.mse_loss(_hidden(student_out)[keep].float(), _hidden(teacher_out)[keep].float())
     t = cfg.temperature
     s_log = F.log_softmax(student_out.logits[keep].float() / t, dim=-1)

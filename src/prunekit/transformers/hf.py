@@ -18,6 +18,7 @@ from typing import Any
 
 from torch import nn
 
+from ..models.resolve import build_arch, describe_arch
 from .hf_config import STATUS_ATTR, ConfigStatus, config_status, measure, update_config  # noqa: F401
 from ..surgery.patches import register_model_hooks
 from .hf_modules import is_hf_model, register_patches, uses_transformers
@@ -48,39 +49,25 @@ def describe(model: nn.Module) -> dict[str, Any]:
             plans `pk.save` records are replayed on it).
 
     Returns:
-        A JSON-able dict.
+        A JSON-able dict (prunekit.models.resolve.describe_arch's, the one description path).
     """
-    if not is_hf_model(model):
-        raise TypeError(f"describe: {type(model).__name__} is not a transformers PreTrainedModel")
-    spec = getattr(model, "_prunekit_spec", None)
-    if isinstance(spec, HFSpec):
-        return spec.to_dict()
-    return HFSpec(type(model).__name__, _config_dict(model.config)).to_dict()
+    desc = describe_arch(model) if is_hf_model(model) else None
+    if desc is None or desc.get("library") != "transformers":
+        raise TypeError(f"describe: {type(model).__name__} is not a PreTrainedModel class transformers exports")
+    return desc
 
 
 def build(desc: dict[str, Any]) -> nn.Module:
-    """Build the (unpruned, randomly initialised) model a `describe` dict names.
-
-    Only classes that transformers exports are resolved, from a config whose `model_type` transformers knows;
-    configs asking for remote code are refused.
+    """Build the (unpruned, randomly initialised) model a `describe` dict names, through the allow-listed
+    resolver `pk.load` uses (prunekit.models.resolve.build_arch): only classes transformers exports, from a
+    config whose `model_type` transformers knows; configs asking for remote code are refused (ModelFileError).
 
     Example:
         >>> model = build(describe(original))
     """
-    import transformers
-    from transformers import AutoConfig, PreTrainedModel
-
-    name = desc.get("class")
-    cls = getattr(transformers, name, None) if isinstance(name, str) and name.isidentifier() else None
-    if not (isinstance(cls, type) and issubclass(cls, PreTrainedModel)):
-        raise ValueError(f"build: {name!r} is not a model class exported by transformers")
-    cfg = dict(desc.get("config") or {})
-    if "auto_map" in cfg or "trust_remote_code" in cfg:
-        raise ValueError("build: the config asks for remote code (auto_map / trust_remote_code); refused")
-    model_type = cfg.pop("model_type", None)
-    if not isinstance(model_type, str):
-        raise ValueError("build: the description's config has no 'model_type'")
-    return cls(AutoConfig.for_model(model_type, **cfg))
+    if not isinstance(desc, dict):
+        raise TypeError(f"build: a description is a dict, got {type(desc).__name__}")
+    return build_arch({**desc, "library": "transformers"}, source="hf.build")
 
 
 def before_apply(model: nn.Module) -> None:

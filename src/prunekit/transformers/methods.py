@@ -13,12 +13,13 @@ a tuple batch contributes its first element). Returns a MethodResult: unstructur
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from itertools import islice
 from typing import Any, Iterable
 
 from torch import nn
 
+from prunekit.config import Config, check_int
 from prunekit.graph.plan import PruningPlan
 from prunekit.measure.counting import count_macs, count_params
 from prunekit.methods.result import MethodResult
@@ -71,49 +72,42 @@ def run_calibration_method(name: str, model: nn.Module, train_loader: Iterable, 
 
 
 @dataclass
-class Calibrated:
-    """How many training batches calibrate (mixed into each method's config)."""
+class Calibrated(Config):
+    """How many training batches calibrate, mixed in first (``class WandaMethodConfig(Calibrated,
+    WandaConfig)``): its ``__post_init__`` runs the library config's checks, then its own."""
 
     calib_batches: int = 8
 
     def __post_init__(self) -> None:
-        if self.calib_batches <= 0:
-            raise ValueError(f"calib_batches must be positive, got {self.calib_batches}")
+        post_init = getattr(super(), "__post_init__", None)
+        if post_init is not None:
+            post_init()
+        check_int(type(self).__name__, "calib_batches", self.calib_batches, lo=1)
 
 
 @dataclass
-class MagnitudeMethodConfig(MagnitudeConfig, Calibrated):
-    def __post_init__(self) -> None:
-        MagnitudeConfig.__post_init__(self)
-        Calibrated.__post_init__(self)
+class MagnitudeMethodConfig(Calibrated, MagnitudeConfig):
+    """MagnitudeConfig + calib_batches."""
 
 
 @dataclass
-class WandaMethodConfig(WandaConfig, Calibrated):
-    def __post_init__(self) -> None:
-        WandaConfig.__post_init__(self)
-        Calibrated.__post_init__(self)
+class WandaMethodConfig(Calibrated, WandaConfig):
+    """WandaConfig + calib_batches."""
 
 
 @dataclass
-class SparseGPTMethodConfig(SparseGPTConfig, Calibrated):
-    def __post_init__(self) -> None:
-        SparseGPTConfig.__post_init__(self)
-        Calibrated.__post_init__(self)
+class SparseGPTMethodConfig(Calibrated, SparseGPTConfig):
+    """SparseGPTConfig + calib_batches."""
 
 
 @dataclass
-class FlapMethodConfig(StructuredConfig, Calibrated):
-    def __post_init__(self) -> None:
-        StructuredConfig.__post_init__(self)
-        Calibrated.__post_init__(self)
+class FlapMethodConfig(Calibrated, StructuredConfig):
+    """StructuredConfig + calib_batches."""
 
 
 @dataclass
-class DepthMethodConfig(DepthConfig, Calibrated):
-    def __post_init__(self) -> None:
-        DepthConfig.__post_init__(self)
-        Calibrated.__post_init__(self)
+class DepthMethodConfig(Calibrated, DepthConfig):
+    """DepthConfig + calib_batches."""
 
 
 def calibration_batches(loader: Iterable, n: int) -> list[Any]:
@@ -126,9 +120,9 @@ def calibration_batches(loader: Iterable, n: int) -> list[Any]:
     return out
 
 
-def _config(cls: type, config: Any, options: dict[str, Any]) -> Any:
+def _config(name: str, cls: type, config: Any, options: dict[str, Any]) -> Any:
     if config is None:
-        return cls(**options)
+        return cls.from_kwargs(f"{name}()", options)
     if options:
         raise TypeError(f"pass either config or options, not both (got options {sorted(options)})")
     if not isinstance(config, cls):
@@ -138,8 +132,6 @@ def _config(cls: type, config: Any, options: dict[str, Any]) -> Any:
 
 def _split(cfg: Any, base: type) -> Any:
     """The library config (without calib_batches) inside a method config."""
-    from dataclasses import fields
-
     return base(**{f.name: getattr(cfg, f.name) for f in fields(base)})
 
 
@@ -152,12 +144,11 @@ def _result(name: str, model: nn.Module, plan: PruningPlan, example: Any, before
     return MethodResult(model=model, plan=plan, method=name, macs_kept=macs / max(before[0], 1),
                         params_kept=params / max(before[1], 1), base={"macs": before[0], "params": before[1]},
                         pruned={"macs": macs, "params": params}, widths=widths,
-                        timings={"prune": seconds, "total": seconds}, history={}, config=None,
-                        extras={"config": cfg.__dict__.copy(), **extras})
+                        timings={"prune": seconds, "total": seconds}, history={}, config=cfg, extras=extras)
 
 
 def _run(name: str, cls: type, base: type, model, train_loader, example_inputs, config, options, prune):
-    cfg = _config(cls, config, options)
+    cfg = _config(name, cls, config, options)
     batches = calibration_batches(train_loader, cfg.calib_batches)
     example = batches[0] if example_inputs is None else example_inputs
     args, kwargs = as_call(example)

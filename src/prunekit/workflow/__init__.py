@@ -1,5 +1,7 @@
 """The library workflow: one config object in, one result object out, for the whole story of a run (base ->
 prune -> recover -> quantize -> measure -> save -> report). The CLI, the demo and the benchmarks call it.
+Pretrained transformers pruned by a calibration method (wanda, sparsegpt, flap, depth, ...) go through its
+sibling `run_hf_workflow(HFWorkflowConfig(...))` (load -> calibrate -> prune -> distil -> measure -> save -> report).
 
 Example:
     >>> from prunekit.workflow import DataConfig, ModelConfig, PruneConfig, WorkflowConfig, run_workflow
@@ -16,10 +18,12 @@ from .models import (MODEL_FILE, ModelSourceError, example_input, load_model, lo
 from .outputs import (NothingToResumeError, OutputConflictError, OutputExistsError, check_output_file,
                       earlier_outputs, prepare_output_dir, register_output_names)
 from .run import WorkflowResult, measure, run_workflow
+from .hf import HFWorkflowConfig, HFWorkflowResult, TextConfig, run_hf_workflow
 
 __all__ = [
     "WorkflowConfig", "ModelConfig", "DataConfig", "BaseConfig", "PruneConfig", "RecoverConfig", "QuantizeConfig",
     "WorkflowResult", "run_workflow", "register_quantizer", "QUANTIZERS",
+    "HFWorkflowConfig", "HFWorkflowResult", "TextConfig", "run_hf_workflow",
     "RunData", "load_data", "get_base", "train_base", "cache_root", "measure",
     "MODEL_FILE", "ModelSourceError", "example_input", "load_model", "load_model_with_shape", "looks_like_path",
     "measure_model", "model_kwargs", "read_json", "save_model",
