@@ -168,3 +168,33 @@ def test_model_json_beside_a_checkpoint_goes_through_the_same_resolver(tmp_path)
                                                                                   "width": 0.5}}))
     with pytest.raises(pk.ModelFileError, match="last.pt does not fit the architecture .*model.json names"):
         load_model(ckpt)  # the unpruned architecture: the pruned checkpoint's shapes differ
+
+
+def test_bench_auto_base_is_read_through_the_verified_loaders(tmp_path):
+    """`prunekit bench auto --base`: a sealed state dict loads; a plain torch.save file (no checksum) and a
+    file changed after sealing are refused naming the file; a prunekit model file loads as pk.load reads it."""
+    import argparse
+
+    from prunekit.bench.auto import _base
+    from prunekit.errors import ModelFileError
+    from prunekit.models import create
+    from prunekit.train.checkpoint import atomic_torch_save
+
+    torch.manual_seed(0)
+    net = create("lenet5", in_channels=1, num_classes=10)
+    args = lambda path: argparse.Namespace(model="lenet5", base=str(path))  # noqa: E731
+    atomic_torch_save(net.state_dict(), tmp_path / "sealed.pt")
+    model, info = _base(args(tmp_path / "sealed.pt"), None, print)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), net.state_dict().values()))
+    assert info["source"].endswith("sealed.pt")
+    torch.save(net.state_dict(), tmp_path / "plain.pt")
+    with pytest.raises(ModelFileError, match="plain.pt"):
+        _base(args(tmp_path / "plain.pt"), None, print)
+    data = bytearray((tmp_path / "sealed.pt").read_bytes())
+    data[100] ^= 0xFF
+    (tmp_path / "changed.pt").write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match="changed.pt"):
+        _base(args(tmp_path / "changed.pt"), None, print)
+    pk.save(net, tmp_path / "net.safetensors")
+    model, _ = _base(args(tmp_path / "net.safetensors"), None, print)
+    assert torch.equal(model(X), net.eval()(X))

@@ -40,7 +40,8 @@ from ..policies.latency_model import LatencyModel
 from ..train import TrainConfig, Trainer, evaluate
 from ..utils import argtypes as T
 from ..utils import atomic_write
-from ..workflow import prepare_output_dir, train_base
+from ..train.checkpoint import read_checked
+from ..workflow import MODEL_FILE, load_model, prepare_output_dir, train_base
 
 DEFAULT_OUT = "benchmarks/results/auto"
 
@@ -66,7 +67,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=T.positive_int, default=1, help="torch threads for everything (timing included)")
     p.add_argument("--holdout", type=T.nonneg_int, default=8, help="held-back real models scoring the latency model")
     p.add_argument("--reuse-latency", action="store_true", help="load the latency tables from the user cache")
-    p.add_argument("--base", default=None, help="state dict (.pt) of a trained base to start from")
+    p.add_argument("--base", default=None, help="trained base to start from: a prunekit model file or run folder, "
+                                                "or a state dict .pt sealed by prunekit (the bench cache's model.pt)")
     p.add_argument("--seed", type=T.nonneg_int, default=0)
     p.add_argument("--quick", action="store_true", help="tiny smoke run (digits-sized budget, minutes)")
     p.add_argument("--out", default=DEFAULT_OUT)
@@ -110,12 +112,17 @@ def _train(model, loader, epochs, lr, args, log):
 
 
 def _base(args, train, log):
-    """The trained base: --base (a state dict), else the workflow's base step (cached in the bench cache)."""
+    """The trained base: --base (read through prunekit's verified loaders), else the workflow's base step
+    (cached in the bench cache)."""
     kw = {"in_channels": 1, "num_classes": 10}
     if args.base:
-        model = create(args.model, **kw)
-        model.load_state_dict(torch.load(args.base, weights_only=True))
-        return model, {"source": args.base, "train_s": 0.0}
+        base = Path(args.base)
+        if base.suffix == ".pt" and not (base.parent / MODEL_FILE).exists():  # a sealed state dict (bench cache)
+            model = create(args.model, **kw)
+            model.load_state_dict(read_checked(base))  # checksum verified, tensors only
+        else:
+            model = load_model(base)  # a prunekit model file, run folder or trainer checkpoint, verified
+        return model.eval(), {"source": args.base, "train_s": 0.0}
     desc = {"dataset": args.dataset, "train_subset": args.train_subset, "val_size": args.val_size,
             "batch_size": args.batch_size, "bench": "auto"}
     model, info = train_base(args.model, kw, Loaders(train, None, train), desc, args.epochs, args.lr, args.seed,
