@@ -382,6 +382,9 @@ def stack(ctx, func, args, kwargs, out) -> None:
         for t in tensors:
             srcs = ctx.get(t) or [ctx.fresh_fixed(1, "stacked with a tensor not derived from parameters")]
             pieces.append(_expanded(srcs[min(k, len(srcs) - 1)], t))
+        for p in pieces[1:]:  # stacked tensors have one shape: a channel goes from every piece or from none
+            if varying_dims(compress(p)) == varying_dims(compress(pieces[0])):
+                ctx.uf.union_pairs(pieces[0], p)
         res.append(compress(torch.stack(pieces, dim)))
     ctx.set(out, res)
 
@@ -708,6 +711,11 @@ def reduction(ctx, func, args, kwargs, out) -> None:
     for s in ctx.get(x):
         s = align(s, x.dim())
         if any(s.shape[d] > 1 for d in dims):
+            if _one_unit_along(ctx, s, dims):  # each output element reads one channel (e.g. over stacked paths)
+                kept = _first_along(s, dims)
+                if varying_dims(compress(kept)):
+                    res.append(kept)
+                continue
             if name not in _EXACT_REDUCE:
                 ctx.uf.note(s, f"{name} over channels")
             continue
@@ -720,11 +728,26 @@ def reduction(ctx, func, args, kwargs, out) -> None:
             ctx.set(o, [r.permute(*keep, *dims).reshape([r.shape[d] for d in keep]) for r in res])
 
 
+def _one_unit_along(ctx, s: torch.Tensor, dims: list[int]) -> bool:
+    """Whether every line of s along `dims` holds a single channel (one union-find root: the paths stacked by
+    torch.stack, the outer factor of a split view): then a reduction or softmax over `dims` reads whole
+    channels only (a channel's line goes, or stays as it was), so it is exact whatever it computes, and its
+    output keeps the labels of the other dims."""
+    roots = torch.from_numpy(ctx.uf.roots(s.reshape(-1).numpy())).reshape(s.shape)
+    return bool((roots == _first_along(roots, dims)).all())
+
+
+def _first_along(s: torch.Tensor, dims: list[int]) -> torch.Tensor:
+    for d in dims:
+        s = s.narrow(d, 0, 1)
+    return s
+
+
 def softmax(ctx, func, args, kwargs, out) -> None:
     x, dim = args[0], args[1]
     for s in ctx.get(x):
         s = align(s, x.dim())
-        if s.shape[dim % x.dim()] > 1:
+        if s.shape[dim % x.dim()] > 1 and not _one_unit_along(ctx, s, [dim % x.dim()]):
             ctx.uf.note(s, "softmax over channels")
     ctx.set(out, ctx.get(x))
 

@@ -100,17 +100,35 @@ def unregister_patch(module_type: type) -> None:
     _USER.discard(module_type)
 
 
+# Patches for classes of optional libraries (timm), keyed by "module.QualName" so that prunekit need not import
+# the library. Like a user's patch, each runs whenever the plan touched the module or anything below it (the
+# size it fixes lives in the parent, the tensors in its children) and the name heuristics leave that module alone.
+_BY_NAME: dict[str, PatchFn] = {}
+
+
+def _named(cls: type) -> PatchFn | None:
+    return _BY_NAME.get(f"{cls.__module__}.{cls.__qualname__}")
+
+
 def patch_for(module: nn.Module) -> PatchFn | None:
     """The patch of the most specific registered class in type(module)'s method resolution order."""
     for cls in type(module).__mro__:
         if cls in _PATCHES:
             return _PATCHES[cls]
+        if _named(cls) is not None:
+            return _named(cls)
     return None
 
 
 def user_patched(module: nn.Module) -> bool:
-    """Whether the module's patch was registered from outside prunekit (heuristics then leave it alone)."""
-    return any(cls in _USER for cls in type(module).__mro__ if cls in _PATCHES)
+    """Whether the module's patch runs for changes below it and replaces the heuristics: one registered from
+    outside prunekit, or prunekit's patch for an optional library's class."""
+    for cls in type(module).__mro__:
+        if cls in _PATCHES:
+            return cls in _USER
+        if _named(cls) is not None:
+            return True
+    return False
 
 
 ModelHook = Callable[[nn.Module], None]
@@ -192,6 +210,18 @@ def _mha(mod: nn.MultiheadAttention, ctx: PatchContext) -> None:
         mod.kdim = mod.vdim = mod.embed_dim
 
 
+def _selective_kernel(mod: nn.Module, ctx: PatchContext) -> None:
+    """timm's SelectiveKernel splits its input with `torch.split(x, self.in_channels // self.num_paths, 1)`: the
+    chunk size comes from an attribute, not from a tensor. The trace couples the chunks position by position
+    (an equal split), so every path conv lost the same input channels; read the widths back from them."""
+    convs = [next(m for m in path.modules() if isinstance(m, nn.modules.conv._ConvNd)) for path in mod.paths]
+    for conv in convs:  # apply patches parents before children: bring the convs up to date (_conv is idempotent)
+        _conv(conv, ctx)
+    mod.in_channels = sum(c.in_channels for c in convs) if mod.split_input else convs[0].in_channels
+    mod.out_channels = convs[0].out_channels
+
+
+_BY_NAME["timm.layers.selective_kernel.SelectiveKernel"] = _selective_kernel
 for _t, _f in [(nn.modules.conv._ConvNd, _conv), (nn.Linear, _linear), (nn.modules.batchnorm._NormBase, _batch_norm),
                (nn.GroupNorm, _group_norm), (nn.LayerNorm, _layer_norm), (nn.Embedding, _embedding),
                (nn.PReLU, _prelu), (nn.MultiheadAttention, _mha), (nn.RNNBase, rnn_patch),
