@@ -8,11 +8,13 @@ from .measure import count
 from .policies import Target
 from .probing import trace
 from .quantize import export
-from .surgery import PatchContext, PlanMismatchError, VerifyReport, apply, register_patch, verify
+from .surgery import (InferenceConfig, PatchContext, PlanMismatchError, VerifyReport, apply, prepare_inference,
+                      register_patch, verify)
 from .transformers import hf as _hf  # noqa: F401 - registers pk.apply's hooks for transformers models
 
 __version__ = "0.1.0"
 
 __all__ = ["ModelFileError", "PlanFormatError", "ChannelGroup", "PlanConfig", "TargetError", "DependencyGraph",
-           "PatchContext", "PlanMismatchError", "PruningPlan", "Target", "UnsupportedOpError", "VerifyReport",
-           "apply", "count", "export", "load", "plan", "register_patch", "save", "trace", "verify", "__version__"]
+           "InferenceConfig", "PatchContext", "PlanMismatchError", "PruningPlan", "Target", "UnsupportedOpError",
+           "VerifyReport", "apply", "count", "export", "load", "plan", "prepare_inference", "register_patch", "save",
+           "trace", "verify", "__version__"]

@@ -47,17 +47,20 @@ def _macs(model: nn.Module, example: torch.Tensor) -> int:
 
 
 def prune_to_macs(model: nn.Module, example: torch.Tensor, target: float, global_pruning: bool = True,
-                  iterations: int = 12, max_pruning_ratio: float = 0.9) -> tuple[nn.Module, dict[str, Any]]:
+                  iterations: int = 12, max_pruning_ratio: float = 0.9,
+                  importance: Any = None) -> tuple[nn.Module, dict[str, Any]]:
     """A pruned copy of `model` keeping at most `target` of its MACs (counted by prunekit), found by bisection
     on MetaPruner's pruning_ratio. Global ranking by default: with per-layer (uniform) ratios the narrow layers
     of small CIFAR-style nets round the MACs in steps of 5-10 points, far from the target. At most
-    `max_pruning_ratio` of a layer goes (prunekit's max_ratio guard); the classifier is left whole."""
+    `max_pruning_ratio` of a layer goes (prunekit's max_ratio guard); the classifier is left whole. `importance`:
+    a torch-pruning importance object (default: group-norm, p=2)."""
     import torch_pruning as tp
     base = _macs(model, example)
+    imp = importance if importance is not None else _importance()
 
     def attempt(ratio: float) -> tuple[nn.Module, float]:
         m = copy.deepcopy(model).eval()
-        pruner = tp.pruner.MetaPruner(m, example, importance=_importance(), pruning_ratio=ratio,
+        pruner = tp.pruner.MetaPruner(m, example, importance=imp, pruning_ratio=ratio,
                                       global_pruning=global_pruning, max_pruning_ratio=max_pruning_ratio,
                                       ignored_layers=_classifier(m))
         pruner.step()
@@ -76,5 +79,5 @@ def prune_to_macs(model: nn.Module, example: torch.Tensor, target: float, global
         m, kept = attempt(hi)
         best = (m, kept, hi)
     m, kept, ratio = best
-    return m, {"pruning_ratio": ratio, "macs_kept": kept, "importance": type(_importance()).__name__,
+    return m, {"pruning_ratio": ratio, "macs_kept": kept, "importance": type(imp).__name__,
                "global_pruning": global_pruning, "torch_pruning": version()}

@@ -25,9 +25,11 @@ from ..report import plot_speedup_vs_mac_ratio
 from ..surgery import apply
 from . import common, output
 from .config import BenchConfig
+from .speed224 import run_224
 from .timing import paired_latency, paired_onnx_latency
 
 SOURCES = ("redundancy", "coarse", "admm")
+RESUMABLE = True  # the 224-px section's rows (--opt section=224); the narrow section reruns whole
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {"latency_runs": 50, "archs": []},
     "quick": {"latency_runs": 3, "latency_batches": [1, 8]},
@@ -106,6 +108,15 @@ def quick_entries(cfg: BenchConfig, example: torch.Tensor) -> list[dict[str, Any
 
 
 def run(cfg: BenchConfig) -> dict[str, Any]:
+    """The narrow section (the other suites' pruned models), or with `--opt section=224` the 224-px one."""
+    section = cfg.opts.get("section", "narrow")
+    if section == "224":
+        return run_224(cfg, PRESETS["opts"])
+    if section != "narrow":
+        raise ValueError(f"speed: --opt section={section!r}; valid: narrow (default), 224")
+    if cfg.resume or cfg.full:
+        raise ValueError("speed: --resume and --full are for the 224-px section (--opt section=224); the narrow "
+                         "section reruns whole in minutes")
     started = time.time()
     common.set_threads(cfg)
     out = Path(cfg.out or "benchmarks/results/speed")

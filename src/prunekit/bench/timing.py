@@ -15,7 +15,8 @@ from ..measure import export_onnx
 from ..measure.inputs import rebatch
 
 
-def _alternate(fns: dict[str, Callable[[], object]], runs: int, warmup: int) -> dict[str, float]:
+def alternate_times(fns: dict[str, Callable[[], object]], runs: int, warmup: int) -> dict[str, list[float]]:
+    """Milliseconds of every timed call of each function, the functions called in turn, run by run."""
     for _ in range(warmup):
         for fn in fns.values():
             fn()
@@ -25,7 +26,11 @@ def _alternate(fns: dict[str, Callable[[], object]], runs: int, warmup: int) -> 
             t0 = time.perf_counter()
             fn()
             times[k].append((time.perf_counter() - t0) * 1000.0)
-    return {k: statistics.median(v) for k, v in times.items()}
+    return times
+
+
+def _alternate(fns: dict[str, Callable[[], object]], runs: int, warmup: int) -> dict[str, float]:
+    return {k: statistics.median(v) for k, v in alternate_times(fns, runs, warmup).items()}
 
 
 def paired_latency(models: dict[str, nn.Module], example: torch.Tensor, batch: int, runs: int = 20,

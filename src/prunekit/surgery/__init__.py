@@ -1,7 +1,8 @@
 """Removing channels, masks, verification."""
 from .apply import PlanMismatchError, apply
+from .inference import InferenceConfig, InferenceError, InferenceReport, prepare_inference
 from .patches import PatchContext, register_patch, unregister_patch
 from .verify import VerifyReport, verify, zeroed_copy
 
-__all__ = ["PatchContext", "PlanMismatchError", "VerifyReport", "apply", "register_patch", "unregister_patch", "verify",
-           "zeroed_copy"]
+__all__ = ["InferenceConfig", "InferenceError", "InferenceReport", "PatchContext", "PlanMismatchError", "VerifyReport",
+           "apply", "prepare_inference", "register_patch", "unregister_patch", "verify", "zeroed_copy"]
