@@ -10,7 +10,8 @@ Writes benchmarks/results/engine/{results.json,results.md} for torchvision and .
 (or --out); --resume continues a run from its rows.jsonl, so a zoo can be run in parts. Each tool runs on each
 model in a fresh process limited to --limit-seconds and --limit-memory-gb, so a tool that hangs or exhausts
 memory on one model gives that model an error row and the run goes on. prunekit's "exact" is checked by zeroing
-plan.removals() in the original (independently of pk.verify): `wrong_exact` counts the claims it refutes.
+plan.removals() in the original (independently of pk.verify): `wrong_exact` counts the claims it refutes, and
+any such row makes the run exit with status 1, naming the models.
 """
 from __future__ import annotations
 
@@ -313,6 +314,10 @@ def main(argv=None) -> int:
     rows = _run_rows(args, out, names, ["prunekit"] + (["torch_pruning"] if peer else []))
     command = " ".join(["python", "benchmarks/engine.py", *(sys.argv[1:] if argv is None else argv)])
     print(json.dumps(write_results(out, rows, timings, peer, command)))
+    wrong = [r["model"] for r in rows if r["prunekit"].get("wrong_exact")]
+    if wrong:  # a wrong "exact" is the worst bug: the run fails and names the models (rows are kept)
+        print(f"prunekit claims exact where the zeroing check disagrees: {', '.join(wrong)}", file=sys.stderr)
+        return 1
     return 0
 
 

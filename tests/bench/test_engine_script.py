@@ -61,3 +61,13 @@ def test_engine_script_timm_zoo_and_summary(engine, tmp_path):
     (tmp_path / "timm" / "results.json").write_text(json.dumps({"summary": summary, "command": "cmd"}))
     text = engine.write_summary(tmp_path)
     assert "| timm | 1 | 1 | 1 | 0 | 0 | - | `cmd` |" in text and (tmp_path / "SUMMARY.md").read_text() == text
+
+
+def test_engine_script_fails_on_a_wrong_exact_claim(engine, tmp_path, capsys):
+    rows = [{"model": "m", "input": [1, 3, 32, 32], "prunekit": {"ok": True, "verified": False, "exact": True,
+                                                                 "claims_exact": True, "wrong_exact": True}}]
+    (tmp_path / "rows.jsonl").write_text(json.dumps(rows[0]) + "\n")
+    args = ["--resume", "--models", "m", "--no-peer", "--skip-timings", "--out", str(tmp_path)]
+    assert engine.main(args) == 1  # the row is kept (resumable), the run fails and names the model
+    assert "zeroing check disagrees: m" in capsys.readouterr().err
+    assert json.loads((tmp_path / "results.json").read_text())["summary"]["prunekit_wrong_exact"] == 1
