@@ -16,11 +16,12 @@ from torch import nn
 from ..data import Loaders, dataset_info, get_dataset, make_loader
 from ..probing import trace
 from ..measure import count
-from ..methods import run_method as _run
+from ..data.provenance import data_read
 from ..methods.common import Recovery, recover
 from ..train import TrainConfig
 from ..train import evaluate as _evaluate
-from ..workflow import train_base
+from ..workflow import (BaseConfig, DataConfig, ModelConfig, PruneConfig, RecoverConfig, RunData, WorkflowConfig,
+                        WorkflowResult, run_workflow, train_base)
 from .config import BenchConfig
 from .timing import paired_latency
 
@@ -108,33 +109,68 @@ def recovery_kwargs(cfg: BenchConfig, seed: int, **over: Any) -> dict[str, Any]:
     return kw
 
 
-def run_method(base: nn.Module, data: Data, method: str, **kwargs: Any) -> tuple[nn.Module, dict]:
-    """`method` on a fresh copy of the base with the suite's data (batch order seeded by kwargs["seed"]);
-    returns (pruned model, method report)."""
-    seed = int(kwargs.get("seed", 0))
-    torch.manual_seed(seed)
-    model = copy.deepcopy(base).train()
+def workflow_config(cfg: BenchConfig, arch: str, width: float, method: str, seed: int, target: float, *,
+                    criterion: str | None = None, policy: str | None = None, finetune_epochs: int | None = None,
+                    max_steps_per_epoch: int | None = None, from_scratch: bool = False,
+                    score_batches: int | None = None, options: dict[str, Any] | None = None) -> WorkflowConfig:
+    """The WorkflowConfig of one suite row: `method` toward `target` (fraction of MACs kept) on the suite's
+    base and data, recovered with the shared budget (finetune_epochs / max_steps_per_epoch override it for
+    rows that get more or fewer optimizer steps). `options`: the method's own keywords."""
+    return WorkflowConfig(
+        model=ModelConfig(arch, width=width),
+        data=DataConfig(cfg.dataset, data_dir=cfg.data_dir, train_subset=cfg.train_samples,
+                        test_subset=cfg.test_samples, batch_size=cfg.batch_size),
+        base=BaseConfig(epochs=cfg.base_epochs, lr=cfg.base_lr, cache_dir=cfg.cache_dir),
+        prune=PruneConfig(method=method, criterion=criterion, policy=policy, target={"macs": target},
+                          score_batches=_score_batches(cfg, score_batches),
+                          options={"train_config": TrainConfig(progress=False, verbose=False), **(options or {})}),
+        recover=RecoverConfig(finetune_epochs=cfg.finetune_epochs if finetune_epochs is None else finetune_epochs,
+                              lr=cfg.finetune_lr, from_scratch=from_scratch),
+        seed=seed, device="cpu", latency_runs=0, progress=False,
+        max_steps_per_epoch=cfg.finetune_steps if max_steps_per_epoch is None else max_steps_per_epoch)
+
+
+def _score_batches(cfg: BenchConfig, given: int | None) -> int:
+    n = cfg.score_batches if given is None else given
+    if not n:
+        raise ValueError("score_batches 0 (the whole training set): pass ranking_batches(cfg, data) as score_batches")
+    return int(n)
+
+
+def ranking_batches(cfg: BenchConfig, data: Data) -> int:
+    """Batches per ranking pass of data-driven criteria: cfg.score_batches, 0 meaning the whole training set."""
+    return int(cfg.score_batches) or len(data.train_loader(0))
+
+
+def run_row(base: nn.Module, data: Data, wcfg: WorkflowConfig) -> tuple[nn.Module, Any, WorkflowResult]:
+    """prune -> recover -> measure through `run_workflow` on a fresh copy of the suite's base (batch order
+    seeded by the config's seed, whatever ran before); returns (pruned model, its MethodResult, the result)."""
+    loaders = Loaders(data.train_loader(wcfg.seed), None, data.test_loader)
+    run_data = RunData(data.info, loaders, data_read(wcfg.data.dataset, wcfg.data.data_dir))
     t0 = time.perf_counter()
-    pruned, rep = _run(method, model, data.train_loader(seed), None, data.example(), **kwargs)
-    rep.setdefault("timings", {})["wall"] = time.perf_counter() - t0
-    return pruned.cpu().eval(), rep
+    res = run_workflow(wcfg, data=run_data, base_model=copy.deepcopy(base), log=log)
+    res.method.timings["wall"] = time.perf_counter() - t0
+    return res.model.cpu().eval(), res.method, res
 
 
 def finetune(model: nn.Module, data: Data, cfg: BenchConfig, seed: int) -> dict[str, float]:
     """Fine-tune a model pruned outside prunekit (the torch-pruning peer) with the shared budget."""
     rec = Recovery(**{k: v for k, v in recovery_kwargs(cfg, seed).items()})
-    timings: dict[str, float] = {}
-    recover(model.train(), None, data.train_loader(seed), None, rec, timings, {})
-    return timings
+    done = recover(model.train(), None, data.train_loader(seed), None, rec)
+    return {done.phase: done.seconds}
 
 
 def measure_row(model: nn.Module, data: Data, base: dict[str, Any], cfg: BenchConfig,
-                dense: nn.Module | None = None) -> dict[str, Any]:
+                dense: nn.Module | None = None, result: WorkflowResult | None = None) -> dict[str, Any]:
     """Accuracy, MACs and parameters kept, channels per group and (with `dense`) the measured CPU speedup at
-    batch 64 (paired timing, see timing.paired_latency). `base`: the entry of prepare_base."""
+    batch 64 (paired timing, see timing.paired_latency). `base`: the entry of prepare_base. With `result`
+    (the row's WorkflowResult) accuracy, MACs and parameters are the workflow's measurements."""
     ex = data.example()
-    c = counts(model, ex)
-    row: dict[str, Any] = {"top1": evaluate(model, data), "macs": c["macs"], "params": c["params"],
+    if result is not None:
+        top1, c = float(result.after["top1"]), {"macs": int(result.after["macs"]), "params": int(result.after["params"])}
+    else:
+        top1, c = evaluate(model, data), counts(model, ex)
+    row: dict[str, Any] = {"top1": top1, "macs": c["macs"], "params": c["params"],
                            "macs_kept": c["macs"] / base["macs"], "params_kept": c["params"] / base["params"],
                            "widths": widths(model, ex, ref=base.get("graph"))}
     if dense is not None:
@@ -196,3 +232,12 @@ def bases_intro(bases: dict[str, dict[str, Any]]) -> str:
 
 def bases_info(bases: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return {"bases": {a: {k: v for k, v in b.items() if k not in ("widths", "graph")} for a, b in bases.items()}}
+
+
+def progress_note(cfg: BenchConfig, runs: list[dict[str, Any]], per_setting: int) -> str:
+    """A sentence for a suite still under way: rows finished of the rows planned (empty when all are done)."""
+    planned = len(cfg.archs) * len(cfg.targets) * len(cfg.seeds) * per_setting
+    if len(runs) >= planned:
+        return ""
+    return (f" **Partial**: {len(runs)} of {planned} runs finished; the rest continue with the command below "
+            "plus `--resume`.")

@@ -41,12 +41,14 @@ class BenchConfig:
     cache_dir: str | None = None
     out: str | None = None
     quick: bool = False
+    full: bool = False
+    resume: bool = False
     command: str = ""
     opts: dict[str, Any] = field(default_factory=dict)
 
     def budget(self) -> dict[str, Any]:
         """The sizes that decide the cost, for results.md."""
-        return {"size": "quick" if self.quick else "default", "dataset": self.dataset,
+        return {"size": "quick" if self.quick else "full" if self.full else "default", "dataset": self.dataset,
                 "train_samples": self.train_samples, "test_samples": self.test_samples,
                 "batch_size": self.batch_size, "base_epochs": self.base_epochs, "base_lr": self.base_lr,
                 "base_max_steps": self.base_max_steps, "finetune_epochs": self.finetune_epochs,
@@ -64,11 +66,25 @@ QUICK_COMMON: dict[str, Any] = {
 }
 
 
-def make_config(suite: str, quick: bool, presets: dict[str, dict[str, Any]], **overrides: Any) -> BenchConfig:
-    """The suite's preset ("quick" or "default"), then every override that is not None."""
-    base = dict(QUICK_COMMON) if quick else {}
-    base.update(presets.get("quick" if quick else "default", {}))
-    opts = {**presets.get("opts", {}), **(presets.get("quick_opts", {}) if quick else {}), **base.pop("opts", {})}
+# Full: the realistic budget of issue 16 (whole data set, full-width ResNet-20 and VGG-11, base 8 epochs,
+# 3 whole fine-tuning epochs at lr 0.01, two seeds); hours on one core, so rows are resumable (--resume).
+FULL_COMMON: dict[str, Any] = {
+    "archs": [("resnet20", 1.0), ("vgg11", 1.0)], "targets": [0.25, 0.5], "seeds": [0, 1], "train_samples": None,
+    "test_samples": None, "base_epochs": 8, "finetune_epochs": 3, "finetune_steps": None, "finetune_lr": 0.01,
+    "full": True,
+}
+SIZES = ("quick", "default", "full")
+
+
+def make_config(suite: str, quick: bool, presets: dict[str, dict[str, Any]], full: bool = False,
+                **overrides: Any) -> BenchConfig:
+    """The suite's preset ("quick", "default" or "full"), then every override that is not None."""
+    if quick and full:
+        raise ValueError("give either quick or full, not both")
+    size = "quick" if quick else "full" if full else "default"
+    base = dict(QUICK_COMMON) if quick else dict(FULL_COMMON) if full else {}
+    base.update(presets.get(size, {}))
+    opts = {**presets.get("opts", {}), **presets.get(f"{size}_opts", {}), **base.pop("opts", {})}
     names = {f.name for f in dataclasses.fields(BenchConfig)}
     over_opts = overrides.pop("opts", None) or {}
     for k, v in overrides.items():

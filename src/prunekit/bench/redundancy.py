@@ -11,6 +11,7 @@ from typing import Any
 from . import common, output, peer
 from .config import BenchConfig
 from .plots import standard_plots
+from .rows import SuiteRows
 
 PRESETS: dict[str, dict[str, Any]] = {"default": {}, "quick": {}}
 
@@ -39,55 +40,74 @@ COLUMNS: list[output.Column] = [
 ]
 
 
+KEYS = ("arch", "target", "method", "seed")
+RESUMABLE = True
+
+
 def run(cfg: BenchConfig) -> dict[str, Any]:
     started = time.time()
     common.set_threads(cfg)
     out = Path(cfg.out or "benchmarks/results/redundancy")
     data = common.load_data(cfg)
-    ex = data.example()
     labels = list(METHODS) + ([PEER] if cfg.peer and peer.available() else [])
-    runs: list[dict[str, Any]] = []
+    rows = SuiteRows(out, cfg, KEYS, resume=cfg.resume)
     bases: dict[str, Any] = {}
     peer_cache: dict[tuple, Any] = {}
     total = len(cfg.archs) * len(cfg.targets) * len(labels) * len(cfg.seeds)
+    results: dict[str, Any] = {}
     for arch, width in cfg.archs:
         base, bases[arch] = common.prepare_base(cfg, data, arch, width)
-        base_top1 = bases[arch]["top1"]
-        for target in cfg.targets:
-            for label in labels:
-                for seed in cfg.seeds:
-                    t0 = time.perf_counter()
-                    if label == PEER:
-                        if (arch, target) not in peer_cache:  # deterministic: searched once per arch and target
-                            peer_cache[(arch, target)] = peer.prune_to_macs(base, ex, target,
-                                                                            iterations=6 if cfg.quick else 12)
-                        model, pinfo = copy.deepcopy(peer_cache[(arch, target)][0]), peer_cache[(arch, target)][1]
-                        t_prune = time.perf_counter() - t0
-                        timings = {"prune": t_prune, **common.finetune(model, data, cfg, seed)}
-                        model.eval()
-                        extra = {"peer": pinfo}
-                    else:
-                        method, kw = METHODS[label]
-                        kw = dict(kw)
-                        if kw.get("criterion") in ("taylor",):
-                            kw["score_batches"] = cfg.score_batches
-                        model, rep = common.run_method(base, data, method, target={"macs": target},
-                                                       **common.recovery_kwargs(cfg, seed), **kw)
-                        timings = rep["timings"]
-                        extra = {}
-                    row = common.measure_row(model, data, bases[arch], cfg, dense=base)
-                    row.update(arch=arch, width=width, target=target, method=label, seed=seed, base_top1=base_top1,
-                               delta=row["top1"] - base_top1, timings=timings, wall_s=time.perf_counter() - t0,
-                               **extra)
-                    runs.append(row)
-                    common.log(f"[{len(runs)}/{total}] {arch} {100 * target:.0f}% {label} seed {seed}: "
+        for seed in cfg.seeds:
+            for target in cfg.targets:
+                for label in labels:
+                    if rows.done(arch=arch, target=target, method=label, seed=seed) is not None:
+                        continue
+                    row = _row(cfg, data, base, bases[arch], arch, width, target, label, seed, peer_cache)
+                    rows.add(row)
+                    common.log(f"[{len(rows.runs)}/{total}] {arch} {100 * target:.0f}% {label} seed {seed}: "
                                f"top-1 {100 * row['top1']:.2f}%, MACs kept {100 * row['macs_kept']:.1f}%, "
                                f"speedup {row['speedup']:.2f}x ({row['wall_s']:.0f} s)")
+                    results = write(cfg, out, rows.runs, bases, labels, started)  # every finished row lands
+    return results if results else write(cfg, out, rows.runs, bases, labels, started)
+
+
+def _row(cfg: BenchConfig, data: common.Data, base: Any, entry: dict[str, Any], arch: str, width: float,
+         target: float, label: str, seed: int, peer_cache: dict[tuple, Any]) -> dict[str, Any]:
+    """One run: prune `base` with `label`'s method to `target`, fine-tune, measure."""
+    t0 = time.perf_counter()
+    result = None
+    if label == PEER:
+        ex = data.example()
+        if (arch, target) not in peer_cache:  # deterministic: searched once per arch and target
+            peer_cache[(arch, target)] = peer.prune_to_macs(base, ex, target, iterations=6 if cfg.quick else 12)
+        model, pinfo = copy.deepcopy(peer_cache[(arch, target)][0]), peer_cache[(arch, target)][1]
+        t_prune = time.perf_counter() - t0
+        timings = {"prune": t_prune, **common.finetune(model, data, cfg, seed)}
+        model.eval()
+        extra = {"peer": pinfo}
+    else:
+        method, kw = METHODS[label]
+        kw = dict(kw)
+        wcfg = common.workflow_config(cfg, arch, width, method, seed, target, criterion=kw.pop("criterion"),
+                                      policy=kw.pop("policy"), from_scratch=kw.pop("from_scratch", False),
+                                      score_batches=common.ranking_batches(cfg, data), options=kw)
+        model, rep, result = common.run_row(base, data, wcfg)
+        timings = rep.timings
+        extra = {}
+    row = common.measure_row(model, data, entry, cfg, dense=base, result=result)
+    row.update(arch=arch, width=width, target=target, method=label, seed=seed, base_top1=entry["top1"],
+               delta=row["top1"] - entry["top1"], timings=timings, wall_s=time.perf_counter() - t0, **extra)
+    return row
+
+
+def write(cfg: BenchConfig, out: Path, runs: list[dict[str, Any]], bases: dict[str, Any], labels: list[str],
+          started: float) -> dict[str, Any]:
+    """results.json / runs.json / results.md / plots from the rows finished so far."""
     order = {lab: i for i, lab in enumerate(labels)}
+    archs = [a for a, _ in cfg.archs]
     table = common.aggregate(runs, ("arch", "target", "method"),
                              ("top1", "delta", "macs_kept", "params_kept", "speedup"),
-                             order=lambda r: ([a for a, _ in cfg.archs].index(r["arch"]), -r["target"],
-                                              order[r["method"]]))
+                             order=lambda r: (archs.index(r["arch"]), -r["target"], order[r["method"]]))
     plots = standard_plots(out, cfg, runs, table, bases)
     notes = observations(table, bases)
     intro = ("Fashion-MNIST; one trained base per architecture (cached, shared by every method); every method "
@@ -98,7 +118,8 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
              "re-initialises the srr+l1 architecture and trains it with the same budget at 10x the fine-tuning "
              "learning rate; " + (f"`{PEER}` is torch-pruning's MetaPruner with group-norm (L2) importance, "
                                   "global ranking, its pruning ratio searched to the MAC target, fine-tuned by prunekit."
-                                  if PEER in labels else "torch-pruning is not installed: no peer rows."))
+                                  if PEER in labels else "torch-pruning is not installed: no peer rows.")
+             + common.progress_note(cfg, runs, len(labels)))
     return output.write_suite(out, cfg, "Redundancy: where to prune (SRR, width, global, uniform, scratch, peer)",
                               intro, table, COLUMNS, runs, plots, notes,
                               info=common.bases_info(bases), started=started)

@@ -13,6 +13,7 @@ import yaml
 from ..bench import SUITES, suite_config, suite_module
 from ..bench.auto import add_bench_auto_parser, cmd_bench_auto
 from ..bench.output import command_line
+from ..bench.rows import ROWS_FILE
 from ..workflow import prepare_output_dir
 from . import argtypes as T
 from .common import CliError
@@ -33,6 +34,11 @@ def _arch(text: str) -> tuple[str, float]:
 
 def add_suite_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="tiny subset, one seed and target, a few steps")
+    p.add_argument("--full", action="store_true",
+                   help="the realistic budget (whole data set, full-width models, base 8 epochs, 3 fine-tuning "
+                        "epochs, 2 seeds; hours): into <out>/full")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the suite in --out: rows already in its rows.jsonl are kept, the rest run")
     p.add_argument("--out", default=None, help="output folder (default benchmarks/results/<suite>)")
     p.add_argument("--overwrite", action="store_true", help="replace earlier results in --out")
     p.add_argument("--cache-dir", default=None, help="trained bases (default ~/.cache/prunekit/bench)")
@@ -50,6 +56,8 @@ def add_suite_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--finetune-steps", type=T.nonneg_int, default=None,
                    help="optimizer steps per fine-tuning epoch (cap; 0 = whole epochs)")
     p.add_argument("--finetune-lr", type=T.positive_float, default=None)
+    p.add_argument("--score-batches", type=T.nonneg_int, default=None,
+                   help="batches per ranking pass of data-driven criteria (0 = the whole training set)")
     p.add_argument("--latency-runs", type=T.nonneg_int, default=None)
     p.add_argument("--threads", type=T.positive_int, default=None, help="torch threads (default 1: a shared small machine)")
     p.add_argument("--no-peer", action="store_true", help="skip torch-pruning even where installed")
@@ -76,6 +84,8 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
             "batch_size": args.batch_size, "base_epochs": args.base_epochs, "finetune_epochs": args.finetune_epochs,
             "finetune_lr": args.finetune_lr,
             "latency_runs": args.latency_runs, "threads": args.threads, "opts": opts}
+    if args.score_batches is not None:
+        over["score_batches"] = args.score_batches
     for key in ("train_samples", "test_samples", "finetune_steps"):
         v = getattr(args, key)
         if v is not None:
@@ -91,10 +101,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return int(cmd_bench_auto(args) or 0)
     if suite not in SUITES:
         raise CliError(f"give a suite: {', '.join(SUITES)} or auto")
-    cfg = suite_config(suite, args.quick, **overrides(args))
+    if args.quick and args.full:
+        raise CliError("give either --quick or --full, not both")
+    if args.resume and args.overwrite:
+        raise CliError("give either --resume (continue the rows in --out) or --overwrite (start afresh), not both")
+    module = suite_module(suite)
+    if (args.full or args.resume) and not getattr(module, "RESUMABLE", False):
+        raise CliError(f"--full and --resume are for the suites with resumable rows "
+                       f"({', '.join(s for s in SUITES if getattr(suite_module(s), 'RESUMABLE', False))}), "
+                       f"not {suite}")
+    cfg = suite_config(suite, args.quick, full=args.full, resume=args.resume, **overrides(args))
     cfg.command = command_line()
-    out = cfg.out or f"benchmarks/results/{suite}"
-    prepare_output_dir(Path(out), overwrite=args.overwrite)
-    results = suite_module(suite).run(cfg)
+    out = cfg.out or f"benchmarks/results/{suite}" + ("/full" if args.full else "")
+    cfg.out = out
+    prepare_output_dir(Path(out), overwrite=args.overwrite, resume=args.resume, resume_file=ROWS_FILE)
+    results = module.run(cfg)
     print(f"{suite}: {len(results['results'])} table rows -> {out}/results.md (wall {results['wall_s'] / 60:.1f} min)")
     return 0

@@ -147,3 +147,15 @@ def get_base(cfg: WorkflowConfig, data: RunData, log: Callable[[str], None] = pr
                                   cfg.seed, cfg.base.cache_dir, cfg.base.use_cache, cfg.max_steps_per_epoch,
                                   cfg.device, cfg.progress, log)
     return model, m.name, kw, base_info
+
+
+def given_base(cfg: WorkflowConfig, model: nn.Module) -> tuple[nn.Module, str, dict[str, Any], dict[str, Any]]:
+    """(model, registry name, constructor keywords, info) for a base handed to the run in memory; a model
+    without a registry spec, or of another architecture than `model.name`, is an error."""
+    spec = spec_of(model)
+    if spec is None:
+        raise ValueError(f"base_model: a {type(model).__name__} without a registry spec (build it with "
+                         "prunekit.models.create)")
+    if cfg.model.name and spec.name != cfg.model.name:
+        raise ValueError(f"base_model is a {spec.name} ({spec.kwargs}), not the model.name {cfg.model.name!r}")
+    return model, spec.name, dict(spec.kwargs), {"source": "memory", "time_s": 0.0}

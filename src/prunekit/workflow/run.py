@@ -22,7 +22,7 @@ from ..report import complete_report, plot_before_after, plot_layer_widths, plot
 from ..report.analysis import analyze_model, plot_analysis
 from ..train import evaluate, seed_everything
 from ..utils import atomic_write
-from .base import RunData, data_description, get_base, load_data
+from .base import RunData, data_description, get_base, given_base, load_data
 from ..quantize.pipeline import SCHEME as INT8, int8_step
 from .config import QUANTIZERS, WorkflowConfig, register_quantizer
 from .models import ModelSourceError, example_input, measure_model
@@ -44,6 +44,7 @@ class WorkflowResult:
     out: Path | None = None
     analysis: list[dict[str, Any]] | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    method: Any = None                    # the method's MethodResult (history, timings, extras)
 
 
 def measure(model: nn.Module, example: torch.Tensor, test_loader, latency_runs: int, device=None) -> dict[str, Any]:
@@ -152,13 +153,15 @@ def _method_description(cfg: WorkflowConfig, rep: Any) -> dict[str, Any]:
             "from_scratch": r.from_scratch, "extra": dict(p.options)}
 
 
-def run_workflow(config: WorkflowConfig, *, data: RunData | None = None,
+def run_workflow(config: WorkflowConfig, *, data: RunData | None = None, base_model: nn.Module | None = None,
                  log: Callable[[str], None] = print) -> WorkflowResult:
     """Run the whole story for `config`; returns the result (and writes it to `config.out` when set).
 
     Args:
         config: the validated run configuration (recorded in report.json under "config").
         data: loaders to use instead of building them from `config.data` (the demo's fallback data set).
+        base_model: a base already in memory (a registry model of `config.model.name`), pruned in place
+            instead of loading `config.base.path` or training one (the benchmark suites' shared bases).
         log: where progress lines go.
 
     Returns:
@@ -180,7 +183,7 @@ def run_workflow(config: WorkflowConfig, *, data: RunData | None = None,
     out = _check_before_work(cfg)
     timings: dict[str, float] = {}
     data = data if data is not None else load_data(cfg.data, cfg.seed, cfg.model.input_size)
-    model, name, kw, base_info = get_base(cfg, data, log)
+    model, name, kw, base_info = get_base(cfg, data, log) if base_model is None else given_base(cfg, base_model)
     timings["base"] = base_info["time_s"]
     example = example_input(kw.get("in_channels", data.info.in_channels), data.info.image_size)
     t0 = time.perf_counter()
@@ -231,4 +234,4 @@ def run_workflow(config: WorkflowConfig, *, data: RunData | None = None,
         _save(out, pruned, plan, spec, report, base_widths, pruned_widths, cfg.prune.method, hist,
               input_shape=list(example.shape[1:]))
     return WorkflowResult(config=cfg, model=pruned.cpu(), plan=plan, before=before, after=after, report=report,
-                          out=out, analysis=analysis, timings=timings)
+                          out=out, analysis=analysis, timings=timings, method=rep)

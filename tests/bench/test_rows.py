@@ -1,0 +1,56 @@
+"""Resumable suite rows (bench/rows.py) and the rows running through run_workflow with an in-memory base."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from prunekit.bench import suite_config, suite_module
+from prunekit.bench.rows import ROWS_FILE, ResumeMismatchError, SuiteRows
+from prunekit.models import create
+from prunekit.workflow import ModelConfig, PruneConfig, WorkflowConfig, run_workflow
+
+
+def test_resume_reruns_only_the_missing_row_with_the_same_numbers(tmp_path):
+    out, cache = tmp_path / "coarse", tmp_path / "cache"
+    cfg = suite_config("coarse", quick=True, out=str(out), cache_dir=str(cache), peer=False)
+    first = suite_module("coarse").run(cfg)
+    lines = (out / ROWS_FILE).read_text().splitlines()
+    assert len(lines) == 3  # header + iterative + coarse
+    dropped = json.loads(lines[-1])
+    (out / ROWS_FILE).write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:40])  # the last row cut mid-write
+    again = suite_module("coarse").run(suite_config("coarse", quick=True, out=str(out), cache_dir=str(cache),
+                                                    peer=False, resume=True))
+    rows = [json.loads(ln) for ln in (out / ROWS_FILE).read_text().splitlines()[1:] ]
+    rerun = [r for r in rows if r["method"] == dropped["method"]]
+    assert len(rows) == 2 and len(rerun) == 1
+    for key in ("top1", "macs", "params", "widths", "train_steps"):
+        assert rerun[0][key] == dropped[key], key
+    assert [r["top1"] for r in again["results"]] == [r["top1"] for r in first["results"]]
+
+
+def test_resume_with_other_settings_is_refused(tmp_path):
+    cfg = suite_config("admm", quick=True, out=str(tmp_path))
+    SuiteRows(tmp_path, cfg, ("arch", "seed"))
+    other = suite_config("admm", quick=True, out=str(tmp_path), finetune_lr=0.5)
+    with pytest.raises(ResumeMismatchError, match="finetune_lr: 0.02 there, 0.5 now"):
+        SuiteRows(tmp_path, other, ("arch", "seed"), resume=True)
+
+
+def test_full_and_quick_together_are_refused():
+    with pytest.raises(ValueError, match="either quick or full"):
+        suite_config("redundancy", quick=True, full=True)
+    full = suite_config("coarse", full=True)
+    assert full.budget()["size"] == "full" and full.train_samples is None and full.finetune_steps is None
+    assert full.score_batches == 0 and full.opts["prunes"] == 8 and full.base_epochs >= 8
+
+
+def test_workflow_prunes_a_base_given_in_memory_and_refuses_another_arch():
+    torch.manual_seed(0)
+    base = create("resnet20", num_classes=10, in_channels=1, width=0.25)
+    cfg = WorkflowConfig(model=ModelConfig("vgg11"), prune=PruneConfig(ratio=0.3), latency_runs=0, progress=False)
+    with pytest.raises(ValueError, match="base_model is a resnet20"):
+        run_workflow(cfg, base_model=base, log=lambda m: None)
+    with pytest.raises(ValueError, match="without a registry spec"):
+        run_workflow(cfg, base_model=torch.nn.Linear(2, 2), log=lambda m: None)
