@@ -112,17 +112,19 @@ def recovery_kwargs(cfg: BenchConfig, seed: int, **over: Any) -> dict[str, Any]:
 def workflow_config(cfg: BenchConfig, arch: str, width: float, method: str, seed: int, target: float, *,
                     criterion: str | None = None, policy: str | None = None, finetune_epochs: int | None = None,
                     max_steps_per_epoch: int | None = None, from_scratch: bool = False,
-                    score_batches: int | None = None, options: dict[str, Any] | None = None) -> WorkflowConfig:
+                    score_batches: int | None = None, round_to: int = 1,
+                    options: dict[str, Any] | None = None) -> WorkflowConfig:
     """The WorkflowConfig of one suite row: `method` toward `target` (fraction of MACs kept) on the suite's
     base and data, recovered with the shared budget (finetune_epochs / max_steps_per_epoch override it for
-    rows that get more or fewer optimizer steps). `options`: the method's own keywords."""
+    rows that get more or fewer optimizer steps). round_to: channel multiples. `options`: the method's own
+    keywords."""
     return WorkflowConfig(
         model=ModelConfig(arch, width=width),
         data=DataConfig(cfg.dataset, data_dir=cfg.data_dir, train_subset=cfg.train_samples,
                         test_subset=cfg.test_samples, batch_size=cfg.batch_size),
         base=BaseConfig(epochs=cfg.base_epochs, lr=cfg.base_lr, cache_dir=cfg.cache_dir),
         prune=PruneConfig(method=method, criterion=criterion, policy=policy, target={"macs": target},
-                          score_batches=_score_batches(cfg, score_batches),
+                          score_batches=_score_batches(cfg, score_batches), round_to=round_to,
                           options={"train_config": TrainConfig(progress=False, verbose=False), **(options or {})}),
         recover=RecoverConfig(finetune_epochs=cfg.finetune_epochs if finetune_epochs is None else finetune_epochs,
                               lr=cfg.finetune_lr, from_scratch=from_scratch),

@@ -4,7 +4,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import prunekit as pk
 from ..quantize import QuantizeConfig, quantize_model
 from . import common
 from .config import BenchConfig
@@ -24,9 +23,9 @@ def cnn_variants(cfg: BenchConfig, arch: str, width: float, folder: Path) -> tup
     for t in cfg.targets:
         common.log(f"{arch}: pruning to {t:.0%} of the MACs (uniform l1, widths multiples of {round_to}, "
                    f"{cfg.finetune_steps} fine-tuning steps)")
-        pruned, _ = common.run_method(base, data, "oneshot", target=pk.Target(macs=t), criterion="l1",
-                                      policy="uniform", trace_kw={"round_to": round_to},
-                                      **common.recovery_kwargs(cfg, seed))
+        wcfg = common.workflow_config(cfg, arch, width, "oneshot", seed, t, criterion="l1", policy="uniform",
+                                      round_to=round_to)
+        pruned, _, _ = common.run_row(base, data, wcfg)
         models[f"pruned {t:.0%}"] = (pruned, common.counts(pruned, example)["macs"] / entry["macs"])
     variants = []
     for name, (model, kept) in models.items():
