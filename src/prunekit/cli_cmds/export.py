@@ -97,7 +97,12 @@ def cmd_export(args: argparse.Namespace) -> int:
             ("inputs", ", ".join(res.input_names) + f" (dynamic batch; checked at {res.checked_batches})"),
             ("max |PyTorch - onnxruntime|", f"{res.max_abs_diff:.3g} (atol {res.atol:g})")]
     rows += [(f"onnxruntime latency, batch {b}", f"{ms:.3f} ms") for b, ms in res.latency_ms.items()]
+    if res.conv_layout is not None and res.conv_layout.convs:
+        rows.append(("convolutions in onnxruntime's blocked layout",
+                     f"{res.conv_layout.blocked} of {res.conv_layout.convs}"))
     print_table(f"prunekit export -> {res.path}", rows)
+    if res.layout_hint:
+        print(f"prunekit export: note: {res.layout_hint}")
     if not res.passed:
         print(f"prunekit export: error: onnxruntime differs from PyTorch by {res.max_abs_diff:.3g} > --atol "
               f"{res.atol:g} ({res.path} kept for inspection)")

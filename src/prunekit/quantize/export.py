@@ -12,6 +12,7 @@ from torch import nn
 
 from ..measure.inputs import Inputs, batch_size_of, call_model, model_device, rebatch, to_device
 from ..measure.onnx import input_names
+from ..measure.ort_layout import OrtConvLayout, block_size, ort_conv_layout
 from ..utils import atomic_write
 from .config import QuantizeError
 from .runtime import max_abs_diff, ort_latency, positional, session
@@ -28,7 +29,8 @@ class ExportResult:
     path: the ONNX file. size_bytes: its size. max_abs_diff: the largest |PyTorch - onnxruntime| over all
     outputs at every checked batch size. atol: the tolerance it was held to. checked_batches: batch sizes
     compared (the example's and another one, to prove the batch dimension is dynamic). latency_ms: median
-    onnxruntime latency per batch size. input_names: the graph's inputs.
+    onnxruntime latency per batch size. input_names: the graph's inputs. conv_layout: how many convolutions
+    onnxruntime runs in its blocked (NCHWc) layout; those left out run slower per MAC (see `layout_hint`).
     """
 
     path: Path
@@ -38,6 +40,19 @@ class ExportResult:
     checked_batches: list[int]
     latency_ms: dict[int, float] = field(default_factory=dict)
     input_names: list[str] = field(default_factory=list)
+    conv_layout: OrtConvLayout | None = None
+
+    @property
+    def layout_hint(self) -> str | None:
+        """A line on the convolutions onnxruntime leaves out of its blocked layout, None when there are none."""
+        lay = self.conv_layout
+        if lay is None or lay.blocked == lay.convs:
+            return None
+        b = block_size()
+        fix = (f"prune with widths that are multiples of {b} (round_to={b}, --round-to {b}) to keep them blocked"
+               if b > 1 else "this CPU has no blocked layout (no AVX2)")
+        return (f"{lay.convs - lay.blocked} of {lay.convs} convolutions run outside onnxruntime's blocked NCHWc "
+                f"layout (their channel counts do not fit its block); {fix}")
 
     @property
     def passed(self) -> bool:
@@ -46,7 +61,7 @@ class ExportResult:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["path"], d["passed"] = str(self.path), self.passed
+        d["path"], d["passed"], d["layout_hint"] = str(self.path), self.passed, self.layout_hint
         d["latency_ms"] = {str(k): v for k, v in self.latency_ms.items()}
         return d
 
@@ -157,7 +172,7 @@ def export(model: nn.Module, example_inputs: Inputs, path: str | os.PathLike, *,
     lat = ort_latency(sess, example_inputs, latency_batches, runs=runs, threads=threads) if latency_batches else {}
     result = ExportResult(path=path, size_bytes=path.stat().st_size, max_abs_diff=diff, atol=float(atol),
                           checked_batches=checked, latency_ms={b: r.median_ms for b, r in lat.items()},
-                          input_names=[i.name for i in sess.get_inputs()])
+                          input_names=[i.name for i in sess.get_inputs()], conv_layout=ort_conv_layout(path))
     if strict and not result.passed:
         raise ExportError(f"{path}: onnxruntime differs from PyTorch by {diff:.3g} > atol {atol:g}")
     return result
