@@ -8,6 +8,7 @@ build a model that crashes. Probing applies plans, so it sits above both `graph`
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib
 from typing import Any, Callable, Iterable
@@ -19,6 +20,8 @@ from .graph.groups import DependencyGraph
 from .graph.plan import PruningPlan
 from .surgery.apply import apply
 from .utils.inputs import call_model, output_tensors
+from .utils.gcpause import without_gc
+from .utils.metaops import FastMeta
 
 TRACER = importlib.import_module("prunekit.graph.trace")  # the module: its trace is looked up at each call
 
@@ -77,32 +80,72 @@ def _to_meta(obj):
     return torch.utils._pytree.tree_map(lambda t: t.to("meta") if isinstance(t, torch.Tensor) else t, obj)
 
 
-def shape_runner(model: nn.Module, example_inputs: Any):
-    """A function that copies the model, applies a plan and runs it, returning the output shapes.
+class NotRunnable(RuntimeError):
+    """The unpruned model runs as neither a meta copy nor a shared copy, so no plan can be checked this way."""
+
+
+class ShapeRunner:
+    """Copies the model, applies a plan and runs it, returning the output shapes; ``runner(None)`` (and
+    ``runner.ref``) gives those of the unpruned model.
 
     The copy lives on the meta device (shapes only: no memory, no arithmetic) whenever the unpruned model
     runs there; models with data-dependent steps that meta tensors cannot run use a copy sharing the real
-    tensors instead.
+    tensors instead. `expected`, the output shapes a trace of the same model on the same inputs recorded,
+    spares the unpruned run: a plan whose meta run gives exactly them passes with one forward, and any other
+    outcome is judged as without it (the unpruned model run on meta first, then real tensors if that fails).
     """
-    def make(copy_fn, inputs):
-        def run(plan) -> list:
-            m = copy_fn(model).eval()
-            if plan is not None:
-                apply(m, plan)
-            with torch.no_grad():
-                return [t.shape for t in output_tensors(call_model(m, inputs))]
-        return run
 
-    try:
-        run, ref = make(meta_copy, _to_meta(example_inputs)), None
-        ref = run(None)
-    except Exception:  # noqa: BLE001 - not runnable on meta: fall back to real tensors
-        run = make(shared_copy, example_inputs)
+    def __init__(self, model: nn.Module, example_inputs: Any, expected: list | None = None) -> None:
+        self.model, self.inputs, self.expected = model, example_inputs, expected
+        self.on_meta: bool | None = None  # None until the unpruned model was tried on meta
+        self._ref: list | None = None
 
-    def cached(plan) -> list:
-        return ref if plan is None and ref is not None else run(plan)
+    def _run(self, on_meta: bool, plan) -> list:
+        m = (meta_copy if on_meta else shared_copy)(self.model).eval()
+        if plan is not None:
+            apply(m, plan)
+        with torch.no_grad(), (FastMeta() if on_meta else contextlib.nullcontext()):
+            out = call_model(m, _to_meta(self.inputs) if on_meta else self.inputs)
+        return [t.shape for t in output_tensors(out)]
 
-    return cached
+    @property
+    def ref(self) -> list:
+        """Output shapes of the unpruned model (NotRunnable when it does not run as a copy at all)."""
+        return self._reference()
+
+    def _reference(self) -> list:
+        if self.on_meta is None:
+            try:
+                self._ref, self.on_meta = self._run(True, None), True
+            except Exception:  # noqa: BLE001 - not runnable on meta: fall back to real tensors
+                self.on_meta = False
+        if self._ref is None:
+            try:
+                self._ref = self._run(False, None)
+            except Exception as e:  # noqa: BLE001 - reported as the model's, not a plan's, failure
+                raise NotRunnable(f"the unpruned model does not run as a copy ({type(e).__name__}: {e})") from e
+        return self._ref
+
+    def __call__(self, plan) -> list:
+        if plan is None:
+            return self.ref
+        if self.on_meta is None and self.expected is not None:
+            try:
+                shapes = self._run(True, plan)
+            except Exception:  # noqa: BLE001 - judged below, once it is known whether meta runs the model
+                shapes = None
+            if shapes is not None and shapes == self.expected:
+                self.on_meta, self._ref = True, list(self.expected)
+                return shapes
+        self._reference()  # decides meta or real copies (NotRunnable if the model runs neither way)
+        return self._run(bool(self.on_meta), plan)
+
+
+def shape_runner(model: nn.Module, example_inputs: Any, graph: DependencyGraph | None = None) -> ShapeRunner:
+    """A ShapeRunner for `model` on `example_inputs`; given the `graph` traced from this very model on these
+    very inputs, it takes the output shapes the trace recorded as the unpruned reference."""
+    same = graph is not None and graph.model is model and graph.example_inputs is example_inputs
+    return ShapeRunner(model, example_inputs, graph.output_shapes if same else None)
 
 
 def probe_groups(model: nn.Module, graph: DependencyGraph, example_inputs: Any) -> int:
@@ -111,11 +154,7 @@ def probe_groups(model: nn.Module, graph: DependencyGraph, example_inputs: Any) 
     Group testing: remove one channel from every prunable group at once; only when that fails, split the
     set in halves and recurse, so a model with no hidden coupling costs a single forward.
     """
-    run = shape_runner(model, example_inputs)
-    try:
-        ref = run(None)
-    except Exception:  # the model cannot run this way (data-dependent ops on meta): keep the trace verdict
-        return 0
+    run = shape_runner(model, example_inputs, graph)
     errors: dict[str, str] = {}
 
     def try_set(groups) -> str | None:
@@ -126,11 +165,11 @@ def probe_groups(model: nn.Module, graph: DependencyGraph, example_inputs: Any) 
             kept[g.name] = [c for c in range(g.size) if c not in drop]
         try:
             shapes = run(PruningPlan.from_kept(graph, kept))
-            if shapes != ref:
-                return f"RuntimeError: output shapes change: {ref} -> {shapes}"
+        except NotRunnable:
+            raise
         except Exception as e:  # noqa: BLE001 - any failure means these groups cannot be pruned
             return f"{type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
-        return None
+        return None if shapes == run.ref else f"RuntimeError: output shapes change: {run.ref} -> {shapes}"
 
     def search(groups) -> None:
         err = try_set(groups)
@@ -144,8 +183,12 @@ def probe_groups(model: nn.Module, graph: DependencyGraph, example_inputs: Any) 
         search(groups[half:])
 
     cands = [g for g in graph.prunable_groups() if len(g.candidates) >= max(1, g.round_to) and g.size > g.round_to]
-    if cands:
+    if not cands:
+        return 0
+    try:
         search(cands)
+    except NotRunnable:  # the model cannot run this way (data-dependent ops on meta): keep the trace verdict
+        return 0
     for g in cands:
         if g.name in errors:
             g.prunable = False
@@ -153,6 +196,7 @@ def probe_groups(model: nn.Module, graph: DependencyGraph, example_inputs: Any) 
     return len(errors)
 
 
+@without_gc
 def exclude_breaking(model: nn.Module, graph: DependencyGraph, plan, example_inputs: Any) -> dict[str, str]:
     """Find the decisions of `plan` that break the forward only in combination (a width the model asserts on,
     an index table sized from another group) and mark their groups not prunable, with the error as reason.
@@ -160,20 +204,18 @@ def exclude_breaking(model: nn.Module, graph: DependencyGraph, plan, example_inp
     Decisions are added in chunks to a set known to run; a chunk that fails is halved until the one decision
     that breaks it is found, so a plan that runs costs one forward. Returns {group name: error}.
     """
-    run = shape_runner(model, example_inputs)
-    try:
-        ref = run(None)
-    except Exception:  # noqa: BLE001 - the model cannot run as a structural copy: nothing to check here
-        return {}
+    run = shape_runner(model, example_inputs, graph)
     good: dict[str, list[int]] = {}
     errors: dict[str, str] = {}
 
     def fails(kept: dict[str, list[int]]) -> str | None:
         try:
             shapes = run(PruningPlan.from_kept(graph, kept))
+        except NotRunnable:
+            raise
         except Exception as e:  # noqa: BLE001 - any failure means this combination cannot be applied
             return f"{type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
-        return None if shapes == ref else f"output shapes change: {ref} -> {shapes}"
+        return None if shapes == run.ref else f"output shapes change: {run.ref} -> {shapes}"
 
     def add(chunk: list) -> None:
         err = fails({**good, **{d.name: d.kept for d in chunk}})
@@ -185,7 +227,10 @@ def exclude_breaking(model: nn.Module, graph: DependencyGraph, plan, example_inp
             add(chunk[: len(chunk) // 2])
             add(chunk[len(chunk) // 2:])
 
-    add([d for d in plan.decisions if d.removed])
+    try:
+        add([d for d in plan.decisions if d.removed])
+    except NotRunnable:  # the model cannot run as a structural copy: nothing to check here
+        return {}
     for name, err in errors.items():
         g = graph.group(name)
         g.prunable = False

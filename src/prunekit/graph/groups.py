@@ -20,7 +20,8 @@ class Member:
     role: str  # "out" | "in" | "norm" | "other"
 
     def positions(self, channels) -> list[int]:
-        return sorted(i for c in channels for i in self.index[c])
+        index = self.index
+        return sorted([i for c in channels for i in index[c]])
 
 
 @dataclass
@@ -72,6 +73,7 @@ class DependencyGraph:
     macs_other: float = 0.0  # MACs not attributable to a weight (attention matmuls)
     param_keys: list[str] = field(default_factory=list)  # state_dict keys of the parameters (counted once)
     root_of: dict[int, tuple[str, int]] = field(default_factory=dict)  # union-find root -> (group, channel)
+    output_shapes: list | None = None  # shapes of the traced forward's output tensors (None: not known)
 
     def group(self, name: str) -> ChannelGroup:
         for g in self.groups:

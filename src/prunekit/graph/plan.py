@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import PlanFormatError
 from ..utils.fileio import atomic_write
 from .groups import ChannelGroup, DependencyGraph, Member
@@ -72,7 +74,8 @@ class PruningPlan:
             if not rem:
                 continue
             for m in d.members:
-                pos = m.positions(rem)
+                index = m.index
+                pos = [i for c in rem for i in index[c]]
                 if pos:
                     acc.setdefault((m.key, m.dim), set()).update(pos)
         return [(k, dim, sorted(v)) for (k, dim), v in sorted(acc.items())]
@@ -185,19 +188,20 @@ def _check_kept(g: ChannelGroup, kept: list[int]) -> None:
 
 def _split_patches(graph: DependencyGraph, kept: dict[str, set[int]]) -> list[dict]:
     """For views that split a dim (heads x head_dim), the new inner size of each module's split."""
-    root_of = graph.root_of
+    if not graph.splits:
+        return []
+    split_roots = [np.asarray(s["roots"], dtype=np.int64) for s in graph.splits]
+    size = 1 + max([max(graph.root_of, default=0)] + [int(a.max()) for a in split_roots if a.size])
+    alive = np.ones(size, dtype=np.int64)  # 1 for each root that stays: untouched groups and kept channels
+    touched = np.zeros(size, dtype=bool)  # roots of the groups the plan names
+    for r, (gname, c) in graph.root_of.items():
+        if gname in kept:
+            touched[r] = True
+            alive[r] = c in kept[gname]
     patches = []
-    for s in graph.splits:
-        new = 0
-        touched = False
-        for r in s["roots"]:  # each root is one position of the split's inner size
-            gname, c = root_of.get(r, (None, None))
-            if gname in kept:
-                touched = True
-                new += c in kept[gname]
-            else:
-                new += 1
-        if touched and new != s["inner"]:
+    for s, roots in zip(graph.splits, split_roots):  # each root is one position of the split's inner size
+        new = int(alive[roots].sum())
+        if bool(touched[roots].any()) and new != s["inner"]:
             patches.append({"module": s["module"], "old": s["inner"], "new": new, "factors": s["factors"],
                             "kind": s.get("kind", "split")})
     return patches

@@ -68,6 +68,9 @@ def check_kept(kept: Any, size: int, field: str) -> list[int]:
     kept = _list(kept, field)
     if not kept:
         raise PlanFormatError(f"plan field {field} is empty: a group cannot lose every channel")
+    if all(type(c) is int for c in kept) and 0 <= kept[0] and kept[-1] < size and all(
+            a < b for a, b in zip(kept, kept[1:])):
+        return kept  # plain ints, strictly increasing, in range: what every plan prunekit makes holds
     for i, c in enumerate(kept):
         _int(c, f"{field}[{i}]", lo=None)
     bad = [c for c in kept if c < 0 or c >= size]

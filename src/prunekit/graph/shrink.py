@@ -54,4 +54,5 @@ def shrink(graph: DependencyGraph, plan: PruningPlan, model: nn.Module | None = 
         splits.append({**s, "roots": roots, "inner": len(roots), "factors": factors})
     return dataclasses.replace(graph, model=model if model is not None else graph.model, groups=groups,
                                splits=splits, shapes=shapes, macs_by_key=dict(graph.macs_by_key),
-                               param_keys=list(graph.param_keys), root_of=root_of)
+                               param_keys=list(graph.param_keys), root_of=root_of,
+                               output_shapes=None)  # pruned outputs (prune_outputs=True) may be narrower

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from ..utils.gcpause import without_gc
 from ..utils.inputs import call_model
 from .groups import ChannelGroup, DependencyGraph, Member
 from .ignore import resolve_ignore
@@ -56,17 +57,37 @@ class TraceContext:
         self.stack: list[tuple[str, str]] = []
         self.splits: list[dict] = []
         self.atoms: dict[tuple[str, int], tuple[int, int]] = {}
+        self._ranges: tuple | None = None  # key_of's lookup table, for len(atoms) entries
         self.ignored: set[str] = set()
         self.macs_by_key: dict[str, float] = {}  # MACs per weight element, summed over every use
         self.macs_other = 0.0  # MACs of contractions without a parameter operand (attention)
 
     def key_of(self, t: torch.Tensor) -> str | None:
-        """The state_dict key whose atoms label t (t may be a view of a parameter)."""
+        """The state_dict key whose atoms label t (t may be a view of a parameter); of several, the first
+        labelled (a tied tensor's first name)."""
         ids = {int(s.reshape(-1)[0]) for s in self.get(t)}
-        for (key, _d), (start, size) in self.atoms.items():
-            if any(start <= i < start + size for i in ids):
-                return key
-        return None
+        if not ids:
+            return None
+        starts, ends, first, keys = self._atom_ranges()
+        best = None
+        for i in ids:
+            j = int(np.searchsorted(starts, i, side="right")) - 1  # the range starting at or before i
+            if j >= 0 and i < ends[j] and (best is None or first[j] < best):
+                best = first[j]
+        return None if best is None else keys[best]
+
+    def _atom_ranges(self) -> tuple[np.ndarray, np.ndarray, list[int], list[str]]:
+        """The distinct atom ranges sorted by start (they never overlap: each is a fresh allocation), with
+        the position in `atoms` of the first key labelled by each; rebuilt when atoms were added."""
+        if self._ranges is None or self._ranges[0] != len(self.atoms):
+            first_of: dict[tuple[int, int], int] = {}
+            for pos, rng in enumerate(self.atoms.values()):
+                first_of.setdefault(rng, pos)
+            order = sorted(first_of)
+            self._ranges = (len(self.atoms), np.array([a for a, _ in order], dtype=np.int64),
+                            np.array([a + n for a, n in order], dtype=np.int64), [first_of[r] for r in order],
+                            [key for key, _d in self.atoms])
+        return self._ranges[1:]
 
     def is_state(self, t: torch.Tensor) -> bool:
         """Whether t is (a view of) a parameter or buffer of the model, or computed from them alone (a weight
@@ -298,6 +319,7 @@ def _matches(ignore, key: str, module_name: str, module: nn.Module) -> bool:
     return False
 
 
+@without_gc
 def trace(model: nn.Module, example_inputs: Any, ignore: Iterable | None = None, round_to: int = 1,
           prune_outputs: bool = False, filter_fn: Callable[[nn.Module, str], bool] | None = None,
           heads: bool = False, after: Callable[[nn.Module, DependencyGraph, Any], object] | None = None,
@@ -354,7 +376,8 @@ def trace(model: nn.Module, example_inputs: Any, ignore: Iterable | None = None,
                             example_inputs=example_inputs, macs_by_key=dict(ctx.macs_by_key),
                             macs_other=ctx.macs_other,
                             param_keys=[k for k, _ in model.named_parameters() if k in shapes],
-                            root_of={r: (g.name, c) for g in groups for c, r in enumerate(g.roots)})
+                            root_of={r: (g.name, c) for g in groups for c, r in enumerate(g.roots)},
+                            output_shapes=[t.shape for t in _tensors(out)])
     if after is not None:
         after(model, graph, example_inputs)
     return graph
@@ -381,6 +404,26 @@ def width_multiples(ctx: TraceContext) -> dict[int, int]:
     return out
 
 
+def _components(n: int, dims: list[np.ndarray]) -> np.ndarray:
+    """Connected components of 0..n-1 where all ids of each array in `dims` are joined: each id's label is
+    the smallest id of its component (min-label propagation with pointer jumping, vectorised)."""
+    comp = np.arange(n, dtype=np.int64)
+    a = np.concatenate([np.full(len(d), d[0], dtype=np.int64) for d in dims if len(d)])
+    b = np.concatenate([d for d in dims if len(d)]).astype(np.int64)
+    while True:
+        lo = np.minimum(comp[a], comp[b])
+        before = comp.copy()
+        np.minimum.at(comp, a, lo)
+        np.minimum.at(comp, b, lo)
+        while True:  # point every id at its label's label until nothing moves
+            nxt = comp[comp]
+            if np.array_equal(nxt, comp):
+                break
+            comp = nxt
+        if np.array_equal(comp, before):
+            return comp
+
+
 def _produced_groups(ctx: TraceContext) -> tuple[dict[tuple[str, int], np.ndarray], set, dict[int, list[int]]]:
     """Roots of every labelled (key, dim), the produced dims, and each group's channels in producer order.
 
@@ -393,36 +436,31 @@ def _produced_groups(ctx: TraceContext) -> tuple[dict[tuple[str, int], np.ndarra
         roots_of[(key, d)] = uf.roots(np.arange(start, start + size))
         if uf.produced[start:start + size].any():
             produced_dims.append((key, d))
-    parent: dict[int, int] = {}
-
-    def find(r: int) -> int:
-        while parent.setdefault(r, r) != r:
-            parent[r] = parent[parent[r]]
-            r = parent[r]
-        return r
-
-    for kd in produced_dims:
-        rs = np.unique(roots_of[kd])
-        for r in rs[1:]:
-            a, b = find(int(rs[0])), find(int(r))
-            if a != b:
-                parent[b] = a
     group_channels: dict[int, list[int]] = {}
-    seen: set[int] = set()
-    for kd in produced_dims:
-        for r in roots_of[kd].tolist():
-            if r not in seen:
-                seen.add(r)
-                group_channels.setdefault(find(r), []).append(r)
+    if produced_dims:
+        seq = np.concatenate([roots_of[kd] for kd in produced_dims])  # every produced root, in dim order
+        uniq, first = np.unique(seq, return_index=True)
+        chans = uniq[np.argsort(first, kind="stable")]  # distinct roots, in order of first appearance
+        comp = _components(len(uniq), [np.searchsorted(uniq, roots_of[kd]) for kd in produced_dims])
+        comp_of = comp[np.searchsorted(uniq, chans)]
+        _, at = np.unique(comp_of, return_index=True)  # groups in order of their first channel
+        rank = np.empty(len(uniq), dtype=np.int64)
+        rank[comp_of[np.sort(at)]] = np.arange(len(at))
+        order = np.argsort(rank[comp_of], kind="stable")  # channels by group, in appearance order within it
+        bounds = np.concatenate([[0], np.cumsum(np.bincount(rank[comp_of], minlength=len(at)))]).tolist()
+        flat = chans[order].tolist()
+        for gi in range(len(at)):
+            group_channels[gi] = flat[bounds[gi]:bounds[gi + 1]]
     return roots_of, set(produced_dims), group_channels
 
 
 def _fixed_and_notes(ctx: TraceContext) -> tuple[dict[int, str], dict[int, set[str]]]:
     """Root -> why it is fixed, and root -> the notes that make zeroing it inexact."""
     uf = ctx.uf
-    fixed_roots: dict[int, str] = {}
-    for a in np.nonzero(uf.fixed[: uf.n])[0]:
-        fixed_roots.setdefault(uf.find(int(a)), uf.fixed_reason.get(int(a), "fixed"))
+    fixed = np.nonzero(uf.fixed[: uf.n])[0]
+    roots, first = np.unique(uf.roots(fixed), return_index=True)  # per root, its lowest fixed atom gives the reason
+    fixed_roots: dict[int, str] = {r: uf.fixed_reason.get(a, "fixed")
+                                   for r, a in zip(roots.tolist(), fixed[first].tolist())}
     notes: dict[int, set[str]] = {}
     whole_heads = {int(r) for s in ctx.splits if s["kind"] == "heads" for r in uf.roots(s["labels"].numpy())}
     for a, texts in uf.notes.items():

@@ -7,7 +7,8 @@ from torch import nn
 from ..errors import PlanMismatchError
 from ..graph.plan import PruningPlan
 from ..graph.trace import HEAD_DIM_ATTRS, HEADS_ATTRS, KV_HEADS_ATTRS
-from .checks import PlanLike, check_plan_fits
+from .checks import PlanLike, fitted_removals
+from ..utils.gcpause import without_gc
 from .patches import PatchContext, model_hooks, patch_for, user_patched
 
 PLANS_ATTR = "_prunekit_plans"  # the plans applied to a model, oldest first (what pk.save records)
@@ -30,6 +31,7 @@ def _tensor_slots(model: nn.Module) -> dict[str, tuple[nn.Module, str, bool]]:
     return slots
 
 
+@without_gc
 @torch.no_grad()
 def apply(model: nn.Module, plan: PlanLike, optimizer: torch.optim.Optimizer | None = None,
           allow_unshaped: bool = False) -> nn.Module:
@@ -59,8 +61,7 @@ def apply(model: nn.Module, plan: PlanLike, optimizer: torch.optim.Optimizer | N
     if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
         raise TypeError(f"optimizer must be a torch.optim.Optimizer (its state is sliced along), got "
                         f"{type(optimizer).__name__}")
-    plan = check_plan_fits(model, plan, allow_unshaped=allow_unshaped)
-    removals = plan.removals()
+    plan, removals = fitted_removals(model, plan, allow_unshaped=allow_unshaped)
     if not removals:
         return model
     slots = _tensor_slots(model)
@@ -83,13 +84,13 @@ def apply(model: nn.Module, plan: PlanLike, optimizer: torch.optim.Optimizer | N
                 keep = torch.nonzero(~drop).reshape(-1).to(t.device)
                 keeps.append((dim, keep))
                 t = t.index_select(dim, keep)
-            if is_param:
-                new = nn.Parameter(t.clone(), requires_grad=old.requires_grad)
+            if is_param:  # index_select made a new tensor: no clone needed
+                new = nn.Parameter(t, requires_grad=old.requires_grad)
                 replaced[id(old)] = new
                 if optimizer is not None:
                     _move_state(optimizer, old, new, keeps)
             else:
-                new = t.clone()
+                new = t
             done[id(old)] = new
         if is_param:
             mod._parameters[name] = new
@@ -98,7 +99,7 @@ def apply(model: nn.Module, plan: PlanLike, optimizer: torch.optim.Optimizer | N
     hooks = model_hooks()  # library glue (transformers: patches for its module types, then its config)
     for before, _ in hooks:
         before(model)
-    _patch_attributes(model, plan)
+    _patch_attributes(model, plan, removals)
     for _, after in hooks:
         after(model)
     history = list(getattr(model, PLANS_ATTR, []))
@@ -122,11 +123,11 @@ def _move_state(opt: torch.optim.Optimizer, old: nn.Parameter, new: nn.Parameter
     opt.state[new] = moved
 
 
-def _patch_attributes(model: nn.Module, plan: PruningPlan) -> None:
+def _patch_attributes(model: nn.Module, plan: PruningPlan, removals: list[tuple[str, int, list[int]]]) -> None:
     """Run each touched module's patch from the table (patches.py), then the name heuristics for the view
     sizes (head_dim, num_heads, widths) the plan recorded, for modules no user patch claims."""
     removed: dict[str, dict[tuple[str, int], list[int]]] = {}
-    for key, dim, idx in plan.removals():
+    for key, dim, idx in removals:
         mname, _, tname = key.rpartition(".")
         removed.setdefault(mname, {})[(tname, dim)] = idx
     for name, mod in model.named_modules():

@@ -57,7 +57,8 @@ def _check_structure(plan: PruningPlan) -> None:
                                       f"has {d.size}")
 
 
-def _problems(shapes: dict[str, tuple[int, ...]], plan: PruningPlan, allow_unshaped: bool) -> list[str]:
+def _problems(shapes: dict[str, tuple[int, ...]], plan: PruningPlan, removals: list, allow_unshaped: bool
+              ) -> list[str]:
     problems = []
     for key, shape in plan.shapes.items():
         if key not in shapes:
@@ -65,7 +66,7 @@ def _problems(shapes: dict[str, tuple[int, ...]], plan: PruningPlan, allow_unsha
         elif list(shapes[key]) != list(shape):
             problems.append(f"{key}: model has shape {list(shapes[key])}, plan expects {list(shape)}")
     unshaped = set()
-    for key, dim, idx in plan.removals():
+    for key, dim, idx in removals:
         if key not in shapes:
             if key not in plan.shapes:
                 problems.append(f"{key}: not in the model")
@@ -106,10 +107,17 @@ def check_plan_fits(model: nn.Module, plan: PlanLike, allow_unshaped: bool = Fal
     Example:
         >>> plan = check_plan_fits(model, "plan.json")  # doctest: +SKIP
     """
+    return fitted_removals(model, plan, allow_unshaped)[0]
+
+
+def fitted_removals(model: nn.Module, plan: PlanLike, allow_unshaped: bool = False
+                    ) -> tuple[PruningPlan, list[tuple[str, int, list[int]]]]:
+    """:func:`check_plan_fits`, also returning ``plan.removals()`` (computed once: surgery needs it too)."""
     plan = coerce_plan(plan)
     _check_structure(plan)
     shapes = floating_shapes(model)
-    problems = _problems(shapes, plan, allow_unshaped)
+    removals = plan.removals()
+    problems = _problems(shapes, plan, removals, allow_unshaped)
     if not problems and plan.identity is not None:
         have = model_identity(shapes)
         if have != {"tensors": plan.identity.get("tensors"), "sha256": plan.identity.get("sha256")}:
@@ -119,4 +127,4 @@ def check_plan_fits(model: nn.Module, plan: PlanLike, allow_unshaped: bool = Fal
     if problems:
         more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
         raise PlanMismatchError("plan does not match this model: " + "; ".join(problems[:5]) + more)
-    return plan
+    return plan, removals

@@ -10,7 +10,7 @@ from torch import nn
 from ..graph.plan import PruningPlan
 from ..train.evaluation import recalibrate_bn
 from ..utils.inputs import call_model, output_tensors
-from .checks import PlanLike, check_plan_fits
+from .checks import PlanLike, fitted_removals
 
 
 @dataclass
@@ -62,9 +62,9 @@ def check_made_from(original: nn.Module, pruned: nn.Module, plan: PlanLike) -> P
         ValueError: ``pruned`` was not made from ``original`` by ``plan`` (another model, other weights, or
             weights changed after pruning); the message names the first tensor that differs.
     """
-    plan = check_plan_fits(original, plan)
+    plan, removals = fitted_removals(original, plan)
     cuts: dict[str, list[tuple[int, list[int]]]] = {}
-    for key, dim, idx in plan.removals():
+    for key, dim, idx in removals:
         cuts.setdefault(key, []).append((dim, idx))
     orig = {k: v for k, v in original.state_dict().items() if isinstance(v, torch.Tensor)}
     new = {k: v for k, v in pruned.state_dict().items() if isinstance(v, torch.Tensor)}
