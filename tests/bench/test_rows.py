@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from prunekit.bench import suite_config, suite_module
+from prunekit.cli import main
 from prunekit.bench.rows import ROWS_FILE, ResumeMismatchError, SuiteRows
 from prunekit.models import create
 from prunekit.workflow import ModelConfig, PruneConfig, WorkflowConfig, run_workflow
@@ -54,3 +55,12 @@ def test_workflow_prunes_a_base_given_in_memory_and_refuses_another_arch():
         run_workflow(cfg, base_model=base, log=lambda m: None)
     with pytest.raises(ValueError, match="without a registry spec"):
         run_workflow(cfg, base_model=torch.nn.Linear(2, 2), log=lambda m: None)
+
+
+def test_cli_resume_and_full_are_for_resumable_suites_only(tmp_path, capsys):
+    assert main(["bench", "compression", "--resume", "--out", str(tmp_path / "s")]) == 2
+    assert "not compression" in capsys.readouterr().err
+    assert main(["bench", "coarse", "--resume", "--out", str(tmp_path / "c")]) == 2
+    assert "nothing to resume" in capsys.readouterr().err
+    assert main(["bench", "admm", "--quick", "--full", "--out", str(tmp_path / "a")]) == 2
+    assert "either --quick or --full" in capsys.readouterr().err
