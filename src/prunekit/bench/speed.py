@@ -109,7 +109,7 @@ def quick_entries(cfg: BenchConfig, example: torch.Tensor) -> list[dict[str, Any
 
 def run(cfg: BenchConfig) -> dict[str, Any]:
     """The narrow section (the other suites' pruned models), or with `--opt section=224` the 224-px one."""
-    section = cfg.opts.get("section", "narrow")
+    section = str(cfg.opts.get("section", "narrow"))  # YAML reads --opt section=224 as a number
     if section == "224":
         return run_224(cfg, PRESETS["opts"])
     if section != "narrow":
