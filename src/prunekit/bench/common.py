@@ -17,8 +17,8 @@ from ..data import Loaders, dataset_info, get_dataset, make_loader
 from ..probing import trace
 from ..measure import count
 from ..data.provenance import data_read
-from ..methods.common import Recovery, recover
-from ..train import TrainConfig
+from ..methods import Recovery
+from ..train import TrainConfig, Trainer
 from ..train import evaluate as _evaluate
 from ..workflow import (BaseConfig, DataConfig, ModelConfig, PruneConfig, RecoverConfig, RunData, WorkflowConfig,
                         WorkflowResult, run_workflow, train_base)
@@ -156,10 +156,14 @@ def run_row(base: nn.Module, data: Data, wcfg: WorkflowConfig) -> tuple[nn.Modul
 
 
 def finetune(model: nn.Module, data: Data, cfg: BenchConfig, seed: int) -> dict[str, float]:
-    """Fine-tune a model pruned outside prunekit (the torch-pruning peer) with the shared budget."""
-    rec = Recovery(**{k: v for k, v in recovery_kwargs(cfg, seed).items()})
-    done = recover(model.train(), None, data.train_loader(seed), None, rec)
-    return {done.phase: done.seconds}
+    """Fine-tune a model pruned outside prunekit (the torch-pruning peer) with the shared budget: the Trainer
+    run a method's recovery makes (same TrainConfig, batch order and seed)."""
+    rec = Recovery(**recovery_kwargs(cfg, seed))
+    tcfg = rec.config(rec.finetune_epochs, rec.lr)
+    t0 = time.perf_counter()
+    if tcfg.epochs > 0:
+        Trainer(model.train(), data.train_loader(seed), None, tcfg, device=rec.device, log=rec.log).fit()
+    return {"finetune": time.perf_counter() - t0}
 
 
 def measure_row(model: nn.Module, data: Data, base: dict[str, Any], cfg: BenchConfig,
