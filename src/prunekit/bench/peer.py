@@ -7,7 +7,7 @@ import copy
 import importlib.util
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -47,13 +47,16 @@ def _macs(model: nn.Module, example: torch.Tensor) -> int:
 
 
 def prune_to_macs(model: nn.Module, example: torch.Tensor, target: float, global_pruning: bool = True,
-                  iterations: int = 12, max_pruning_ratio: float = 0.9,
-                  importance: Any = None) -> tuple[nn.Module, dict[str, Any]]:
+                  iterations: int = 12, max_pruning_ratio: float = 0.9, importance: Any = None,
+                  setup: Callable[[nn.Module], dict[str, Any]] | None = None,
+                  finish: Callable[[nn.Module], None] | None = None) -> tuple[nn.Module, dict[str, Any]]:
     """A pruned copy of `model` keeping at most `target` of its MACs (counted by prunekit), found by bisection
     on MetaPruner's pruning_ratio. Global ranking by default: with per-layer (uniform) ratios the narrow layers
     of small CIFAR-style nets round the MACs in steps of 5-10 points, far from the target. At most
     `max_pruning_ratio` of a layer goes (prunekit's max_ratio guard); the classifier is left whole. `importance`:
-    a torch-pruning importance object (default: group-norm, p=2)."""
+    a torch-pruning importance object (default: group-norm, p=2). `setup(copy)`: more MetaPruner keywords for
+    the copy being pruned (e.g. channel_groups of its attention layers); `finish(copy)`: fixes after the step
+    (e.g. an attribute torch-pruning does not update)."""
     import torch_pruning as tp
     base = _macs(model, example)
     imp = importance if importance is not None else _importance()
@@ -62,8 +65,10 @@ def prune_to_macs(model: nn.Module, example: torch.Tensor, target: float, global
         m = copy.deepcopy(model).eval()
         pruner = tp.pruner.MetaPruner(m, example, importance=imp, pruning_ratio=ratio,
                                       global_pruning=global_pruning, max_pruning_ratio=max_pruning_ratio,
-                                      ignored_layers=_classifier(m))
+                                      ignored_layers=_classifier(m), **(setup(m) if setup else {}))
         pruner.step()
+        if finish:
+            finish(m)
         return m, _macs(m, example) / base
 
     lo, hi = 0.0, 0.95

@@ -50,6 +50,16 @@ def _tp_importance():
     return tp.importance.MagnitudeImportance(p=1)
 
 
+def _tp_hooks(name: str) -> dict[str, Any]:
+    """Torch-Pruning's own recipe for torchvision's ViT: attention widths in whole heads, and the model's
+    hidden_dim attribute (read by its patch reshape) set to the pruned width afterwards."""
+    if not name.startswith("vit"):
+        return {}
+    return {"setup": lambda m: {"channel_groups": {a: a.num_heads for a in m.modules()
+                                                   if isinstance(a, nn.MultiheadAttention)}},
+            "finish": lambda m: setattr(m, "hidden_dim", m.conv_proj.out_channels)}
+
+
 def build(name: str, target: float, round_to: int, example: torch.Tensor) -> tuple[dict[str, nn.Module], dict]:
     """{variant: model} and what each keeps: dense, prunekit (uniform l1), prunekit hw (widths multiples of
     round_to) and, where torch-pruning is installed, its uniform-L1 model at no more MACs than prunekit's."""
@@ -64,7 +74,7 @@ def build(name: str, target: float, round_to: int, example: torch.Tensor) -> tup
     if peer.available():
         kept = count_macs(models["prunekit"], example) / base
         models["torch-pruning"], info["torch-pruning"] = peer.prune_to_macs(
-            dense, example, kept, global_pruning=False, importance=_tp_importance())
+            dense, example, kept, global_pruning=False, importance=_tp_importance(), **_tp_hooks(name))
     info["macs"] = {k: int(count_macs(m, example)) for k, m in models.items()}
     info["params"] = {k: sum(p.numel() for p in m.parameters()) for k, m in models.items()}
     info["widths"] = {k: [c.out_channels for c in m.modules() if isinstance(c, nn.Conv2d)] for k, m in models.items()}
