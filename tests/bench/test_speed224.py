@@ -43,8 +43,10 @@ def test_section_options_are_checked(tmp_path):
         run(cfg(section="big"))
     with pytest.raises(TypeError, match="unknown options \\['model'\\]"):
         run(cfg(section="224", model=["resnet50"]))
-    with pytest.raises(ValueError, match="unknown runtimes \\['tvm'\\]"):
+    with pytest.raises(ValueError, match="runtimes \\['tvm'\\] not among eager, compile, onnxruntime"):
         run(cfg(section="224", runtimes=["tvm"]))
+    with pytest.raises(ValueError, match="only_models \\['vit_b_16'\\] not among resnet50"):
+        run(cfg(section="224", models=["resnet50"], only_models=["vit_b_16"]))
     with pytest.raises(TypeError, match="unknown options \\['onnx'\\]"):
         run(cfg(section="224", onnx=False))  # a narrow-section option at a non-preset value
     with pytest.raises(ValueError, match="unknown model 'resnet18'"):

@@ -11,6 +11,7 @@ channels-last, `pk.prepare_inference`), onnxruntime on the exported graph (it fo
 from __future__ import annotations
 
 import copy
+import dataclasses
 import statistics
 import tempfile
 import time
@@ -32,8 +33,11 @@ from .timing import alternate_times
 KEYS = ("model", "target", "runtime", "batch")
 RUNTIMES = ("eager", "compile", "onnxruntime")
 MODELS = ("resnet50", "mobilenet_v2", "vit_b_16")
-PRESET_OPTS: dict[str, Any] = {"models": ["resnet50", "mobilenet_v2"], "runtimes": list(RUNTIMES), "round_to": 16,
-                               "batches": [1, 16], "compile_batches": [16]}
+PRESET_OPTS: dict[str, Any] = {"models": ["resnet50", "mobilenet_v2", "vit_b_16"], "runtimes": list(RUNTIMES),
+                               "round_to": 16, "batches": [1, 16], "compile_batches": [16]}
+# Which of the configured models / runtimes this invocation runs (default: all); not part of the rows' header,
+# so that one configuration can be filled in over several runs of a few minutes each (--resume).
+SELECT_OPTS = ("only_models", "only_runtimes")
 VARIANTS = ("dense", "prunekit", "prunekit hw", "torch-pruning")
 
 
@@ -186,18 +190,22 @@ def run_224(cfg: BenchConfig, narrow_defaults: dict[str, Any]) -> dict[str, Any]
     common.set_threads(cfg)
     out = Path(cfg.out or "benchmarks/results/speed/224")
     given = {k: v for k, v in cfg.opts.items() if k != "section" and narrow_defaults.get(k, object()) != v}
-    opts = {**PRESET_OPTS, **given}
+    opts = {**PRESET_OPTS, **{k: v for k, v in given.items() if k not in SELECT_OPTS}}
     unknown = sorted(set(opts) - set(PRESET_OPTS))
     if unknown:
-        raise TypeError(f"speed 224: unknown options {unknown}; valid: {sorted(PRESET_OPTS)}")
-    bad = sorted(set(opts["runtimes"]) - set(RUNTIMES))
-    if bad:
-        raise ValueError(f"speed 224: unknown runtimes {bad}; valid: {', '.join(RUNTIMES)}")
-    rows = SuiteRows(out, cfg, KEYS, resume=cfg.resume)
+        raise TypeError(f"speed 224: unknown options {unknown}; valid: {sorted(PRESET_OPTS) + list(SELECT_OPTS)}")
+    for key, valid in (("runtimes", RUNTIMES), ("models", MODELS), ("only_runtimes", opts["runtimes"]),
+                       ("only_models", opts["models"])):
+        bad = sorted(set(given.get(key, opts.get(key, ()))) - set(valid))
+        if bad:
+            raise ValueError(f"speed 224: {key} {bad} not among {', '.join(valid)}")
+    header = dataclasses.replace(cfg, opts={k: v for k, v in cfg.opts.items() if k not in SELECT_OPTS})
+    rows = SuiteRows(out, header, KEYS, resume=cfg.resume)
     ex = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
-    for name in opts["models"]:
+    run_opts = {**opts, "runtimes": [r for r in opts["runtimes"] if r in given.get("only_runtimes", opts["runtimes"])]}
+    for name in [m for m in opts["models"] if m in given.get("only_models", opts["models"])]:
         for target in cfg.targets:
-            run_model(name, float(target), opts, cfg, rows, ex)
+            run_model(name, float(target), run_opts, cfg, rows, ex)
     table = [{k: v for k, v in r.items() if k not in ("timings", "widths")} for r in rows.runs]
     intro = ("Measured speedup (dense / pruned median latency, dense, prunekit and Torch-Pruning models timed in "
              f"alternation, {cfg.latency_runs} timed runs after a warm-up, {cfg.threads} CPU thread(s)) next to the "
@@ -205,7 +213,7 @@ def run_224(cfg: BenchConfig, narrow_defaults: dict[str, Any]) -> dict[str, Any]
              f"{', '.join(f'{100 * t:.0f}%' for t in cfg.targets)} of the MACs kept (uniform l1). 'prunekit hw': "
              f"widths rounded to multiples of {opts['round_to']}. The share of the MAC ratio is "
              "speedup / MAC ratio (goal: >= 90% at batch >= 16).")
-    return output.write_suite(out, cfg, "Speed at 224 px: prunekit and Torch-Pruning at equal MACs", intro, table,
+    return output.write_suite(out, header, "Speed at 224 px: prunekit and Torch-Pruning at equal MACs", intro, table,
                               columns(), rows.runs, notes=notes(rows.runs), started=started)
 
 
