@@ -49,9 +49,10 @@ def _rel(a, b) -> float:
 
 
 def run_prunekit(model, x, ratio=0.3) -> dict:
+    pruned = copy.deepcopy(model)  # copied outside the timed part, as for torch-pruning (which prunes in place)
     t0 = time.perf_counter()
     plan = pk.plan(model, x, ratio=ratio)
-    pruned = pk.apply(copy.deepcopy(model), plan)
+    pk.apply(pruned, plan)
     t1 = time.perf_counter()
     with torch.no_grad():
         ref, out = call_model(model, x), call_model(pruned, x)
@@ -146,14 +147,25 @@ def model_row(tool: str, zoo: str, name: str, size: int | None = None) -> dict:
     return {**_call(TOOLS[tool], (model, x)), "input": shape}
 
 
-def timing(name: str, tool: str, repeats: int) -> dict:
-    times = []
+def timing(name: str, tools: list[str], repeats: int) -> dict:
+    """Per tool, the median seconds of trace + plan + apply of `name` at 224x224 over `repeats` fresh processes,
+    the tools alternated (prunekit, peer, prunekit, ...) so that a load change meets both alike."""
+    times: dict[str, list[float]] = {t: [] for t in tools}
+    errors: dict[str, str] = {}
     for _ in range(repeats):
-        r = guarded(model_row, tool, "torchvision", name, 224)
-        if not r.get("ok"):
-            return {"error": r.get("error", "failed")}
-        times.append(r["seconds"])
-    return {"median_s": statistics.median(times), "runs": times}
+        for tool in tools:
+            if tool in errors:
+                continue
+            r = guarded(model_row, tool, "torchvision", name, 224)
+            if r.get("ok"):
+                times[tool].append(r["seconds"])
+            else:
+                errors[tool] = r.get("error", "failed")
+    out = {t: {"error": errors[t]} if t in errors else {"median_s": statistics.median(times[t]), "runs": times[t]}
+           for t in tools}
+    if all("median_s" in out[t] for t in tools) and len(tools) == 2:
+        out["ratio"] = out[tools[0]]["median_s"] / out[tools[1]]["median_s"]  # prunekit / peer
+    return out
 
 
 def _write_rows(path: Path, rows: list[dict]) -> None:
@@ -172,6 +184,8 @@ def _args(argv):
     ap.add_argument("--out", help="results folder (default: results/engine, or results/engine/<zoo>)")
     ap.add_argument("--resume", action="store_true", help="keep the models already in <out>/rows.jsonl")
     ap.add_argument("--skip-timings", action="store_true")
+    ap.add_argument("--timings-only", action="store_true",
+                    help="only (re)measure timings.json; results.json/.md get the new timings, their rows stay")
     ap.add_argument("--redo", nargs="*", default=[], choices=["prunekit", "torch_pruning"],
                     help="with --resume: run these tools again on every model, keeping the other results")
     ap.add_argument("--no-peer", action="store_true", help="skip torch-pruning even when installed")
@@ -187,11 +201,9 @@ def _timings(args, out: Path, peer: bool) -> dict:
         return json.loads(tfile.read_text())
     if args.zoo != "torchvision" or args.quick or args.skip_timings:
         return {}
-    timings = {}
+    timings = {"threads": torch.get_num_threads(), "environment": environment_info()}
     for name in ("resnet50", "vit_b_16"):
-        timings[name] = {"prunekit": timing(name, "prunekit", args.repeats)}
-        if peer:
-            timings[name]["torch_pruning"] = timing(name, "torch_pruning", args.repeats)
+        timings[name] = timing(name, ["prunekit"] + (["torch_pruning"] if peer else []), args.repeats)
     tfile.write_text(json.dumps(timings, indent=1))
     return timings
 
@@ -261,11 +273,15 @@ def write_results(out: Path, rows: list[dict], timings: dict, peer: bool, comman
           f"Versions: {json.dumps(result['environment'].get('versions', {}))}", "", "## Summary", "",
           "```", json.dumps(summary, indent=1), "```", ""]
     if timings:
-        md += ["## trace + plan + apply at 224x224, 30% uniform (median seconds)", ""]
+        md += [f"## trace + plan + apply at 224x224, 30% uniform (median seconds, {timings.get('threads', '?')} "
+               "thread(s), tools alternated)", ""]
         for n, t in timings.items():
+            if not isinstance(t, dict) or "prunekit" not in t:
+                continue  # threads, environment
             md.append(f"- {n}: " + ", ".join(f"{tool} {v.get('median_s', float('nan')):.2f} s"
                                             if "median_s" in v else f"{tool} {v.get('error')}"
-                                            for tool, v in t.items()))
+                                            for tool, v in t.items() if isinstance(v, dict))
+                      + (f" (prunekit / torch-pruning = {t['ratio']:.2f})" if "ratio" in t else ""))
         md.append("")
     md += ["## Per model (30% uniform L1, outputs kept)", "", markdown_table(table, cols)]
     (out / "results.md").write_text("\n".join(md) + "\n")
@@ -294,6 +310,20 @@ def write_summary(root: Path = RESULTS) -> str:
     return text
 
 
+def _timings_only(args, out: Path, peer: bool, argv) -> int:
+    """Measure timings.json again (with the command that did it) and put it into the existing results."""
+    if args.zoo != "torchvision" or args.resume:
+        raise SystemExit("--timings-only measures the torchvision timings afresh: drop --zoo/--resume")
+    timings = {"command": " ".join(["python", "benchmarks/engine.py", *(sys.argv[1:] if argv is None else argv)]),
+               **_timings(args, out, peer)}
+    (out / "timings.json").write_text(json.dumps(timings, indent=1))
+    if (out / "results.json").exists():
+        old = json.loads((out / "results.json").read_text())
+        write_results(out, old["rows"], timings, peer, old["command"])
+    print(json.dumps(timings, indent=1))
+    return 0
+
+
 def main(argv=None) -> int:
     args = _args(argv)
     if args.summary:
@@ -310,6 +340,8 @@ def main(argv=None) -> int:
     names = args.models or (engine_zoos.QUICK[args.zoo] if args.quick else engine_zoos.names(args.zoo))
     out = Path(args.out) if args.out else (RESULTS if args.zoo == "torchvision" else RESULTS / args.zoo)
     out.mkdir(parents=True, exist_ok=True)
+    if args.timings_only:
+        return _timings_only(args, out, peer, argv)
     timings = _timings(args, out, peer)
     rows = _run_rows(args, out, names, ["prunekit"] + (["torch_pruning"] if peer else []))
     command = " ".join(["python", "benchmarks/engine.py", *(sys.argv[1:] if argv is None else argv)])

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -83,6 +84,15 @@ class DependencyGraph:
 
     def prunable_groups(self) -> list[ChannelGroup]:
         return [g for g in self.groups if g.prunable]
+
+    def split_root_arrays(self) -> list[np.ndarray]:
+        """Each split's roots as an int64 array (cached while the split lists are the same objects)."""
+        key = tuple((id(s["roots"]), len(s["roots"])) for s in self.splits)
+        cached = self.__dict__.get("_split_arrays")
+        if cached is None or cached[0] != key:
+            cached = (key, [np.asarray(s["roots"], dtype=np.int64) for s in self.splits])
+            self.__dict__["_split_arrays"] = cached
+        return cached[1]
 
     def param_tensor(self, key: str) -> torch.Tensor:
         sd = self.model.state_dict(keep_vars=True)

@@ -190,7 +190,7 @@ def _split_patches(graph: DependencyGraph, kept: dict[str, set[int]]) -> list[di
     """For views that split a dim (heads x head_dim), the new inner size of each module's split."""
     if not graph.splits:
         return []
-    split_roots = [np.asarray(s["roots"], dtype=np.int64) for s in graph.splits]
+    split_roots = graph.split_root_arrays()
     size = 1 + max([max(graph.root_of, default=0)] + [int(a.max()) for a in split_roots if a.size])
     alive = np.ones(size, dtype=np.int64)  # 1 for each root that stays: untouched groups and kept channels
     touched = np.zeros(size, dtype=bool)  # roots of the groups the plan names

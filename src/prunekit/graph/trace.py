@@ -99,9 +99,9 @@ class TraceContext:
 
     def note_derived(self, args, out) -> None:
         """Outputs of an op whose every non-scalar tensor input is state are state-derived too."""
-        ins = [t for t in _tensors(args) if t.numel() > 1]
+        ins = [t for t in _op_tensors(args) if t.numel() > 1]
         if ins and all(self.is_state(t) for t in ins):
-            for o in _tensors(out):
+            for o in _op_tensors(out):
                 self.derived[id(o)] = o  # the reference keeps the id from being reused
 
     def add_macs(self, weight: torch.Tensor | None, macs: float) -> None:
@@ -202,6 +202,21 @@ class TraceContext:
                             "kind": "width"})
 
 
+def _op_tensors(obj) -> list[torch.Tensor]:
+    """The tensors in an ATen op's arguments or outputs: tensors, (nested) tuples, lists and dicts of them.
+    What ``_tensors`` (pytree) gives there, at a fraction of its cost per op; anything else goes to pytree."""
+    if isinstance(obj, torch.Tensor):
+        return [obj]
+    if isinstance(obj, (tuple, list)) and type(obj) in (tuple, list):
+        return [t for item in obj for t in _op_tensors(item)]
+    if type(obj) is dict:
+        return [t for v in obj.values() for t in _op_tensors(v)]
+    if obj is None or isinstance(obj, (int, float, bool, str, torch.dtype, torch.device, torch.layout,
+                                       torch.memory_format)):
+        return []
+    return _tensors(obj)
+
+
 class _Mode(TorchDispatchMode):
     def __init__(self, ctx: TraceContext) -> None:
         super().__init__()
@@ -214,7 +229,7 @@ class _Mode(TorchDispatchMode):
         if self.paused:
             return out
         ctx = self.ctx
-        if not any(ctx.get(t) for t in _tensors((args, kwargs))):
+        if not any(ctx.get(t) for t in _op_tensors((args, kwargs))):
             return out
         rule = rule_for(func)
         if rule is None and ctx.ignored and any(n in ctx.ignored for n, _ in ctx.stack):
