@@ -9,11 +9,10 @@ from torch import nn
 from .config import unknown_keywords
 from .graph.groups import DependencyGraph
 from .graph.plan import PruningPlan
-from .planning import (TRACE_KEYS, PlanConfig, TargetError, check_plan, check_round_to, plan_from_scores,
-                       score_channels, trace_for)
+from .planning import TRACE_KEYS, PlanConfig, TargetError, check_round_to, plan_from_scores, score_channels, trace_for
 from .policies import get_policy
 
-__all__ = ["PlanConfig", "TargetError", "check_plan", "plan"]
+__all__ = ["PlanConfig", "TargetError", "plan"]
 INPUTS = ("data", "graph", "scores", "config")
 
 

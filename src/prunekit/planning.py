@@ -21,7 +21,7 @@ from .graph.cost import predict
 from .graph.groups import DependencyGraph
 from .graph.ignore import as_entries
 from .graph.plan import PruningPlan
-from .probing import exclude_breaking, shape_runner, trace
+from .probing import exclude_breaking, trace
 from .policies import Allocation, Policy, Target, get_policy, select_kept
 from .policies.base import max_removable
 
@@ -277,19 +277,3 @@ def floor_counts(graph: DependencyGraph, counts: dict[str, int], original_sizes:
         if n > 0:
             out[g.name] = n
     return out
-
-
-def check_plan(model: nn.Module, plan: PruningPlan, example_inputs: Any) -> None:
-    """Apply `plan` to a structural copy and run one forward; raise a clear error if the model breaks.
-
-    Single groups are probed at trace time; this catches combinations of groups that only fail together.
-    """
-    run = shape_runner(model, example_inputs)
-    ref = run(None)
-    try:
-        shapes = run(plan)
-    except Exception as e:  # noqa: BLE001
-        raise RuntimeError(f"the plan breaks the model's forward ({type(e).__name__}: {e}); exclude the groups "
-                           f"involved with ignore=[...]") from e
-    if shapes != ref:
-        raise RuntimeError(f"the plan changes the output shapes {ref} -> {shapes}")

@@ -182,7 +182,7 @@ def admm(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None =
     apply(model, plan)
     graph = shrink_graph(graph, plan, model)
     timings["prune"] = time.perf_counter() - t0
-    recover(model, run.teacher, train_loader, val_loader, opts, timings, history)
+    run.record(recover(model, run.teacher, train_loader, val_loader, opts))
     mean = lambda v: sum(v) / len(v) if v else None  # noqa: E731
     extras = {"criterion": "l1", "policy": policy_name(cfg.plan.policy), "removed_norm": mean(removed_n),
               "kept_norm": mean(kept_n)}

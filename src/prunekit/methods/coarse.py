@@ -137,7 +137,7 @@ def coarse(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None
     timings["prune"] = state["prune_s"]
     check_final(run, state["graph"])
     if opts.from_scratch:
-        recover(model, run.teacher, train_loader, val_loader, opts, timings, history)
+        run.record(recover(model, run.teacher, train_loader, val_loader, opts))
     total_s = time.perf_counter() - run.t_start
     extras = {"criterion": plan_name(criterion), "policy": policy_name(p.policy), "prunes": state["done"],
               "every": every, "training_steps": state["steps"], "forward_calls": state["forward"],

@@ -36,6 +36,11 @@ class MethodRun:
     timings: dict[str, float] = field(default_factory=dict)
     history: dict[str, Any] = field(default_factory=dict)
 
+    def record(self, phase: Recovered) -> None:
+        """File a recovery phase under this run's history and timings."""
+        self.history[phase.phase] = phase.history
+        self.timings[phase.phase] = phase.seconds
+
 
 def begin(model: nn.Module, train_loader: Iterable, example_inputs: Any, config: MethodConfig) -> MethodRun:
     """The prologue every method shares: teacher copy, example inputs, one trace, the dense costs."""
@@ -96,9 +101,19 @@ def reinitialize(model: nn.Module) -> nn.Module:
     return model
 
 
+@dataclass
+class Recovered:
+    """One recovery phase: its name ("finetune" or "scratch"), the training history and the seconds it took."""
+
+    phase: str
+    history: list[dict[str, Any]]
+    seconds: float
+
+
 def recover(model: nn.Module, teacher: nn.Module | None, train_loader: Iterable, val_loader: Iterable | None,
-            opts: Recovery, timings: dict[str, float], history: dict[str, Any]) -> nn.Module:
-    """Fine-tune the pruned model (or re-initialise and train it from scratch), optionally distilling."""
+            opts: Recovery) -> Recovered:
+    """Fine-tune the pruned model in place (or re-initialise and train it from scratch), optionally distilling;
+    returns what the phase did (`MethodRun.record` files it under the method's history and timings)."""
     t0 = time.perf_counter()
     phase = "scratch" if opts.from_scratch else "finetune"
     if opts.from_scratch:
@@ -110,9 +125,8 @@ def recover(model: nn.Module, teacher: nn.Module | None, train_loader: Iterable,
     else:
         cfg = opts.config(opts.finetune_epochs, opts.lr)
     terms = [DistillationLoss(teacher, opts.temperature, opts.distill_weight)] if teacher is not None else []
-    history[phase], _ = train(model, train_loader, val_loader, cfg, opts, loss_terms=terms)
-    timings[phase] = time.perf_counter() - t0
-    return model
+    history, _ = train(model, train_loader, val_loader, cfg, opts, loss_terms=terms)
+    return Recovered(phase, history, time.perf_counter() - t0)
 
 
 def prune_once_and_recover(model: nn.Module, run: MethodRun, scores: dict[str, torch.Tensor],
@@ -128,7 +142,7 @@ def prune_once_and_recover(model: nn.Module, run: MethodRun, scores: dict[str, t
     apply(model, plan)
     graph = run.graph.after(plan, model)
     run.timings["prune"] = time.perf_counter() - t0
-    recover(model, run.teacher, train_loader, val_loader, cfg.recovery, run.timings, run.history)
+    run.record(recover(model, run.teacher, train_loader, val_loader, cfg.recovery))
     return finish(model, run, graph, plan, extras)
 
 

@@ -175,6 +175,6 @@ def iterative(model: nn.Module, train_loader: Iterable, val_loader: Iterable | N
             run.timings["step_finetune"] += time.perf_counter() - t0
         run.history["steps"].append(row)
     check_final(run, graph)
-    recover(model, run.teacher, train_loader, val_loader, opts, run.timings, run.history)
+    run.record(recover(model, run.teacher, train_loader, val_loader, opts))
     extras = {"criterion": plan_name(p.criterion), "policy": policy_name(p.policy), "steps": cfg.steps}
     return finish(model, run, graph, composer.plan(plan_meta(cfg, extras)), extras)

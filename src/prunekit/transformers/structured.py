@@ -24,8 +24,9 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-import prunekit as pk
 from prunekit.graph.plan import PruningPlan
+from prunekit.probing import trace
+from prunekit.surgery import apply
 from . import hf
 from .calibration import LinearStats, find_blocks, run_blocks
 
@@ -224,7 +225,7 @@ def prune_structured(model: nn.Module, batches: Sequence[Any], config: Structure
     hf = _hf_module(model)
     if hf is not None:
         hf.register_patches(model)
-    graph = pk.trace(model, batches[0], heads=config.heads)
+    graph = trace(model, batches[0], heads=config.heads)
     units = _select_units(model, graph, config)
     consumers = {m.module for u in units for m in u.consumers}
     stats = {} if config.importance == "magnitude" and not config.bias_compensation else run_blocks(
@@ -238,9 +239,9 @@ def prune_structured(model: nn.Module, batches: Sequence[Any], config: Structure
             report.added_bias += compensate_bias(model, u, k, stats)
     by_name = {u.group.name: k for u, k in zip(units, kept)}
     if report.added_bias:  # the trace must see the new bias tensors: trace again (group names stay)
-        graph = pk.trace(model, batches[0], heads=config.heads)
+        graph = trace(model, batches[0], heads=config.heads)
     plan = PruningPlan.from_kept(graph, by_name, meta={"method": "structured", "config": asdict(config)})
-    pk.apply(model, plan)
+    apply(model, plan)
     if hf is not None and hf.is_hf_model(model):
         report.config_updates = hf.update_config(model)
     report.groups = {u.group.name: {"size": u.group.size, "kept": len(k)} for u, k in zip(units, kept)}
