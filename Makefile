@@ -17,7 +17,8 @@ demo: setup data
 test: setup data browser
 	$(PY) -m pytest -x -p no:cacheprovider --timeout=$(TEST_TIMEOUT) -m "not heavy" tests
 
-# The four largest torchvision classifiers (over 300M parameters); CI runs them after `make test`.
+# The four largest torchvision classifiers (over 300M parameters), the slow quantize checks and 80 timm
+# families; CI (.ci/run) runs them after `make test`.
 test-heavy: setup
 	$(PY) -m pytest -p no:cacheprovider --timeout=900 -m heavy tests
 
