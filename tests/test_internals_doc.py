@@ -37,7 +37,9 @@ DOCUMENTED = [
     "prunekit.compress.load_compressed", "prunekit.compress.read_compressed",
     "prunekit.transformers.hf.register_patches", "prunekit.transformers.hf.after_apply",
     "prunekit.transformers.hf.update_config", "prunekit.transformers.hf.config_status",
-    "prunekit.workflow.run_workflow",
+    "prunekit.transformers.hf.build", "prunekit.transformers.methods.run_calibration_method",
+    "prunekit.workflow.run_workflow", "prunekit.workflow.run_hf_workflow", "prunekit.workflow.HFWorkflowConfig",
+    "prunekit.workflow.TextConfig",
 ]
 
 

@@ -151,6 +151,15 @@ def test_no_cycle_between_subpackages():
     assert "transformers" in edges["prunekit"] and "prunekit" in edges["bench"]
 
 
+def test_only_the_command_line_imports_the_command_line():
+    """The library (workflow, bench, ...) never depends on argparse-level code: the CLI calls the library."""
+    edges = _package_edges()
+    cli = {"cli", "cli_cmds"}
+    importers = sorted(src for src, targets in edges.items() if targets & cli and src not in cli)
+    assert importers == []
+    assert "workflow" in edges["cli_cmds"]  # sanity: the walk sees the CLI calling the library
+
+
 def test_cycle_finder_finds_a_cycle():
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
