@@ -85,8 +85,10 @@ def test_no_out_writes_nothing_and_quantizers_plug_in(tmp_path, monkeypatch):
         seen["batches"], seen["out"] = qcfg.calib_batches, context.get("out")
         return model, {"scheme": qcfg.scheme, "calibrated_on": len(loader.dataset)}
 
-    monkeypatch.setitem(QUANTIZERS, "test-halve", halve)
+    monkeypatch.setattr(QUANTIZERS, "_entries", dict(QUANTIZERS._entries))  # the test's scheme goes afterwards
     register_quantizer("test-halve", halve)
+    with pytest.raises(ValueError, match="already registered"):
+        register_quantizer("Test_Halve", halve)
     cache = tmp_path / "cache"
     res = run_workflow(small(quantize=QuantizeConfig("test-halve", calib_batches=2),
                              base=BaseConfig(epochs=1, cache_dir=str(cache))), log=lambda line: None)

@@ -19,6 +19,7 @@ from typing import Any, Callable
 import torch
 
 from ..data import canonical_name
+from ..registry import Registry
 
 TARGET_KEYS = ("macs", "params", "latency", "size")
 
@@ -194,14 +195,15 @@ class RecoverConfig:
 
 
 # Quantizers after pruning, by scheme name: fn(model, example_inputs, calibration_loader, QuantizeConfig,
-# **context) -> (model, info dict); context: out (run folder or None), test_loader, latency_runs. prunekit.workflow.run registers prunekit.quantize's int8 step here
-# (register_quantizer).
-QUANTIZERS: dict[str, Callable[..., tuple[Any, dict[str, Any]]]] = {}
+# **context) -> (model, info dict); context: out (run folder or None), test_loader, latency_runs.
+# prunekit.workflow.run registers prunekit.quantize's int8 step here (register_quantizer).
+QUANTIZERS: Registry = Registry("quantization scheme")
 
 
-def register_quantizer(scheme: str, fn: Callable[..., tuple[Any, dict[str, Any]]]) -> None:
-    """Make `QuantizeConfig(scheme=...)` run `fn` after recovery (see QUANTIZERS for its signature)."""
-    QUANTIZERS[scheme.strip().lower()] = fn
+def register_quantizer(scheme: str, fn: Callable[..., tuple[Any, dict[str, Any]]], *, replace: bool = False) -> None:
+    """Make `QuantizeConfig(scheme=...)` run `fn` after recovery (see QUANTIZERS for its signature); a scheme
+    registered already raises unless `replace`."""
+    QUANTIZERS.register(scheme, fn, replace=replace)
 
 
 @dataclass
