@@ -129,15 +129,22 @@ def measure_row(name: str, runtime: str, batch: int, models: dict[str, nn.Module
     """One (runtime, batch) row: the variants' latencies, alternated, and speedup / MAC ratio of each."""
     macs = {k: count_macs(m, ex) for k, m in models.items()}
     t0 = time.time()
-    if runtime == "onnxruntime":
-        fns = ort_fns(models, ex, batch, folder, cfg.threads)
-    else:
-        fns = torch_fns(models, ex, batch, compiled=runtime == "compile")
-    setup_s = time.time() - t0
+    row: dict[str, Any] = {"model": name, "runtime": runtime, "batch": batch,
+                           "load": Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").is_file()
+                           else None}
+    try:
+        if runtime == "onnxruntime":
+            fns = ort_fns(models, ex, batch, folder, cfg.threads)
+        else:
+            fns = torch_fns(models, ex, batch, compiled=runtime == "compile")
+    except Exception as e:  # noqa: BLE001 - a runtime that cannot take the models is a result of the row
+        if runtime != "compile":
+            raise
+        row["error"] = f"torch.compile failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        return row
+    row["setup_s"] = time.time() - t0
     with torch.inference_mode():
         lat = _alternate(fns, cfg.latency_runs)
-    row = {"model": name, "runtime": runtime, "batch": batch, "setup_s": setup_s,
-           "load": Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").is_file() else None}
     for k in models:
         ms = lat[k]["median_ms"]
         row[f"{k} ms"] = ms
@@ -164,6 +171,9 @@ def run_model(name: str, target: float, opts: dict[str, Any], cfg: BenchConfig, 
             row.update(target=target, macs=info["macs"], params=info["params"], widths=info["widths"],
                        peer=info.get("torch-pruning"))
             rows.add(row)
+            if "error" in row:
+                common.log(f"speed 224: {name} {rt} b{b}: {row['error']}")
+                continue
             common.log(f"speed 224: {name} {rt} b{b}: dense {row['dense ms']:.1f} ms; " + ", ".join(
                 f"{k} {row[f'{k} speedup']:.2f}x of {row[f'{k} mac_ratio']:.2f}x" for k in models if k != "dense"))
 
@@ -172,7 +182,7 @@ def columns() -> list[output.Column]:
     cols: list[output.Column] = [("model", lambda r: r["model"]), ("MACs kept", lambda r: output.pct(r["target"], 0)),
                                  ("runtime", lambda r: r["runtime"]),
                                  ("batch", lambda r: str(r["batch"])),
-                                 ("dense ms", lambda r: output.num(r.get("dense ms"), ".1f"))]
+                                 ("dense ms", lambda r: r.get("error") or output.num(r.get("dense ms"), ".1f"))]
     for k in VARIANTS[1:]:
         cols.append((f"{k}: MAC ratio, speedup (share of MAC ratio)",
                      lambda r, k=k: "-" if r.get(f"{k} speedup") is None else
