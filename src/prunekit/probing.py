@@ -8,6 +8,7 @@ build a model that crashes. Probing applies plans, so it sits above both `graph`
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import copy
 import importlib
@@ -58,7 +59,7 @@ def trace(model: nn.Module, example_inputs: Any, ignore: Iterable | None = None,
 
 def meta_copy(model: nn.Module) -> nn.Module:
     """A structural copy of `model` whose parameters and buffers live on the meta device (no memory)."""
-    memo: dict[int, Any] = {}
+    memo = _empty_dicts(model)
     for t in list(model.parameters()) + list(model.buffers()):
         if id(t) in memo:
             continue
@@ -67,12 +68,25 @@ def meta_copy(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model, memo)
 
 
+def _empty_dicts(model: nn.Module) -> dict[int, Any]:
+    """A deepcopy memo giving each empty dict / OrderedDict a module holds (its hook tables, mostly) a new
+    empty one of the same type, as deepcopy would, without deepcopy's generic path for each (that was 60%
+    of copying a ResNet-50's structure)."""
+    memo: dict[int, Any] = {}
+    for mod in model.modules():
+        for v in vars(mod).values():
+            if type(v) in (dict, collections.OrderedDict) and not v:
+                memo[id(v)] = type(v)()
+    return memo
+
+
 def shared_copy(model: nn.Module) -> nn.Module:
     """A copy of the module structure that shares every parameter and buffer with `model`.
 
     Surgery replaces tensors instead of writing into them, so pruning this copy leaves `model` untouched.
     """
-    memo: dict[int, Any] = {id(t): t for t in list(model.parameters()) + list(model.buffers())}
+    memo = _empty_dicts(model)
+    memo.update({id(t): t for t in list(model.parameters()) + list(model.buffers())})
     return copy.deepcopy(model, memo)
 
 

@@ -52,9 +52,10 @@ class UnionFind:
 
     def union_pairs(self, a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray) -> None:
         """Union a[i] with b[i] for all i (both flattened, broadcast first)."""
-        a = np.asarray(a.reshape(-1) if isinstance(a, np.ndarray) else a.reshape(-1).numpy())
-        b = np.asarray(b.reshape(-1) if isinstance(b, np.ndarray) else b.reshape(-1).numpy())
-        a, b = np.broadcast_arrays(a, b)
+        a = a.reshape(-1) if isinstance(a, np.ndarray) else a.reshape(-1).numpy()
+        b = b.reshape(-1) if isinstance(b, np.ndarray) else b.reshape(-1).numpy()
+        if a.shape != b.shape:
+            a, b = np.broadcast_arrays(a, b)
         while a.size:
             # vectorised: every root that must merge points at the smallest root it meets (parent[i] <= i holds,
             # so no cycle can form; the smaller id stays root, so FIXED (0) always wins); repeat for the pairs
@@ -63,9 +64,9 @@ class UnionFind:
             todo = ra != rb
             if not todo.any():
                 return
-            ra, rb = ra[todo], rb[todo]
+            if not todo.all():
+                ra, rb, a, b = ra[todo], rb[todo], a[todo], b[todo]
             np.minimum.at(self.parent, np.maximum(ra, rb), np.minimum(ra, rb))
-            a, b = a[todo], b[todo]
 
     def union_all(self, ids: torch.Tensor) -> None:
         flat = ids.reshape(-1)
@@ -76,22 +77,24 @@ class UnionFind:
     def roots(self, ids: np.ndarray) -> np.ndarray:
         """find() of every id, vectorised: follow parents until none moves, then point each id at its root."""
         ids = np.asarray(ids, dtype=np.int64)
-        r = self.parent[ids]
+        parent = self.parent
+        r = parent[ids]
         while True:
-            up = self.parent[r]
-            if np.array_equal(up, r):
+            up = parent[r]
+            if not (up != r).any():
                 break
             r = up
         self.parent[ids] = r
         return r
 
     def mark_fixed(self, ids: torch.Tensor, reason: str) -> None:
-        for u in torch.unique(ids.reshape(-1)).tolist():
-            self.fixed[u] = True
+        uniq = np.unique(ids.reshape(-1).numpy())
+        self.fixed[uniq] = True
+        for u in uniq.tolist():
             self.fixed_reason.setdefault(u, reason)
 
     def mark_produced(self, ids: torch.Tensor) -> None:
-        self.produced[torch.unique(ids.reshape(-1)).numpy()] = True
+        self.produced[ids.reshape(-1).numpy()] = True
 
     def note(self, ids: torch.Tensor, text: str) -> None:
         for u in torch.unique(ids.reshape(-1)).tolist():

@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
+from itertools import chain
+from operator import itemgetter
 from pathlib import Path
 
 import numpy as np
@@ -73,9 +75,10 @@ class PruningPlan:
             rem = d.removed
             if not rem:
                 continue
+            pick = itemgetter(*rem)  # the removed channels' position lists, gathered in C
             for m in d.members:
-                index = m.index
-                pos = [i for c in rem for i in index[c]]
+                lists = pick(m.index)
+                pos = list(chain.from_iterable(lists if len(rem) > 1 else (lists,)))
                 if pos:
                     acc.setdefault((m.key, m.dim), set()).update(pos)
         return [(k, dim, sorted(v)) for (k, dim), v in sorted(acc.items())]
