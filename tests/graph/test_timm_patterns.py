@@ -1,16 +1,22 @@
 """Widths that come from module attributes and paths stacked then reduced, as in timm's SelectiveKernel
-(skresnet, skresnext): the chunks of an equal split lose the same channels, a reduction or softmax over the
-stacked paths keeps the channel labels (each line along the paths is one channel, so it is exact), and the
-module's `in_channels`, which sizes the split, is patched; a module of that kind without a patch has its group
-excluded with the error as reason, never a crash."""
+(skresnet, skresnext), Res2Net/DLA Bottle2neck and CSPNet's cross stages: the chunks of an equal split lose the
+same channels, a reduction or softmax over the stacked paths keeps the channel labels (each line along the
+paths is one channel, so it is exact), and the module attribute that sizes the split (`in_channels`, `width`,
+`expand_chs`) is patched; a module of that kind without a patch has its group excluded with the error as
+reason, never a crash."""
 import copy
 
+import pytest
 import torch
 from timm.layers import SelectiveKernel
+from timm.models.cspnet import CrossStage, CrossStage3
+from timm.models.dla import DlaBottle2neck
+from timm.models.res2net import Bottle2neck
 from torch import nn
 
 import prunekit as pk
 from prunekit.surgery.patches import unregister_patch
+from prunekit.surgery.verify import make_input_sensitive
 
 from .timm_zoo import zeroed_outputs
 
@@ -46,6 +52,34 @@ def test_selective_kernel_prunes_exactly_and_patches_its_split_width():
         with torch.no_grad():
             assert _rel(zeroed_outputs(model, plan, x), pruned(x)) < 1e-5
         assert pk.verify(model, pruned, plan, x).exact
+
+
+_ACT = {"act_layer": nn.ReLU, "norm_layer": nn.BatchNorm2d}
+# (block, its input channels, the attribute holding the chunk size, its value before -> after 25% uniform)
+BLOCKS = {"res2net": (lambda: Bottle2neck(64, 16, base_width=32, scale=4, norm_layer=nn.BatchNorm2d), 64,
+                      "width", 8, 6),
+          "dla_res2": (lambda: DlaBottle2neck(32, 32, scale=4, base_width=32), 32, "width", 64, 48),
+          "cross_stage": (lambda: CrossStage(16, 32, 1, 1, 1, block_ratio=0.5, **_ACT), 16, "expand_chs", 32, 24),
+          "cross_stage3": (lambda: CrossStage3(16, 32, 2, 1, 1, block_ratio=0.5, **_ACT), 16, "expand_chs", 32, 24)}
+
+
+@pytest.mark.parametrize("name", list(BLOCKS))
+def test_timm_blocks_with_an_attribute_chunk_size_prune_exactly(name):
+    make, cin, attr, before, after = BLOCKS[name]
+    torch.manual_seed(0)
+    block = make().eval()
+    cout = block(torch.randn(1, cin, 6, 6)).shape[1]
+    model = nn.Sequential(nn.Conv2d(3, cin, 3, padding=1), nn.BatchNorm2d(cin), nn.ReLU(), block,
+                          nn.Conv2d(cout, 4, 1)).eval()
+    x = torch.randn(2, 3, 6, 6)
+    make_input_sensitive(model, x)
+    plan = pk.plan(model, x, ratio=0.25)
+    assert plan.exact and not plan.meta.get("excluded"), plan.reasons()
+    pruned = pk.apply(copy.deepcopy(model), plan)
+    assert (getattr(model[3], attr), getattr(pruned[3], attr)) == (before, after)
+    assert sum(p.numel() for p in pruned.parameters()) < 0.65 * sum(p.numel() for p in model.parameters())
+    with torch.no_grad():
+        assert _rel(zeroed_outputs(model, plan, x), pruned(x)) < 1e-5
 
 
 class Paths(nn.Module):

@@ -210,18 +210,37 @@ def _mha(mod: nn.MultiheadAttention, ctx: PatchContext) -> None:
         mod.kdim = mod.vdim = mod.embed_dim
 
 
+def _first_conv(module: nn.Module, ctx: PatchContext) -> nn.modules.conv._ConvNd:
+    """The first convolution in `module`, its attributes brought up to date (`apply` patches parents before
+    children; _conv is idempotent)."""
+    conv = next(m for m in module.modules() if isinstance(m, nn.modules.conv._ConvNd))
+    _conv(conv, ctx)
+    return conv
+
+
+# timm modules that split a tensor into equal chunks whose size is an attribute, not a tensor size. The trace
+# couples the chunks channel by channel (an equal split), so every chunk lost the same channels: these read
+# the new size back from the convolutions the chunks feed or come from.
 def _selective_kernel(mod: nn.Module, ctx: PatchContext) -> None:
-    """timm's SelectiveKernel splits its input with `torch.split(x, self.in_channels // self.num_paths, 1)`: the
-    chunk size comes from an attribute, not from a tensor. The trace couples the chunks position by position
-    (an equal split), so every path conv lost the same input channels; read the widths back from them."""
-    convs = [next(m for m in path.modules() if isinstance(m, nn.modules.conv._ConvNd)) for path in mod.paths]
-    for conv in convs:  # apply patches parents before children: bring the convs up to date (_conv is idempotent)
-        _conv(conv, ctx)
+    """SelectiveKernel: `torch.split(x, self.in_channels // self.num_paths, 1)` feeds one conv per path."""
+    convs = [_first_conv(path, ctx) for path in mod.paths]
     mod.in_channels = sum(c.in_channels for c in convs) if mod.split_input else convs[0].in_channels
     mod.out_channels = convs[0].out_channels
 
 
-_BY_NAME["timm.layers.selective_kernel.SelectiveKernel"] = _selective_kernel
+def _res2_width(mod: nn.Module, ctx: PatchContext) -> None:
+    """Res2Net / DLA Bottle2neck: `torch.split(out, self.width, 1)`, chunk i feeding `convs[i]`."""
+    mod.width = _first_conv(mod.convs[0], ctx).in_channels
+
+
+def _cross_stage(mod: nn.Module, ctx: PatchContext) -> None:
+    """CSPNet CrossStage(3): `x.split(self.expand_chs // 2, dim=1)` halves the output of `conv_exp`."""
+    mod.expand_chs = _first_conv(mod.conv_exp, ctx).out_channels
+
+
+_BY_NAME.update({"timm.layers.selective_kernel.SelectiveKernel": _selective_kernel,
+                 "timm.models.res2net.Bottle2neck": _res2_width, "timm.models.dla.DlaBottle2neck": _res2_width,
+                 "timm.models.cspnet.CrossStage": _cross_stage, "timm.models.cspnet.CrossStage3": _cross_stage})
 for _t, _f in [(nn.modules.conv._ConvNd, _conv), (nn.Linear, _linear), (nn.modules.batchnorm._NormBase, _batch_norm),
                (nn.GroupNorm, _group_norm), (nn.LayerNorm, _layer_norm), (nn.Embedding, _embedding),
                (nn.PReLU, _prelu), (nn.MultiheadAttention, _mha), (nn.RNNBase, rnn_patch),
