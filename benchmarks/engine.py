@@ -50,10 +50,10 @@ def _rel(a, b) -> float:
 
 def run_prunekit(model, x, ratio=0.3) -> dict:
     pruned = copy.deepcopy(model)  # copied outside the timed part, as for torch-pruning (which prunes in place)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     plan = pk.plan(model, x, ratio=ratio)
     pk.apply(pruned, plan)
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     with torch.no_grad():
         ref, out = call_model(model, x), call_model(pruned, x)
         zero = _rel(engine_zoos.zeroed_outputs(model, plan, x), out)
@@ -63,7 +63,8 @@ def run_prunekit(model, x, ratio=0.3) -> dict:
     return {"ok": bool(ok), "verified": bool((rep.exact or not plan.exact) and not wrong), "exact": bool(rep.exact),
             "claims_exact": bool(plan.exact), "wrong_exact": wrong, "zeroing_rel_diff": zero,
             "reasons": plan.reasons()[:3], "excluded": len(plan.meta.get("excluded", {})),
-            "params_kept": n_params(pruned) / n_params(model), "seconds": t1 - t0, "max_rel_diff": rep.max_rel_diff,
+            "params_kept": n_params(pruned) / n_params(model), "seconds": t1 - t0, "cpu_seconds": c1 - c0,
+            "max_rel_diff": rep.max_rel_diff,
             "weak": bool(rep.weak)}
 
 
@@ -83,16 +84,16 @@ def run_torch_pruning(model, x, ratio=0.3) -> dict:
     import torch_pruning as tp
 
     m = copy.deepcopy(model)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     imp = tp.importance.MagnitudeImportance(p=1)
     pruner = tp.pruner.MetaPruner(m, x, importance=imp, pruning_ratio=ratio, ignored_layers=_classifier(m),
                                   output_transform=_first_tensor)  # HF outputs hold caches: trace from a tensor
     pruner.step()
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     with torch.no_grad():
         ref, out = call_model(model, x), call_model(m, x)
     ok = _shapes(out) == _shapes(ref) and n_params(m) < n_params(model)
-    return {"ok": bool(ok), "params_kept": n_params(m) / n_params(model), "seconds": t1 - t0}
+    return {"ok": bool(ok), "params_kept": n_params(m) / n_params(model), "seconds": t1 - t0, "cpu_seconds": c1 - c0}
 
 
 LIMITS = {"seconds": 900.0, "memory_gb": 16.0}  # per tool and model; set from the command line
@@ -151,6 +152,7 @@ def timing(name: str, tools: list[str], repeats: int) -> dict:
     """Per tool, the median seconds of trace + plan + apply of `name` at 224x224 over `repeats` fresh processes,
     the tools alternated (prunekit, peer, prunekit, ...) so that a load change meets both alike."""
     times: dict[str, list[float]] = {t: [] for t in tools}
+    cpu: dict[str, list[float]] = {t: [] for t in tools}
     errors: dict[str, str] = {}
     for _ in range(repeats):
         for tool in tools:
@@ -159,12 +161,15 @@ def timing(name: str, tools: list[str], repeats: int) -> dict:
             r = guarded(model_row, tool, "torchvision", name, 224)
             if r.get("ok"):
                 times[tool].append(r["seconds"])
+                cpu[tool].append(r["cpu_seconds"])
             else:
                 errors[tool] = r.get("error", "failed")
-    out = {t: {"error": errors[t]} if t in errors else {"median_s": statistics.median(times[t]), "runs": times[t]}
-           for t in tools}
-    if all("median_s" in out[t] for t in tools) and len(tools) == 2:
-        out["ratio"] = out[tools[0]]["median_s"] / out[tools[1]]["median_s"]  # prunekit / peer
+    out = {t: {"error": errors[t]} if t in errors else
+           {"median_s": statistics.median(times[t]), "runs": times[t], "median_cpu_s": statistics.median(cpu[t]),
+            "cpu_runs": cpu[t]} for t in tools}
+    if all("median_s" in out[t] for t in tools) and len(tools) == 2:  # prunekit / peer: wall and CPU time
+        out["ratio"] = out[tools[0]]["median_s"] / out[tools[1]]["median_s"]
+        out["cpu_ratio"] = out[tools[0]]["median_cpu_s"] / out[tools[1]]["median_cpu_s"]
     return out
 
 
@@ -281,7 +286,8 @@ def write_results(out: Path, rows: list[dict], timings: dict, peer: bool, comman
             md.append(f"- {n}: " + ", ".join(f"{tool} {v.get('median_s', float('nan')):.2f} s"
                                             if "median_s" in v else f"{tool} {v.get('error')}"
                                             for tool, v in t.items() if isinstance(v, dict))
-                      + (f" (prunekit / torch-pruning = {t['ratio']:.2f})" if "ratio" in t else ""))
+                      + (f" (prunekit / torch-pruning = {t['ratio']:.2f} wall, {t['cpu_ratio']:.2f} CPU)"
+                         if "ratio" in t else ""))
         md.append("")
     md += ["## Per model (30% uniform L1, outputs kept)", "", markdown_table(table, cols)]
     (out / "results.md").write_text("\n".join(md) + "\n")
