@@ -24,7 +24,7 @@ class UnionFind:
         self.fixed = np.zeros(1024, dtype=bool)
         self.fixed[FIXED] = True
         self.produced = np.zeros(1024, dtype=bool)
-        self.notes: dict[int, set[str]] = {}
+        self.notes: dict[str, list[np.ndarray]] = {}  # note text -> the atom ids it was attached to
         self.fixed_reason: dict[int, str] = {FIXED: "constant"}
 
     def new(self, count: int) -> int:
@@ -97,8 +97,11 @@ class UnionFind:
         self.produced[ids.reshape(-1).numpy()] = True
 
     def note(self, ids: torch.Tensor, text: str) -> None:
-        for u in torch.unique(ids.reshape(-1)).tolist():
-            self.notes.setdefault(u, set()).add(text)
+        self.notes.setdefault(text, []).append(ids.reshape(-1).numpy().copy())
+
+    def noted_roots(self) -> dict[str, np.ndarray]:
+        """Per note text, the distinct roots of the atoms it was attached to (as unioned now)."""
+        return {text: np.unique(self.roots(np.concatenate(ids))) for text, ids in self.notes.items()}
 
 
 @dataclass

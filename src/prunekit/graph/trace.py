@@ -478,10 +478,12 @@ def _fixed_and_notes(ctx: TraceContext) -> tuple[dict[int, str], dict[int, set[s
                                    for r, a in zip(roots.tolist(), fixed[first].tolist())}
     notes: dict[int, set[str]] = {}
     whole_heads = {int(r) for s in ctx.splits if s["kind"] == "heads" for r in uf.roots(s["labels"].numpy())}
-    for a, texts in uf.notes.items():
-        r = uf.find(a)  # a head removed whole keeps its head_dim, so the scale notes do not apply to it
-        notes.setdefault(r, set()).update(t for t in texts if not (t in (HEAD_DIM_NOTE, SCORES_NOTE)
-                                                                   and r in whole_heads))
+    for text, roots in uf.noted_roots().items():
+        # a head removed whole keeps its head_dim, so the scale notes do not apply to it
+        skip = whole_heads if text in (HEAD_DIM_NOTE, SCORES_NOTE) else ()
+        for r in roots.tolist():
+            if r not in skip:
+                notes.setdefault(r, set()).add(text)
     return fixed_roots, notes
 
 
