@@ -3,6 +3,7 @@
 their reference only when the trace fits, and the collector pause restores the collector's state."""
 from __future__ import annotations
 
+import copy
 import gc
 
 import pytest
@@ -141,3 +142,25 @@ def test_gc_pause_nests_and_restores():
     with pytest.raises(KeyError):
         boom()
     assert gc.isenabled()
+
+
+def test_plan_runs_one_shape_forward_per_check(monkeypatch):
+    """The probe and the final check each run their plan once, with the trace's output shapes as reference:
+    no unpruned forward on a model whose plan passes (before: two per check)."""
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 8, 3), nn.Flatten(),
+                          nn.Linear(8 * 4 * 4, 4)).eval()
+    x = torch.randn(1, 3, 8, 8)
+    runs = []
+    original = probing.ShapeRunner._run
+
+    def counted(self, on_meta, plan):
+        runs.append((on_meta, plan is None))
+        return original(self, on_meta, plan)
+
+    monkeypatch.setattr(probing.ShapeRunner, "_run", counted)
+    plan = pk.plan(model, x, ratio=0.5)
+    assert not plan.is_empty()
+    assert runs == [(True, False), (True, False)]  # probe, final check: meta copies, plans applied
+    assert gc.isenabled()
+    pruned = pk.apply(copy.deepcopy(model), plan)
+    assert gc.isenabled() and pk.verify(model, pruned, plan, x).exact
