@@ -85,6 +85,20 @@ class Config:
         unknown_keywords(where, kwargs, cls.field_names())
         return cls(**kwargs)
 
+    @classmethod
+    def resolve(cls: type[C], where: str, config: Any, kwargs: Mapping[str, Any]) -> C:
+        """What an entry point taking ``config=None, **options`` runs with: `config` (checked to be this type,
+        or a dict of one), or the config `from_kwargs` builds from the options; both given raise TypeError."""
+        if config is None:
+            return cls.from_kwargs(where, kwargs)
+        if kwargs:
+            raise TypeError(f"{where} got config= and keyword options {sorted(kwargs)}; give one of them")
+        if isinstance(config, Mapping):
+            return cls.from_dict(config)
+        if not isinstance(config, cls):
+            raise TypeError(f"{where} is configured by {cls.__name__}, got {type(config).__name__}")
+        return config
+
     def replace(self: C, **changes: Any) -> C:
         """A validated copy with `changes` (unknown fields raise TypeError naming them)."""
         unknown_keywords(f"{type(self).__name__}.replace", changes, self.field_names())

@@ -47,8 +47,9 @@ def test_wanda_run_saves_a_from_pretrained_model(hf_folder, tmp_path):
     import transformers
 
     model, text = hf_folder
-    res = run_hf_workflow(HFWorkflowConfig(model=f"hf:{model}", out=str(tmp_path / "w"), method="wanda",
-                                           options={"sparsity": 0.5}, text=_text(text), latency_runs=1), log=lambda _l: None)
+    cfg = HFWorkflowConfig(model=f"hf:{model}", out=str(tmp_path / "w"), method="wanda", options={"sparsity": 0.5},
+                           text=_text(text), latency_runs=1)
+    res = run_hf_workflow(cfg, log=lambda _l: None)
     assert res.method.extras["sparsity"] == pytest.approx(0.5)
     assert isinstance(res.method.config, WandaMethodConfig) and res.method.config.calib_batches == 2
     assert -1.0 <= res.after["mean_cosine"] <= 1.0 and res.report["extra"]["saved"]["format"] == "save_pretrained"

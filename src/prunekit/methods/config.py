@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Mapping
 
 from ..config import Config, check_bool, check_float, check_int, unknown_keywords
 from ..planning import TRACE_KEYS, PlanConfig
@@ -138,14 +138,6 @@ class MethodConfig(Config):
         return cls(plan=PlanConfig(**plan), recovery=Recovery(**rec), **own)
 
     @classmethod
-    def resolve(cls, where: str, config: Any, kwargs: dict[str, Any]) -> "MethodConfig":
-        """`config` (checked to be this type, or a dict of one) or the config built from `kwargs`."""
-        if config is None:
-            return cls.from_keywords(where, kwargs)
-        if kwargs:
-            raise TypeError(f"{where} got config= and keyword options {sorted(kwargs)}; give one of them")
-        if isinstance(config, dict):
-            return cls.from_dict(config)
-        if not isinstance(config, cls):
-            raise TypeError(f"{where} is configured by {cls.__name__}, got {type(config).__name__}")
-        return config
+    def from_kwargs(cls, where: str, kwargs: Mapping[str, Any]) -> "MethodConfig":
+        """The keyword form (what `resolve` builds from options): `from_keywords`."""
+        return cls.from_keywords(where, dict(kwargs))

@@ -15,11 +15,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from prunekit.config import Config
 from .calibration import find_blocks, run_blocks
 
 
 @dataclass
-class DepthConfig:
+class DepthConfig(Config):
     """Options of depth pruning.
 
     Attributes:
@@ -137,10 +138,7 @@ def prune_depth(model: nn.Module, batches: Sequence[Any], config: DepthConfig | 
     Example:
         >>> prune_depth(model, batches, remove=2)
     """
-    if config is None:
-        config = DepthConfig(**options)
-    elif options:
-        raise TypeError(f"pass either config or options, not both (got options {sorted(options)})")
+    config = DepthConfig.resolve("prune_depth()", config, options)
     start = time.perf_counter()
     bi = block_influence(model, batches)
     candidates = [i for i in range(len(bi)) if not (config.keep_first and i == 0)

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from prunekit.config import Config
 from prunekit.surgery.masks import apply_masks, get_masks, remove_masks
 from .calibration import find_blocks
 
@@ -22,7 +23,7 @@ LOSSES = ("hidden", "logits", "auto")
 
 
 @dataclass
-class DistillConfig:
+class DistillConfig(Config):
     """Options of distillation.
 
     Attributes:
@@ -122,10 +123,7 @@ def distill(student: nn.Module, teacher: nn.Module, windows: torch.Tensor, confi
     Example:
         >>> student, rep = distill(pruned, dense, train_windows, steps=300, lr=1e-4)
     """
-    if config is None:
-        config = DistillConfig(**options)
-    elif options:
-        raise TypeError(f"pass either config or options, not both (got options {sorted(options)})")
+    config = DistillConfig.resolve("distill()", config, options)
     report = DistillReport(asdict(config))
     masks = get_masks(student)
     if config.lora and masks:  # peft merges into weight.data, which a parametrized weight only computes

@@ -120,16 +120,6 @@ def calibration_batches(loader: Iterable, n: int) -> list[Any]:
     return out
 
 
-def _config(name: str, cls: type, config: Any, options: dict[str, Any]) -> Any:
-    if config is None:
-        return cls.from_kwargs(f"{name}()", options)
-    if options:
-        raise TypeError(f"pass either config or options, not both (got options {sorted(options)})")
-    if not isinstance(config, cls):
-        raise TypeError(f"expected a {cls.__name__}, got {type(config).__name__}")
-    return config
-
-
 def _split(cfg: Any, base: type) -> Any:
     """The library config (without calib_batches) inside a method config."""
     return base(**{f.name: getattr(cfg, f.name) for f in fields(base)})
@@ -148,7 +138,7 @@ def _result(name: str, model: nn.Module, plan: PruningPlan, example: Any, before
 
 
 def _run(name: str, cls: type, base: type, model, train_loader, example_inputs, config, options, prune):
-    cfg = _config(name, cls, config, options)
+    cfg = cls.resolve(f"{name}()", config, options)
     batches = calibration_batches(train_loader, cfg.calib_batches)
     example = batches[0] if example_inputs is None else example_inputs
     args, kwargs = as_call(example)
@@ -280,5 +270,6 @@ def depth(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None 
     return _run("depth", DepthMethodConfig, DepthConfig, model, train_loader, example_inputs, config, options, prune)
 
 
-__all__ = ["CALIBRATION_METHODS", "list_calibration_methods", "run_calibration_method", "DepthMethodConfig", "FlapMethodConfig", "MagnitudeMethodConfig", "SparseGPTMethodConfig",
-           "WandaMethodConfig", "calibration_batches", "depth", "flap", "magnitude", "sparsegpt", "wanda"]
+__all__ = ["CALIBRATION_METHODS", "Calibrated", "DepthMethodConfig", "FlapMethodConfig", "MagnitudeMethodConfig",
+           "SparseGPTMethodConfig", "WandaMethodConfig", "calibration_batches", "depth", "flap",
+           "list_calibration_methods", "magnitude", "run_calibration_method", "sparsegpt", "wanda"]

@@ -14,6 +14,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from prunekit.config import Config
 from prunekit.surgery.masks import apply_masks, nm_mask, weight_param
 
 from .calibration import BlockRecord, LinearStats, find_blocks, run_blocks
@@ -35,7 +36,7 @@ def parse_nm(nm: str | None) -> tuple[int, int] | None:
 
 
 @dataclass
-class SparseConfig:
+class SparseConfig(Config):
     """Options shared by the three unstructured methods.
 
     Attributes:
@@ -68,9 +69,6 @@ class SparseConfig:
     @property
     def pattern(self) -> tuple[int, int] | None:
         return parse_nm(self.nm)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass
@@ -267,12 +265,7 @@ def prune_sparse(model: nn.Module, batches: Sequence[Any], method: str = "wanda"
     """
     if method not in _CONFIGS:
         raise ValueError(f"unknown method {method!r}; valid: {', '.join(_CONFIGS)}")
-    if config is None:
-        config = _CONFIGS[method](**options)
-    elif options:
-        raise TypeError(f"pass either config or options, not both (got options {sorted(options)})")
-    if not isinstance(config, _CONFIGS[method]):
-        raise TypeError(f"{method} takes a {_CONFIGS[method].__name__}, got {type(config).__name__}")
+    config = _CONFIGS[method].resolve(f"prune_sparse({method!r})", config, options)
     fn = layer_filter(model, config)
     _check_nm(model, config, fn)
     report = SparseReport(method, {"method": method, **config.to_dict()})

@@ -24,6 +24,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from prunekit.config import Config
 from prunekit.graph.plan import PruningPlan
 from prunekit.probing import trace
 from prunekit.surgery import apply
@@ -35,7 +36,7 @@ ALLOCATION = ("adaptive", "uniform")
 
 
 @dataclass
-class StructuredConfig:
+class StructuredConfig(Config):
     """Options of FLAP-like width pruning.
 
     Attributes:
@@ -215,10 +216,7 @@ def prune_structured(model: nn.Module, batches: Sequence[Any], config: Structure
     Example:
         >>> prune_structured(model, batches, ratio=0.5, importance="fluctuation")
     """
-    if config is None:
-        config = StructuredConfig(**options)
-    elif options:
-        raise TypeError(f"pass either config or options, not both (got options {sorted(options)})")
+    config = StructuredConfig.resolve("prune_structured()", config, options)
     start = time.perf_counter()
     report = StructuredReport(asdict(config))
     report.params_before = sum(p.numel() for p in model.parameters())

@@ -31,7 +31,8 @@ from ..transformers import hf
 from ..transformers.distill import DistillConfig, DistillReport, distill
 from ..transformers.hf_pretrained import PREFIX, Pretrained, load_pretrained
 from ..transformers.methods import CALIBRATION_METHODS, run_calibration_method
-from ..transformers.metrics import alternated_latency, embedding_agreement, latency_inputs, perplexity, sentence_embeddings
+from ..transformers.metrics import (alternated_latency, embedding_agreement, latency_inputs, perplexity,
+                                    sentence_embeddings)
 from ..utils import atomic_write
 from .config import from_mapping
 from .outputs import prepare_output_dir
@@ -72,7 +73,8 @@ class HFWorkflowConfig(Config):
             checked against its registered config type when this config is built; ``calib_batches`` is set
             by the run from ``text`` (every calibration window is used).
         text: calibration / distillation / metric text.
-        distill: distillation from the dense model after pruning (None: none).
+        distill: distillation from the dense model after pruning (None: none); its own ``seed`` draws the
+            training windows.
         latency_runs: timed runs per model and round (3 rounds, dense and pruned alternated, one thread) at
             ``latency_batch`` x ``text.seq_len`` tokens; 0 skips timing.
         out: output folder (None: nothing is written); overwrite: replace an earlier run there.
