@@ -116,8 +116,8 @@ class HFWorkflowConfig(Config):
         cls = CALIBRATION_METHODS.config_type(self.method)
         valid = [n for n in cls.field_names() if n != "calib_batches"]
         if "calib_batches" in self.options:
-            raise ValueError("HFWorkflowConfig: options may not set calib_batches; the run calibrates on "
-                             "text.calib_samples windows in batches of text.calib_batch")
+            raise ValueError("HFWorkflowConfig: options may not set calib_batches; the run calibrates on all "
+                             "text.calib_samples windows (--calib-samples), in batches of text.calib_batch")
         unknown_keywords(f"{self.method}()", self.options, valid)
         return cls(**self.options, calib_batches=calib_batches)
 
