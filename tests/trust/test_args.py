@@ -15,6 +15,7 @@ from prunekit.methods import METHODS, MethodConfig, list_methods, run_method
 from prunekit.methods.deep_compression import deep_compression
 from prunekit.planning import PlanConfig
 from prunekit.policies import get_policy, list_policies
+from prunekit.transformers.methods import CALIBRATION_METHODS, run_calibration_method
 from prunekit.unstructured import WEIGHT_CRITERIA, prune_unstructured, weight_scores
 
 from methods.toy import data, net
@@ -206,6 +207,25 @@ def test_method_configs_round_trip(name):
     assert back == cfg and back.to_dict() == cfg.to_dict()
     with pytest.raises(ValueError, match="target"):
         cls.from_keywords(name, {})
+
+
+@pytest.mark.parametrize("name", list(CALIBRATION_METHODS))
+def test_every_calibration_method_checks_its_config_before_touching_the_model(name):
+    """Unknown keywords name the valid ones; config and keywords at once, or another method's config, raise;
+    the config round-trips through JSON. The model and loader are never read (None and [] here)."""
+    cls = CALIBRATION_METHODS.config_type(name)
+    with pytest.raises(TypeError) as e:
+        run_calibration_method(name, None, [], **{BOGUS: 1})
+    assert_names(e, f"{name}()", f"'{BOGUS}'", "calib_batches")
+    with pytest.raises(TypeError, match="config= and keyword"):
+        run_calibration_method(name, None, [], config=cls(), calib_batches=2)
+    other = next(CALIBRATION_METHODS.config_type(n) for n in CALIBRATION_METHODS if n != name)
+    with pytest.raises(TypeError, match=f"configured by {cls.__name__}"):
+        run_calibration_method(name, None, [], config=other())
+    cfg = cls(calib_batches=3)
+    assert cls.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    with pytest.raises(ValueError, match="calib_batches"):
+        cls(calib_batches=0)
 
 
 def test_method_result_records_its_config():
