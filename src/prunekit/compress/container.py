@@ -25,6 +25,7 @@ from torch import nn
 from prunekit.compress import huffman
 from prunekit.compress.sharing import plain_state_dict
 from prunekit.errors import ModelFileError
+from prunekit.models import spec_of
 from prunekit.surgery.replay import PLANS_ATTR, rebuild
 from prunekit.utils.fileio import atomic_write
 
@@ -197,7 +198,7 @@ def _normalise_description(description: Mapping[str, Any] | str | None, model: n
     ``prunekit.models.create`` plus the structured-pruning plans recorded on it (``prunekit.io``)."""
     plans = list(getattr(model, PLANS_ATTR, []))
     if description is None:
-        spec = getattr(model, "_prunekit_spec", None)
+        spec = spec_of(model)
         if not hasattr(spec, "to_dict"):
             return None
         d = spec.to_dict()

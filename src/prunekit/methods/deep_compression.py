@@ -21,6 +21,7 @@ from prunekit.compress import (
     share_weights, sparse_bytes, unshare_weights,
 )
 from prunekit.config import Config, check_bool, check_choice, check_float, check_int, unknown_keywords
+from prunekit.models import spec_of
 from prunekit.surgery.masks import FilterFn, remove_masks, target_layers
 from prunekit.train import TrainConfig, Trainer, evaluate
 from prunekit.unstructured import AGPPruner, prune_unstructured
@@ -206,7 +207,7 @@ def deep_compression(model: nn.Module, train_loader: Iterable, val_loader: Itera
         out = c.path if c.path is not None else os.path.join(tmp, "model.pkz")
         info = save_compressed(model, out, c.description,
                                meta={"stages": [asdict(s) for s in stages]}, overwrite=c.overwrite)
-        target = None if (c.description or getattr(model, "_prunekit_spec", None)) else _dense_copy(model)
+        target = None if (c.description or spec_of(model)) else _dense_copy(model)
         loaded = load_compressed(out, model=target, device=dev)
     exact = _same_outputs(model, loaded, eval_loader or train_loader, dev)
     stages.append(StageSize("huffman", info.file_bytes, 0.0, accuracy(loaded)))

@@ -25,7 +25,7 @@ from typing import Any, Callable
 from torch import nn
 
 from ..errors import ModelFileError
-from .registry import create, get_entry
+from .registry import create, get_entry, spec_of
 
 LIBRARIES = ("prunekit", "torchvision", "timm", "transformers")
 # timm.create_model options that would read a file, a URL or the hub
@@ -171,7 +171,7 @@ def build_arch(arch: Any, factory: Callable[..., nn.Module] | None = None, sourc
 def describe_arch(model: nn.Module) -> dict | None:
     """The description that rebuilds ``model`` through a registry, when prunekit can tell it: a model built by
     ``prunekit.models.create``, or a transformers model of a class transformers exports. Otherwise None."""
-    spec = getattr(model, "_prunekit_spec", None)
+    spec = spec_of(model)
     if spec is not None and hasattr(spec, "to_dict"):
         return spec.to_dict()
     config = getattr(model, "config", None)

@@ -18,6 +18,8 @@ from typing import Any
 
 from torch import nn
 
+from ..models import spec_of
+from ..models.registry import SPEC_ATTR
 from ..models.resolve import build_arch, describe_arch
 from .hf_config import STATUS_ATTR, ConfigStatus, config_status, measure, update_config  # noqa: F401
 from ..surgery.patches import register_model_hooks
@@ -82,8 +84,8 @@ def after_apply(model: nn.Module) -> None:
     if not uses_transformers(model):
         return
     for hf_model in _outermost_hf_models(model):
-        if hf_model is model and getattr(model, "_prunekit_spec", None) is None:
-            object.__setattr__(model, "_prunekit_spec", HFSpec(type(model).__name__, _config_dict(model.config)))
+        if hf_model is model and spec_of(model) is None:
+            object.__setattr__(model, SPEC_ATTR, HFSpec(type(model).__name__, _config_dict(model.config)))
         changed = dict(getattr(hf_model, STATUS_ATTR, {}))
         changed.update(update_config(hf_model))
         object.__setattr__(hf_model, STATUS_ATTR, changed)
