@@ -59,8 +59,10 @@ PK_ROWS = {
 # Torch-Pruning rows: (importance, global ranking)
 TP_ROWS = {"tp_l1_local": ("l1", False), "tp_group_l2_global": ("group_l2", True),
            "tp_group_l2_local": ("group_l2", False)}
-KD = "kd"  # the best prunekit row (by mean top-1 of the finished rows) again, distilling from the base
-ALL_ROWS = [*PK_ROWS, KD, *TP_ROWS]
+# the best prunekit row (by mean top-1 of the finished rows) again, distilling from the base:
+# (temperature, distill_weight = the KL term's share of the loss)
+KD_ROWS = {"kd": (4.0, 0.5), "kd_strong": (4.0, 0.9)}
+ALL_ROWS = [*PK_ROWS, *KD_ROWS, *TP_ROWS]
 
 
 def log(msg: str) -> None:
@@ -103,24 +105,26 @@ def base_file(a: argparse.Namespace) -> Path:
     return path
 
 
-def workflow_config(a: argparse.Namespace, base: Path, prune: dict[str, Any], distill: bool, seed: int
-                    ) -> WorkflowConfig:
+def workflow_config(a: argparse.Namespace, base: Path, prune: dict[str, Any], kd: tuple[float, float] | None,
+                    seed: int) -> WorkflowConfig:
+    """The run of one prunekit row; `kd`: (temperature, distill_weight) to distil from the base, or None."""
+    t, w = kd or (4.0, 0.5)
     return WorkflowConfig(data=data_config(a), base=BaseConfig(path=str(base)),
                           prune=PruneConfig(target={"macs": TARGET}, **prune),
-                          recover=RecoverConfig(finetune_epochs=a.epochs, lr=a.lr, distill=distill,
-                                                temperature=a.temperature, distill_weight=a.distill_weight),
+                          recover=RecoverConfig(finetune_epochs=a.epochs, lr=a.lr, distill=kd is not None,
+                                                temperature=t, distill_weight=w),
                           seed=seed, device="cpu", max_steps_per_epoch=a.max_steps, latency_runs=0)
 
 
-def run_prunekit(a: argparse.Namespace, base: Path, name: str, prune: dict[str, Any], distill: bool,
+def run_prunekit(a: argparse.Namespace, base: Path, prune: dict[str, Any], kd: tuple[float, float] | None,
                  seed: int) -> dict[str, Any]:
-    res = run_workflow(workflow_config(a, base, prune, distill, seed), log=log)
+    res = run_workflow(workflow_config(a, base, prune, kd, seed), log=log)
     b, af = res.before, res.after
     rep = res.report
     hist = rep.get("history") or []
     return {"top1": 100 * af["top1"], "base_top1": 100 * b["top1"], "macs_kept": af["macs"] / b["macs"],
             "params_kept": af["params"] / b["params"], "macs": af["macs"], "params": af["params"],
-            "prune": prune, "distill": distill, "timings": rep.get("timings"),
+            "prune": prune, "distill": kd is not None, "timings": rep.get("timings"),
             "finetune": [{k: e.get(k) for k in ("epoch", "train_loss", "train_top1", "lr")} for e in hist],
             "widths": rep["extra"]["widths"], "versions": rep.get("versions"), "machine": rep.get("machine")}
 
@@ -146,7 +150,7 @@ def tp_prune(model: nn.Module, example: torch.Tensor, kind: str, global_pruning:
 
 def run_tp(a: argparse.Namespace, base: Path, name: str, seed: int) -> dict[str, Any]:
     """The peer row: same base file, data, seed and batch order as the workflow rows; prunekit's recovery."""
-    cfg = workflow_config(a, base, {}, False, seed)
+    cfg = workflow_config(a, base, {}, None, seed)
     data = load_data(cfg.data, seed)
     model = pk.load(base).eval()
     example = torch.randn(1, 1, 28, 28, generator=torch.Generator().manual_seed(0))
@@ -179,15 +183,15 @@ def read_rows(out: Path) -> list[dict[str, Any]]:
 
 
 def kd_source(rows: list[dict[str, Any]]) -> str:
-    """The prunekit row (of PK_ROWS) the distillation row repeats: the one a finished kd row used, else the
+    """The prunekit row (of PK_ROWS) the distillation rows repeat: the one a finished one used, else the
     best by mean top-1 over the finished seeds."""
     for r in rows:
-        if r["row"] == KD:
+        if r["row"] in KD_ROWS:
             return r["kd_of"]
     means = {n: statistics.fmean(r["top1"] for r in rows if r["row"] == n) for n in PK_ROWS
              if any(r["row"] == n for r in rows)}
     if not means:
-        raise RuntimeError(f"the {KD} row needs a finished prunekit row first ({', '.join(PK_ROWS)})")
+        raise RuntimeError(f"a distillation row needs a finished prunekit row first ({', '.join(PK_ROWS)})")
     return max(means, key=means.get)
 
 
@@ -250,8 +254,9 @@ def describe(s: dict[str, Any]) -> str:
     if name in TP_ROWS:
         kind, glob = TP_ROWS[name]
         return f"Torch-Pruning {kind} {'global' if glob else 'local'} on our base, our fine-tuning"
-    if name == KD:
-        return f"{s['kd_of']} + distillation from the base"
+    if name in KD_ROWS:
+        t, w = KD_ROWS[name]
+        return f"{s['kd_of']} + distillation from the base (T {t:g}, weight {w:g})"
     p = PK_ROWS[name]
     return f"{p['method']} {p.get('criterion', 'l1')} {p.get('policy', 'srr')}"
 
@@ -262,13 +267,14 @@ def run_row(a: argparse.Namespace, base: Path, name: str, seed: int, out: Path, 
     extra: dict[str, Any] = {}
     if name in TP_ROWS:
         row = run_tp(a, base, name, seed)
-    elif name == KD:
+    elif name in KD_ROWS:
         with locked(out / "rows.lock"):
             src = kd_source(read_rows(out))
-        extra = {"kd_of": src, "temperature": a.temperature, "distill_weight": a.distill_weight}
-        row = run_prunekit(a, base, name, PK_ROWS[src], True, seed)
+        t, w = KD_ROWS[name]
+        extra = {"kd_of": src, "temperature": t, "distill_weight": w}
+        row = run_prunekit(a, base, PK_ROWS[src], KD_ROWS[name], seed)
     else:
-        row = run_prunekit(a, base, name, PK_ROWS[name], False, seed)
+        row = run_prunekit(a, base, PK_ROWS[name], None, seed)
     return {"row": name, "seed": seed, "command": command, **extra, **row, "wall_s": time.perf_counter() - t0,
             "load_before": load0, "load_after": os.getloadavg()[0],
             "budget": {"finetune_epochs": a.epochs, "lr": a.lr, "max_steps": a.max_steps,
@@ -288,8 +294,6 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--base-epochs", type=int, default=8)
     p.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs")
     p.add_argument("--lr", type=float, default=0.01, help="fine-tuning learning rate")
-    p.add_argument("--temperature", type=float, default=4.0)
-    p.add_argument("--distill-weight", type=float, default=0.5)
     p.add_argument("--train-subset", type=int, default=None, help="quick runs only")
     p.add_argument("--test-subset", type=int, default=None, help="quick runs only")
     p.add_argument("--max-steps", type=int, default=None, help="quick runs only: steps per epoch")
