@@ -121,3 +121,17 @@ def test_cli_refuses_channel_options_on_an_hf_model(hf_folder, tmp_path, capsys)
                  "--out", str(tmp_path / "x")])
     assert code != 0 and "--target-macs" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_info_refuses_a_transformers_model_file_by_name(tmp_path, capsys):
+    """`prunekit info` measures image models: a pk.save'd transformers model gets one line naming it."""
+    import transformers
+
+    import prunekit as pk
+    from prunekit.cli import main
+
+    cfg = transformers.BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                                  intermediate_size=64)
+    pk.save(transformers.BertModel(cfg), tmp_path / "bert.safetensors")
+    assert main(["info", str(tmp_path / "bert.safetensors"), "--runs", "0"]) != 0
+    assert "holds a transformers BertModel" in capsys.readouterr().err

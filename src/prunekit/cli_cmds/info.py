@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from ..models import create, default_input_size, get_entry, spec_of
+from ..transformers.hf_modules import is_hf_model
 from . import argtypes as T
 from .common import (CliError, example_input, load_model_with_shape, looks_like_path, measure_model, metric_rows,
                      model_kwargs, print_table)
@@ -40,6 +41,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         channels = args.in_channels or (1 if default_input_size(name) == 28 else 3)
         model = create(name, **model_kwargs(name, args.num_classes or 10, channels, args.width or 1.0,
                                             args.input_size))
+    if is_hf_model(model):  # token inputs, not images: its run's report.json holds the transformer's metrics
+        raise CliError(f"{args.target} holds a transformers {type(model).__name__}; prunekit info measures image "
+                       "models (the report.json of a prunekit prune --model hf: run has its params, MACs, latency)")
     spec = spec_of(model)
     kw = spec.kwargs if spec else {}
     channels = args.in_channels or (shape[0] if shape else kw.get("in_channels", 3))
