@@ -311,6 +311,8 @@ def write_summary(root: Path = RESULTS) -> str:
         lines.append(f"| {zoo} | {s['models']} | {s['prunekit_ok']} | {s['prunekit_verified']} | "
                      f"{s['prunekit_exact']} | {s.get('prunekit_wrong_exact', '-')} | "
                      f"{s.get('torch_pruning_ok', '-')} | `{res['command']}` |")
+    lines += ["", "`command` is the last command that wrote each zoo's results; README.md here says how every row "
+              "was made (resumed parts, redone tools, dates, machine load)."]
     text = "\n".join(lines) + "\n"
     (root / "SUMMARY.md").write_text(text)
     return text
