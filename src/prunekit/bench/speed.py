@@ -22,7 +22,7 @@ from ..graph.plan import PruningPlan
 from ..probing import trace
 from ..models import create
 from ..report import plot_speedup_vs_mac_ratio
-from ..surgery import apply
+from ..surgery import apply, prepare_inference
 from . import common, output
 from .config import BenchConfig
 from .speed224 import run_224
@@ -33,7 +33,7 @@ RESUMABLE = True  # the 224-px section's rows (--opt section=224); the narrow se
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {"latency_runs": 50, "archs": []},
     "quick": {"latency_runs": 3, "latency_batches": [1, 8]},
-    "opts": {"results_dir": "benchmarks/results", "onnx": True},
+    "opts": {"results_dir": "benchmarks/results", "onnx": True, "prepare": True},
 }
 
 def columns(batches: list[int]) -> list[output.Column]:
@@ -135,6 +135,7 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
                                 f"{cfg.opts['results_dir']}/{{{','.join(SOURCES)}}}; run those suites first")
     entries.sort(key=lambda e: (e["arch"], -(e["macs_kept"] or 0)))
     use_onnx = bool(cfg.opts.get("onnx", True))
+    prepare = bool(cfg.opts.get("prepare", True))  # torch times pk.prepare_inference copies (folded, channels-last)
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
@@ -148,8 +149,10 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
         row.update(macs=cp["macs"], params=cp["params"], macs_kept=cp["macs"] / cd["macs"],
                    mac_ratio=cd["macs"] / cp["macs"], recorded_macs=e.get("macs"), widths=e["widths"],
                    aligned8=aligned(e["widths"], dense, ex))
+        timed = {k: prepare_inference(m, channels_last=True)[0] if prepare else m
+                 for k, m in (("dense", dense), ("pruned", pruned))}
         for b in cfg.latency_batches:
-            lat = paired_latency({"dense": dense, "pruned": pruned}, ex, b, cfg.latency_runs, threads=cfg.threads)
+            lat = paired_latency(timed, ex, b, cfg.latency_runs, threads=cfg.threads)
             row[f"torch_{b}"], row[f"torch_{b}_ms"], row[f"torch_{b}_dense_ms"] = (
                 lat["dense"] / lat["pruned"], lat["pruned"], lat["dense"])
             dense_ms.setdefault(e["arch"], {}).setdefault(f"torch b{b}", []).append(lat["dense"])
@@ -167,8 +170,9 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
     intro = ("Theoretical speedup (MAC ratio, dense / pruned MACs) against measured speedup (dense / pruned median "
              f"latency, {cfg.latency_runs} timed runs after warm-up, dense and pruned timed in alternation, "
              f"{cfg.threads} CPU thread(s)) for every distinct pruned architecture of the "
-             f"{', '.join(SOURCES)} suites, with torch (eager, inference mode) and onnxruntime (CPU provider). "
-             "Speedup columns are measured dense / pruned latency.")
+             f"{', '.join(SOURCES)} suites, with torch (eager, inference mode"
+             f"{'; BatchNorm folded and channels-last, pk.prepare_inference, dense and pruned alike' if prepare else ''}"
+             ") and onnxruntime (CPU provider). Speedup columns are measured dense / pruned latency.")
     table = [{k: v for k, v in r.items() if k != "widths"} for r in rows]
     return output.write_suite(out, cfg, "Speed: MAC ratio vs measured CPU speedup (torch and onnxruntime)", intro,
                               table, columns(cfg.latency_batches), rows, plots, notes, started=started)
