@@ -171,3 +171,13 @@ def test_console_script_runs_the_cli():
     (ep,) = [e for e in entry_points(group="console_scripts") if e.name == "prunekit"]
     assert ep.value == "prunekit_cli:main"
     assert ep.load() is prunekit_cli.main
+
+
+def test_key_value_options_name_a_bad_item(capsys, tmp_path):
+    """--method-arg / --opt: an item without '=' or with a value that is not YAML is one line naming it."""
+    base = ["prune", "--model", "lenet5", "--dataset", "digits", "--ratio", "0.3", "--out", str(tmp_path / "p")]
+    assert "--method-arg 'every': expected KEY=VALUE" in one_line_error(capsys, base + ["--method-arg", "every"])
+    err = one_line_error(capsys, base + ["--method-arg", "a=[1,"])
+    assert "--method-arg 'a=[1,': the value is not valid YAML" in err
+    assert "--opt '=3': expected KEY=VALUE" in one_line_error(capsys, ["bench", "redundancy", "--opt", "=3"])
+    assert not (tmp_path / "p").exists()

@@ -8,15 +8,13 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..bench import SUITES, suite_config, suite_module
 from ..bench.auto import add_bench_auto_parser, cmd_bench_auto
 from ..bench.output import command_line
 from ..bench.rows import ROWS_FILE
 from ..workflow import prepare_output_dir
 from . import argtypes as T
-from .common import CliError
+from .common import CliError, key_values
 
 
 def _arch(text: str) -> tuple[str, float]:
@@ -73,12 +71,7 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def overrides(args: argparse.Namespace) -> dict[str, Any]:
-    opts = {}
-    for item in args.opt:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise CliError(f"--opt {item!r}: expected KEY=VALUE")
-        opts[key.strip().replace("-", "_")] = yaml.safe_load(value)
+    opts = key_values(args.opt, "--opt")
     over = {"out": args.out, "cache_dir": args.cache_dir, "archs": args.archs, "targets": args.targets,
             "seeds": args.seeds, "dataset": args.dataset, "data_dir": args.data_dir,
             "batch_size": args.batch_size, "base_epochs": args.base_epochs, "finetune_epochs": args.finetune_epochs,

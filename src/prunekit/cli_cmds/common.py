@@ -3,6 +3,9 @@ range-checked, see argtypes), the data loaders of `train`, and re-exports of the
 from __future__ import annotations
 
 import argparse
+from typing import Any
+
+import yaml
 
 from ..data import DatasetInfo, Loaders, dataset_info, get_loaders
 from ..report.console import metric_rows, print_table  # noqa: F401  (re-exported for the subcommands)
@@ -13,6 +16,20 @@ from . import argtypes as T
 
 class CliError(Exception):
     """A user error: printed as one message, exit status 2."""
+
+
+def key_values(items: list[str], flag: str) -> dict[str, Any]:
+    """Repeated ``flag KEY=VALUE`` options as {key: YAML value} (``-`` in a key reads as ``_``)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise CliError(f"{flag} {item!r}: expected KEY=VALUE")
+        try:
+            out[key.strip().replace("-", "_")] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise CliError(f"{flag} {item!r}: the value is not valid YAML ({str(e).splitlines()[0]})") from None
+    return out
 
 
 def add_model_args(p: argparse.ArgumentParser, required: bool = False) -> None:

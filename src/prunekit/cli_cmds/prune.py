@@ -19,7 +19,7 @@ from ..report.console import before_after_rows, print_before_after
 from ..workflow import (BaseConfig, DataConfig, ModelConfig, PruneConfig, QuantizeConfig, RecoverConfig, WorkflowConfig,
                         run_workflow)
 from . import argtypes as T
-from .common import CliError, add_data_args, add_model_args, add_output_args
+from .common import CliError, add_data_args, add_model_args, add_output_args, key_values
 from .prune_hf import add_hf_prune_arguments, hf_only_flags, is_hf, run_hf
 
 
@@ -87,12 +87,7 @@ def _given_flags(args: argparse.Namespace) -> set[str]:
 
 def apply_recipe(args: argparse.Namespace, parser_defaults: dict[str, Any]) -> dict[str, Any]:
     """Fill args from --recipe (flags set on the command line win); returns the extra method arguments."""
-    extra = {}
-    for item in args.method_arg:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise CliError(f"--method-arg {item!r}: expected KEY=VALUE")
-        extra[key.strip().replace("-", "_")] = yaml.safe_load(value)
+    extra = key_values(args.method_arg, "--method-arg")
     if not args.recipe:
         return extra
     path = Path(args.recipe)
