@@ -9,6 +9,8 @@ Each takes the usual ``(model, train_loader, val_loader, example_inputs, config=
 ``calib_batches`` batches of ``train_loader`` are the calibration set (a dict batch is used as keyword inputs,
 a tuple batch contributes its first element). Returns a MethodResult: unstructured methods have an empty plan
 (masks instead), ``flap`` the plan it applied, ``depth`` an empty plan and the removed blocks in extras.
+A whole run on a pretrained model (load, calibrate, prune, distil, measure, save, report) is
+prunekit.workflow.run_hf_workflow, which looks the method and its config type up here.
 """
 from __future__ import annotations
 
