@@ -262,6 +262,15 @@ def plan_from_scores(model: nn.Module, graph: DependencyGraph, scores: dict[str,
     return plan
 
 
+def rescore(graph: DependencyGraph, plan: PruningPlan, scores: dict[str, torch.Tensor],
+            meta: dict[str, Any] | None = None) -> PruningPlan:
+    """`plan`'s counts per group with the kept channels chosen again from `scores` (ADMM's final selection,
+    after training drove the removed channels toward zero). The structure `plan_from_scores` checked is
+    unchanged (same widths), so its forward check still holds."""
+    counts = {d.name: len(d.removed) for d in plan.decisions}
+    return PruningPlan.from_kept(graph, select_kept(graph, scores, counts), meta if meta is not None else plan.meta)
+
+
 def _name(criterion: Any) -> str:
     return criterion.name if isinstance(criterion, Criterion) else str(criterion)
 

@@ -22,9 +22,7 @@ from torch import nn
 from ..config import check_float, check_int
 from ..criteria.base import member_rows, per_channel
 from ..graph.groups import ChannelGroup, Member
-from ..graph.plan import PruningPlan
-from ..planning import plan_from_scores, score_channels
-from ..policies import select_kept
+from ..planning import plan_from_scores, rescore, score_channels
 from ..surgery import apply
 from .common import begin, finish, policy_name, recover, shrink_graph, train
 from .config import MethodConfig
@@ -178,7 +176,7 @@ def admm(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None =
     t0 = time.perf_counter()
     # the same counts, now with the channels ADMM drove toward zero scoring lowest
     meta = {**alloc.meta, "method": "admm", "method_config": cfg.to_dict()}
-    plan = PruningPlan.from_kept(graph, select_kept(graph, score_channels(model, graph, cfg.plan), counts), meta)
+    plan = rescore(graph, alloc, score_channels(model, graph, cfg.plan), meta)
     apply(model, plan)
     graph = shrink_graph(graph, plan, model)
     timings["prune"] = time.perf_counter() - t0
