@@ -189,6 +189,9 @@ def _args(argv):
     ap.add_argument("--out", help="results folder (default: results/engine, or results/engine/<zoo>)")
     ap.add_argument("--resume", action="store_true", help="keep the models already in <out>/rows.jsonl")
     ap.add_argument("--skip-timings", action="store_true")
+    ap.add_argument("--no-run", action="store_true",
+                    help="with --resume: only write results.json/results.md from the rows in <out>/rows.jsonl "
+                         "(a run stopped part way), running no model")
     ap.add_argument("--timings-only", action="store_true",
                     help="only (re)measure timings.json; results.json/.md get the new timings, their rows stay")
     ap.add_argument("--redo", nargs="*", default=[], choices=["prunekit", "torch_pruning"],
@@ -227,7 +230,7 @@ def _run_rows(args, out: Path, names: list[str], tools: list[str]) -> list[dict]
     if args.redo:
         _write_rows(out / "rows.jsonl", rows)
     for name in names:
-        if name in done:
+        if name in done or args.no_run:
             continue
         row = {"model": name, "input": None}
         for tool in tools:
@@ -351,6 +354,8 @@ def main(argv=None) -> int:
     if args.timings_only:
         return _timings_only(args, out, peer, argv)
     timings = _timings(args, out, peer)
+    if args.no_run and not (args.resume and (out / "rows.jsonl").exists()):
+        raise SystemExit(f"--no-run needs --resume and rows in {out / 'rows.jsonl'}")
     rows = _run_rows(args, out, names, ["prunekit"] + (["torch_pruning"] if peer else []))
     command = " ".join(["python", "benchmarks/engine.py", *(sys.argv[1:] if argv is None else argv)])
     print(json.dumps(write_results(out, rows, timings, peer, command)))

@@ -71,3 +71,6 @@ def test_engine_script_fails_on_a_wrong_exact_claim(engine, tmp_path, capsys):
     assert engine.main(args) == 1  # the row is kept (resumable), the run fails and names the model
     assert "zeroing check disagrees: m" in capsys.readouterr().err
     assert json.loads((tmp_path / "results.json").read_text())["summary"]["prunekit_wrong_exact"] == 1
+    # --no-run writes the results of a partial run from its rows: model "n" is not run, no row is added
+    assert engine.main(args[:3] + ["n"] + args[3:] + ["--no-run"]) == 1
+    assert len((tmp_path / "rows.jsonl").read_text().splitlines()) == 1
