@@ -149,8 +149,11 @@ def run_row(base: nn.Module, data: Data, wcfg: WorkflowConfig) -> tuple[nn.Modul
     seeded by the config's seed, whatever ran before); returns (pruned model, its MethodResult, the result)."""
     loaders = Loaders(data.train_loader(wcfg.seed), None, data.test_loader)
     run_data = RunData(data.info, loaders, data_read(wcfg.data.dataset, wcfg.data.data_dir))
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     res = run_workflow(wcfg, data=run_data, base_model=copy.deepcopy(base), log=log)
+    # process CPU seconds: with one torch thread and in-process data loading, the row's compute, unaffected by
+    # other jobs' time slices or by the job being paused (wall clock counts both)
+    res.method.timings["cpu"] = time.process_time() - c0
     res.method.timings["wall"] = time.perf_counter() - t0
     return res.model.cpu().eval(), res.method, res
 
