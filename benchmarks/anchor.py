@@ -268,7 +268,7 @@ def run_row(a: argparse.Namespace, base: Path, name: str, seed: int, out: Path, 
     if name in TP_ROWS:
         row = run_tp(a, base, name, seed)
     elif name in KD_ROWS:
-        with locked(out / "rows.lock"):
+        with locked(out / "rows.jsonl"):
             src = kd_source(read_rows(out))
         t, w = KD_ROWS[name]
         extra = {"kd_of": src, "temperature": t, "distill_weight": w}
@@ -301,7 +301,7 @@ def main(argv: list[str] | None = None) -> None:
     command = "python " + " ".join(shlex.quote(x) for x in [sys.argv[0], *(argv if argv is not None else sys.argv[1:])])
     a.out.mkdir(parents=True, exist_ok=True)
     if a.report_only:
-        with locked(a.out / "rows.lock"):
+        with locked(a.out / "rows.jsonl"):
             write_results(a.out)
         return
     done = {(r["row"], r["seed"]) for r in read_rows(a.out)}
@@ -314,13 +314,13 @@ def main(argv: list[str] | None = None) -> None:
         return
     for seed in a.seeds:
         for name in a.rows:
-            with locked(a.out / "rows.lock"):
+            with locked(a.out / "rows.jsonl"):
                 if (name, seed) in {(r["row"], r["seed"]) for r in read_rows(a.out)}:
                     log(f"{name} seed {seed}: done already")
                     continue
             log(f"{name} seed {seed}: start")
             row = run_row(a, base, name, seed, a.out, command)
-            with locked(a.out / "rows.lock"):
+            with locked(a.out / "rows.jsonl"):
                 with open(a.out / "rows.jsonl", "a") as fh:
                     fh.write(json.dumps(row, default=str) + "\n")
                 write_results(a.out)
