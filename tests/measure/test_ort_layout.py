@@ -7,7 +7,9 @@ import torch
 from torch import nn
 
 import prunekit as pk
+from prunekit.cli import main
 from prunekit.measure.ort_layout import block_size, ort_conv_layout
+from prunekit.models import create
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -36,3 +38,17 @@ def test_blocked_layout_follows_the_widths(tmp_path):
     assert ort_conv_layout(tmp_path / "aligned.onnx") == aligned.conv_layout
     with pytest.raises(FileNotFoundError, match="no such ONNX file"):
         ort_conv_layout(tmp_path / "missing.onnx")
+
+
+def test_export_command_prints_the_layout(tmp_path, capsys):
+    torch.manual_seed(0)
+    # width 0.3: 19, 38, 77 and 154 channels, no multiple of 8 or 16
+    pk.save(create("vgg11", num_classes=10, in_channels=1, width=0.3), tmp_path / "m.safetensors",
+            extra={"input_shape": [1, 28, 28]})
+    assert main(["export", str(tmp_path / "m.safetensors"), "--out", str(tmp_path / "m.onnx"), "--batches", "1",
+                 "--runs", "1"]) == 0
+    out = capsys.readouterr().out
+    layout = ort_conv_layout(tmp_path / "m.onnx")
+    assert layout.convs == 8 and f"{layout.blocked} of 8" in out
+    if block_size() > 1:
+        assert layout.blocked < 8 and f"prunekit export: note: {8 - layout.blocked} of 8 convolutions" in out

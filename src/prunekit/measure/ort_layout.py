@@ -1,8 +1,9 @@
 """Which convolutions onnxruntime runs in its blocked channel layout (NCHWc) on this CPU.
 
 onnxruntime's CPU provider rewrites a convolution into its NCHWc kernels (channels in blocks of 16 with AVX-512,
-8 with AVX2) only when the channel counts fit the block; the others fall back to a plain kernel with layout
-reorders around them. Pruned widths that are not multiples of the block can so make a pruned model slower
+8 with AVX2) only when its channel counts fit the blocks (observed: input channels a multiple of the block, or
+fewer than one block as in a first layer); the others fall back to a plain kernel with layout reorders around
+them. Pruned widths that are not multiples of the block can so make a pruned model slower
 than the dense one (VGG-11 at 50% of its MACs ran 0.8x in benchmarks/results/speed/profile); widths rounded
 to the block (`round_to=`) keep every convolution blocked.
 """

@@ -52,7 +52,7 @@ class ExportResult:
         fix = (f"prune with widths that are multiples of {b} (round_to={b}, --round-to {b}) to keep them blocked"
                if b > 1 else "this CPU has no blocked layout (no AVX2)")
         return (f"{lay.convs - lay.blocked} of {lay.convs} convolutions run outside onnxruntime's blocked NCHWc "
-                f"layout (their channel counts do not fit its block); {fix}")
+                f"layout (their channel counts do not fit its blocks); {fix}")
 
     @property
     def passed(self) -> bool:
