@@ -81,6 +81,25 @@ def test_only_norms_whose_layer_feeds_nothing_else_fold():
     assert rep0.folded == [] and rep0.max_abs_diff == 0.0 and isinstance(plain.bn, nn.BatchNorm2d)
 
 
+class SharedConv(nn.Module):
+    """One conv called twice, each call with its own norm: folding either norm would change both calls."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn_a, self.bn_b = nn.Conv2d(3, 3, 3, padding=1), nn.BatchNorm2d(3), nn.BatchNorm2d(3)
+        self.head, self.bn_h = nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4)
+
+    def forward(self, x):
+        return self.bn_h(self.head(self.bn_b(self.conv(self.bn_a(self.conv(x))))))
+
+
+def test_shared_modules_are_not_folded():
+    model = _random_stats(SharedConv())
+    assert conv_bn_pairs(model) == [("head", "bn_h")]
+    fast, rep = prepare_inference(model, torch.randn(2, 3, 8, 8))
+    assert rep.folded == [("head", "bn_h")] and rep.max_abs_diff <= 1e-5 * rep.scale
+
+
 def test_refusals_name_the_problem():
     model = _random_stats(ConvBnLinearBn())
     with pytest.raises(InferenceError, match="eval mode"):

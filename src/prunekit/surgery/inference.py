@@ -7,6 +7,7 @@ weigh more after pruning). Channels-last lets oneDNN's convolutions skip layout 
 """
 from __future__ import annotations
 
+import collections
 import copy
 import dataclasses
 from dataclasses import dataclass, field
@@ -79,7 +80,7 @@ class InferenceReport:
 
 def conv_bn_pairs(model: nn.Module) -> list[tuple[str, str]]:
     """(layer name, batchnorm name) for every BatchNorm whose only input is a convolution or Linear layer
-    whose output nothing else reads, found with torch.fx on the module graph.
+    whose output nothing else reads (each module called once), found with torch.fx on the module graph.
 
     A model torch.fx cannot trace raises an InferenceError naming it and the fx error.
     """
@@ -89,6 +90,9 @@ def conv_bn_pairs(model: nn.Module) -> list[tuple[str, str]]:
         raise InferenceError(f"fold_bn: torch.fx cannot trace {type(model).__name__} ({type(e).__name__}: "
                              f"{str(e).splitlines()[0] if str(e) else ''}); pass fold_bn=False") from e
     modules = dict(model.named_modules())
+    # a module called more than once (weights shared between two places) is never folded: one fold would
+    # change it for every call
+    calls = collections.Counter(n.target for n in graph.nodes if n.op == "call_module")
     pairs = []
     for node in graph.nodes:
         if node.op != "call_module" or not isinstance(modules.get(node.target), _NORMS):
@@ -97,7 +101,8 @@ def conv_bn_pairs(model: nn.Module) -> list[tuple[str, str]]:
         layer = modules.get(src.target) if getattr(src, "op", None) == "call_module" else None
         foldable = isinstance(layer, _CONVS) or (isinstance(layer, nn.Linear)
                                                  and isinstance(modules[node.target], nn.BatchNorm1d))
-        if foldable and len(src.users) == 1 and modules[node.target].track_running_stats:
+        if (foldable and len(src.users) == 1 and modules[node.target].track_running_stats
+                and calls[src.target] == 1 and calls[node.target] == 1):
             pairs.append((src.target, node.target))
     return pairs
 
