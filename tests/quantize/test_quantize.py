@@ -94,9 +94,11 @@ def test_qat_distilled_from_dense_recovers_the_pruned_model(trained):
     x = train[0][0][:1]
     pruned = pk.apply(copy.deepcopy(model), pk.plan(model, x, ratio=0.25))
     ptq = quantize_model(pruned, QuantizeConfig(calib_batches=2), train).accuracy(test)
-    cfg = QuantizeConfig(calib_batches=2, qat_epochs=1, qat_steps=19, qat_lr=0.01)
+    # three epochs of 19 steps: with one, QAT's margin over the bounds below was a few test images, and the
+    # int8 kernels (hence PTQ and QAT accuracy) differ between CPUs
+    cfg = QuantizeConfig(calib_batches=2, qat_epochs=3, qat_lr=0.01)
     res = quantize_model(pruned, cfg, train, teacher=model)
-    assert res.qat.steps == 19 and res.qat.layers == 3 and len(res.qat.losses) == 1
+    assert res.qat.steps == 57 and res.qat.layers == 3 and len(res.qat.losses) == 3
     assert not any(hasattr(m, "parametrizations") for m in res.model.modules())   # fake-quant removed
     assert set(res.model.state_dict()) == set(fold_copy(pruned).state_dict())
     assert all(p.requires_grad for p in model.parameters())                      # the teacher is untouched
