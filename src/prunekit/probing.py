@@ -8,9 +8,7 @@ build a model that crashes. Probing applies plans, so it sits above both `graph`
 """
 from __future__ import annotations
 
-import collections
 import contextlib
-import copy
 import importlib
 from typing import Any, Callable, Iterable
 
@@ -22,6 +20,7 @@ from .graph.plan import PruningPlan
 from .surgery.apply import apply
 from .utils.inputs import call_model, output_tensors
 from .utils.gcpause import without_gc
+from .utils.copies import meta_copy, shared_copy, to_meta
 from .utils.metaops import FastMeta
 
 TRACER = importlib.import_module("prunekit.graph.trace")  # the module: its trace is looked up at each call
@@ -33,7 +32,9 @@ def trace(model: nn.Module, example_inputs: Any, ignore: Iterable | None = None,
     """Trace one forward of `model` on `example_inputs` and return its channel groups.
 
     Args:
-        model: the model (not changed; run once in eval mode, its mode restored).
+        model: the model (not changed). Its labelled forward runs once in eval mode, on a meta-device copy
+            (shapes only) when the model has over 5M parameter elements and runs there with the same
+            labels (``graph.traced_on == "meta"``), else on the model itself, its mode restored.
         example_inputs: a tensor, a tuple of positional inputs or a dict of keyword inputs.
         ignore: module names, state_dict keys, module types, module objects or predicates whose tensors must
             not change (an entry that matches nothing raises).
@@ -55,43 +56,6 @@ def trace(model: nn.Module, example_inputs: Any, ignore: Iterable | None = None,
     """
     return TRACER.trace(model, example_inputs, ignore=ignore, round_to=round_to, prune_outputs=prune_outputs,
                         filter_fn=filter_fn, heads=heads, after=probe_groups if probe else None)
-
-
-def meta_copy(model: nn.Module) -> nn.Module:
-    """A structural copy of `model` whose parameters and buffers live on the meta device (no memory)."""
-    memo = _empty_dicts(model)
-    for t in list(model.parameters()) + list(model.buffers()):
-        if id(t) in memo:
-            continue
-        m = torch.empty_like(t, device="meta")
-        memo[id(t)] = nn.Parameter(m, requires_grad=t.requires_grad) if isinstance(t, nn.Parameter) else m
-    return copy.deepcopy(model, memo)
-
-
-def _empty_dicts(model: nn.Module) -> dict[int, Any]:
-    """A deepcopy memo giving each empty dict / OrderedDict a module holds (its hook tables, mostly) a new
-    empty one of the same type, as deepcopy would, without deepcopy's generic path for each (that was 60%
-    of copying a ResNet-50's structure)."""
-    memo: dict[int, Any] = {}
-    for mod in model.modules():
-        for v in vars(mod).values():
-            if type(v) in (dict, collections.OrderedDict) and not v:
-                memo[id(v)] = type(v)()
-    return memo
-
-
-def shared_copy(model: nn.Module) -> nn.Module:
-    """A copy of the module structure that shares every parameter and buffer with `model`.
-
-    Surgery replaces tensors instead of writing into them, so pruning this copy leaves `model` untouched.
-    """
-    memo = _empty_dicts(model)
-    memo.update({id(t): t for t in list(model.parameters()) + list(model.buffers())})
-    return copy.deepcopy(model, memo)
-
-
-def _to_meta(obj):
-    return torch.utils._pytree.tree_map(lambda t: t.to("meta") if isinstance(t, torch.Tensor) else t, obj)
 
 
 class NotRunnable(RuntimeError):
@@ -119,7 +83,7 @@ class ShapeRunner:
         if plan is not None:
             apply(m, plan)
         with torch.no_grad(), (FastMeta() if on_meta else contextlib.nullcontext()):
-            out = call_model(m, _to_meta(self.inputs) if on_meta else self.inputs)
+            out = call_model(m, to_meta(self.inputs) if on_meta else self.inputs)
         return [t.shape for t in output_tensors(out)]
 
     @property

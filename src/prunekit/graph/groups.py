@@ -75,6 +75,7 @@ class DependencyGraph:
     param_keys: list[str] = field(default_factory=list)  # state_dict keys of the parameters (counted once)
     root_of: dict[int, tuple[str, int]] = field(default_factory=dict)  # union-find root -> (group, channel)
     output_shapes: list | None = None  # shapes of the traced forward's output tensors (None: not known)
+    traced_on: str = "model"  # "meta": the labelled forward ran on a meta copy (shapes only); "model": on it
 
     def group(self, name: str) -> ChannelGroup:
         for g in self.groups:
