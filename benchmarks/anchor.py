@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import hashlib
 import json
 import os
 import shlex
@@ -175,6 +176,21 @@ def run_tp(a: argparse.Namespace, base: Path, name: str, seed: int) -> dict[str,
                          for e in done.history], **env}
 
 
+def base_digest(path: Path) -> str:
+    """sha256 of the base file: every row records it, so rows made on another base (another machine trains
+    a slightly different one from the same seed) are never summarised together."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def other_base_rows(rows: list[dict[str, Any]], digest: str) -> list[str]:
+    """The rows (as "name seed N") made on a base other than the one with this digest."""
+    return [f"{r['row']} seed {r['seed']}" for r in rows if r.get("base_sha256") != digest]
+
+
 def read_rows(out: Path) -> list[dict[str, Any]]:
     f = out / "rows.jsonl"
     if not f.exists():
@@ -275,7 +291,8 @@ def run_row(a: argparse.Namespace, base: Path, name: str, seed: int, out: Path, 
         row = run_prunekit(a, base, PK_ROWS[src], KD_ROWS[name], seed)
     else:
         row = run_prunekit(a, base, PK_ROWS[name], None, seed)
-    return {"row": name, "seed": seed, "command": command, **extra, **row, "wall_s": time.perf_counter() - t0,
+    return {"row": name, "seed": seed, "command": command, "base_sha256": base_digest(base), **extra, **row,
+            "wall_s": time.perf_counter() - t0,
             "load_before": load0, "load_after": os.getloadavg()[0],
             "budget": {"finetune_epochs": a.epochs, "lr": a.lr, "max_steps": a.max_steps,
                        "train_subset": a.train_subset}}
@@ -312,6 +329,10 @@ def main(argv: list[str] | None = None) -> None:
     log(f"base: {base}")
     if a.base_only:
         return
+    other = other_base_rows(read_rows(a.out), base_digest(base))
+    if other:
+        raise SystemExit(f"{a.out / 'rows.jsonl'}: {len(other)} row(s) were made on another base than {base} "
+                         f"({', '.join(other)}); move them to another file or choose another --out")
     for seed in a.seeds:
         for name in a.rows:
             with locked(a.out / "rows.jsonl"):

@@ -1,5 +1,6 @@
 """benchmarks/anchor.py on a tiny budget: a prunekit row, a Torch-Pruning row and the distillation row land in
-rows.jsonl at the MAC target, --resume skips them, and a rerun without --resume is refused."""
+rows.jsonl at the MAC target, --resume skips them, a rerun without --resume is refused, and so are rows made
+on another base."""
 import json
 import sys
 from pathlib import Path
@@ -36,3 +37,12 @@ def test_rows_resume_and_refusal(anchor, tmp_path):
     assert len((out / "rows.jsonl").read_text().splitlines()) == 3
     with pytest.raises(SystemExit, match="--resume"):
         anchor.main(["--rows", "l1_uniform", *args])
+    # a row made on another base (another machine trains a slightly different one) is refused by name
+    digest = rows[0]["base_sha256"]
+    assert len(digest) == 64 and all(r["base_sha256"] == digest for r in rows)
+    lines = (out / "rows.jsonl").read_text().splitlines()
+    moved = json.loads(lines[1])
+    moved["base_sha256"] = "0" * 64
+    (out / "rows.jsonl").write_text("\n".join([lines[0], json.dumps(moved), lines[2]]) + "\n")
+    with pytest.raises(SystemExit, match=r"1 row\(s\) were made on another base .*\(tp_l1_local seed 0\)"):
+        anchor.main(["--rows", "l1_uniform", "--resume", *args])
