@@ -282,7 +282,9 @@ def write_results(out: Path, rows: list[dict], timings: dict, peer: bool, comman
           "```", json.dumps(summary, indent=1), "```", ""]
     if timings:
         md += [f"## trace + plan + apply at 224x224, 30% uniform (median seconds, {timings.get('threads', '?')} "
-               "thread(s), tools alternated)", ""]
+               "thread(s), tools alternated, each run a fresh process)", ""]
+        if timings.get("command"):
+            md += [f"Measured by `{timings['command']}`.", ""]
         for n, t in timings.items():
             if not isinstance(t, dict) or "prunekit" not in t:
                 continue  # threads, environment
