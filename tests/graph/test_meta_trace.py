@@ -165,3 +165,17 @@ def test_weight_standardisation_is_seen_on_meta(monkeypatch):
     assert _summary(fast) == _summary(real)
     notes = {n for g in fast.groups for n in g.notes}
     assert notes == {"mean over channels", "std over channels"}  # the input channels of the standardised weights
+
+
+def test_models_off_the_cpu_are_traced_on_the_model():
+    model = torchvision.models.resnet18(num_classes=10).eval().to("meta")  # any device but the CPU
+    graph = pk.trace(model, torch.randn(1, 3, 32, 32, device="meta"), probe=False)
+    assert graph.traced_on == "model"
+    assert len(graph.prunable_groups()) == 12
+
+
+def test_a_meta_model_indexed_by_meta_values_is_refused():
+    """On the meta device an index has no values: following it would give arbitrary couplings."""
+    model = _Swinish().eval().to("meta")
+    with pytest.raises(pk.UnsupportedOpError, match="indices or a mask on the meta device"):
+        pk.trace(model, torch.randn(1, 9, 16, device="meta"), probe=False)

@@ -316,8 +316,11 @@ class _Mode(TorchDispatchMode):
         ctx = self.ctx
         if not any(ctx.get(t) for t in _op_tensors((args, kwargs))):
             return out
-        if ctx.on_meta and _reads_meta_values(func, args, kwargs):
-            raise _MetaValues(str(func))
+        if _reads_meta_values(func, args, kwargs):
+            if ctx.on_meta:
+                raise _MetaValues(str(func))
+            raise ctx.error(func, "it takes indices or a mask on the meta device, whose values a trace cannot "
+                                  "read; trace the model on the CPU")
         rule = rule_for(func)
         if rule is None and ctx.ignored and any(n in ctx.ignored for n, _ in ctx.stack):
             _opaque(ctx, args, kwargs, out)  # no rule, but the user excluded this module: pin through it
@@ -516,13 +519,15 @@ META_TRACE_MIN_ELEMENTS = 5_000_000
 def _labelled_forward_on_meta(model: nn.Module, inputs: Any, ignored: set[str], reasons: dict[str, str],
                               heads: bool) -> tuple[TraceContext | None, Any]:
     """The labelled forward on a meta copy of `model` (shapes only: no arithmetic, no memory for weights),
-    or (None, None) for small models (META_TRACE_MIN_ELEMENTS) and where that cannot give the real run's
-    labels: lazy modules (the real forward would initialise them), a copy or meta forward that fails (data-dependent steps), or an op whose labels would
+    or (None, None) for small models (META_TRACE_MIN_ELEMENTS), models or inputs off the CPU, and where that
+    cannot give the real run's labels: lazy modules (the real forward would initialise them), a copy or meta forward that fails (data-dependent steps), or an op whose labels would
     follow the values of a meta tensor (indices, masks). Integer buffers stay real, so index tables are
     followed value by value as in the real run."""
     tensors = list(model.parameters()) + list(model.buffers())
     if any(is_lazy(t) for t in tensors) or sum(t.numel() for t in tensors) < META_TRACE_MIN_ELEMENTS:
         return None, None
+    if any(t.device.type != "cpu" for t in tensors + _tensors(inputs)):
+        return None, None  # attention kernels are chosen per device: the meta run follows the CPU's choice
     try:
         twin = meta_copy(model, keep_integer=True)
         return _labelled_forward(twin, to_meta(inputs), ignored, reasons, heads, on_meta=True)
