@@ -448,8 +448,9 @@ def trace(model: nn.Module, example_inputs: Any, ignore: Iterable | None = None,
     # what the user excluded is decided on the model itself (ignore may name its module objects)
     mods = dict(model.named_modules())
     ignored = {n for n, m in mods.items() if n and _matches(ignore, n, n, m)}
+    entries = _state_entries(model)
     reasons = {}
-    for key in _state_entries(model):
+    for key in entries:
         mname = key.rsplit(".", 1)[0] if "." in key else ""
         if _matches(ignore, key, mname, mods.get(mname, model)):
             reasons[key] = f"excluded by the user ({mname or key})"
@@ -460,7 +461,7 @@ def trace(model: nn.Module, example_inputs: Any, ignore: Iterable | None = None,
         for t in _tensors(out):
             for s in ctx.get(t):
                 ctx.uf.mark_fixed(s, "feeds the model output")
-    shapes = {k: tuple(v.shape) for k, v in _state_entries(model).items()}
+    shapes = {k: tuple(v.shape) for k, v in entries.items()}
     groups = build_groups(ctx, model, round_to)
     splits = [{"module": s["module"], "inner": s["inner"], "factors": s["factors"], "kind": s["kind"],
                "roots": ctx.uf.roots(s["labels"].numpy()).tolist()} for s in ctx.splits]
