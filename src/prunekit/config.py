@@ -32,7 +32,7 @@ def unknown_keywords(where: str, given: Iterable[str], valid: Iterable[str]) -> 
 
 
 def json_data(value: Any) -> Any:
-    """`value` as JSON data: configs and dataclasses as dicts, tuples as lists."""
+    """`value` as JSON data: configs and dataclasses as dicts, tuples as lists, live objects as GIVEN."""
     if isinstance(value, Config):
         return value.to_dict()
     if hasattr(value, "items") and callable(value.items) and type(value).__name__ == "Target":
@@ -45,7 +45,9 @@ def json_data(value: Any) -> Any:
         return [json_data(v) for v in value]
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
-    return repr(value)
+    text = repr(value)
+    # a live object (a function, a loader, a module): its repr says where it lived, not what it was
+    return GIVEN if callable(value) or " at 0x" in text else text
 
 
 class Config:

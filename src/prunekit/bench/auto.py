@@ -3,8 +3,8 @@ latency (default 50% and 30% of dense) on Fashion-MNIST ResNet-20: test accuracy
 measured latency, and the latency model's prediction error on held-back real models. Writes results.json and
 results.md. Also runnable as `python benchmarks/auto.py`.
 
-Every method starts from the same trained base, prunes by l1 within the groups its policy chose, and gets the
-same fine-tuning budget and seed. A one-knob policy is put at a latency by bisecting its knob on the latency
+Every row is one `run_workflow` on a copy of the same trained base: the oneshot method, l1 within the groups its
+policy chose, planned and checked by the one planning path, then the same fine-tuning budget and seed. A one-knob policy is put at a latency by bisecting its knob on the latency
 model's prediction; every method (auto included) is then measured for real and its goal corrected toward the target.
 """
 from __future__ import annotations
@@ -28,20 +28,21 @@ from torch import nn
 import prunekit as pk
 
 from ..criteria import get_criterion
-from ..data import Loaders, get_dataset, make_loader
-from ..graph.plan import PruningPlan
+from ..data import Loaders, dataset_info, get_dataset, make_loader
+from ..data.provenance import data_read
 from ..measure import measure_latency
 from ..measure.latency import cpu_name
 from ..models import create
-from ..policies import get_policy, select_kept
+from ..policies import get_policy
 from ..policies.auto import knob_counts, meet_latency
 from ..policies.latency_layers import cache_dir
 from ..policies.latency_model import LatencyModel
-from ..train import TrainConfig, Trainer, evaluate
+from ..train import TrainConfig, evaluate
 from ..utils import argtypes as T
 from ..utils import atomic_write
 from ..train.checkpoint import read_checked
-from ..workflow import MODEL_FILE, load_model, prepare_output_dir, train_base
+from ..workflow import (MODEL_FILE, BaseConfig, DataConfig, ModelConfig, PruneConfig, RecoverConfig, RunData,
+                        WorkflowConfig, load_model, prepare_output_dir, run_workflow, train_base)
 
 DEFAULT_OUT = "benchmarks/results/auto"
 
@@ -56,6 +57,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--criterion", default="l1")
     p.add_argument("--train-subset", type=T.positive_int, default=20000, help="training images used (of 55,000)")
     p.add_argument("--val-size", type=T.positive_int, default=5000)
+    p.add_argument("--test-subset", type=T.positive_int, default=None, help="test images scored (default: all 10,000)")
     p.add_argument("--batch-size", type=T.positive_int, default=128)
     p.add_argument("--epochs", type=T.nonneg_int, default=3, help="base training epochs (short: a benchmark budget)")
     p.add_argument("--lr", type=T.positive_float, default=0.1)
@@ -96,19 +98,16 @@ def _command() -> str:
     return " ".join([prog] + [shlex.quote(a) for a in sys.argv[1:]])
 
 
-def _loaders(args):
+def _loaders(args) -> RunData:
+    """The run's data: a seeded training subset, a validation split (the auto search scores on it) and the
+    test set, as the workflow takes it."""
     kw = dict(data_dir=args.data_dir, val_size=args.val_size, seed=args.seed)
     train = get_dataset(args.dataset, split="train", subset=args.train_subset, **kw)
     val = get_dataset(args.dataset, split="val", **kw)
-    test = get_dataset(args.dataset, split="test", **kw)
-    return (make_loader(train, args.batch_size, shuffle=True, seed=args.seed), make_loader(val, 256),
-            make_loader(test, 256), {"train": len(train), "val": len(val), "test": len(test)})
-
-
-def _train(model, loader, epochs, lr, args, log):
-    cfg = TrainConfig(epochs=epochs, lr=lr, seed=args.seed, max_steps_per_epoch=args.max_steps_per_epoch,
-                      progress=False, verbose=False)
-    return Trainer(model, loader, None, cfg, device="cpu", log=log).fit()
+    test = get_dataset(args.dataset, split="test", subset=args.test_subset, **kw)
+    loaders = Loaders(make_loader(train, args.batch_size, shuffle=True, seed=args.seed), make_loader(val, 256),
+                      make_loader(test, 256))
+    return RunData(dataset_info(args.dataset, args.data_dir), loaders, data_read(args.dataset, args.data_dir))
 
 
 def _base(args, train, log):
@@ -141,71 +140,97 @@ class _Bench:
     graph: Any
     scores: Any
     example: torch.Tensor
-    train: Any
-    val: Any
-    test: Any
+    data: RunData
     lm: Any = None
 
 
-def _counts(b: _Bench, method: str, keep: float, log) -> tuple[dict[str, int], float, dict[str, Any]]:
-    """(channels removed per group, latency measured at the search, the auto search's report) for a method."""
-    rep: dict[str, Any] = {}
-    if method.startswith("auto"):
-        counts = get_policy("auto")(b.base, b.graph, b.scores, target=pk.Target(latency=keep), data=b.train,
-                                    val_data=b.val, example_inputs=b.example, seed=b.args.seed,
-                                    evaluations=b.args.evaluations, latency_model=b.lm, report=rep,
-                                    hw_widths=method != "auto-nohw", log_fn=log)
-        return counts, rep["latency_measured_ratio"], rep
-    policy = get_policy(method)
+def _workflow(b: _Bench, prune: PruneConfig) -> WorkflowConfig:
+    """One row as a workflow run: `prune` on the shared base, the shared fine-tuning budget and seed."""
+    a = b.args
+    return WorkflowConfig(
+        model=ModelConfig(a.model), data=DataConfig(a.dataset, data_dir=a.data_dir, val_size=a.val_size,
+                                                    train_subset=a.train_subset, batch_size=a.batch_size),
+        base=BaseConfig(epochs=a.epochs, lr=a.lr), prune=prune,
+        recover=RecoverConfig(finetune_epochs=a.finetune_epochs, lr=a.finetune_lr), seed=a.seed, device="cpu",
+        max_steps_per_epoch=a.max_steps_per_epoch, latency_runs=0, progress=False)
 
-    def make(r: float, policy=policy):
+
+def _knob(b: _Bench, method: str, keep: float, log) -> tuple[float, dict[str, int], float]:
+    """(ratio, channels removed per group, latency measured at the search) of the one-knob policy `method` put
+    at `keep` of the dense latency: its ratio bisected on the latency model's prediction, then corrected by
+    measurement (auto_search.meet_latency)."""
+    policy = get_policy(method)
+    knob_of: dict[tuple, float] = {}
+
+    def make(r: float) -> dict[str, int]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return policy(b.base, b.graph, b.scores, ratio=r)
+            counts = policy(b.base, b.graph, b.scores, ratio=r)
+        knob_of[tuple(sorted(counts.items()))] = r  # the policy is deterministic: any ratio giving counts will do
+        return counts
 
     counts, measured = meet_latency(b.lm, lambda s: knob_counts(b.lm, make, keep * s), keep, say=log)
-    return counts, measured, rep
+    return knob_of[tuple(sorted(counts.items()))], counts, measured
 
 
-def _pruned(b: _Bench, counts: dict[str, int]) -> nn.Module:
-    return pk.apply(copy.deepcopy(b.base), PruningPlan.from_kept(b.graph, select_kept(b.graph, b.scores, counts)))
+def _prune_config(b: _Bench, method: str, keep: float, log) -> tuple[PruneConfig, dict[str, Any]]:
+    """The row's PruneConfig (oneshot with the l1 criterion and the row's policy) and what the search found:
+    auto searches inside the planning path toward Target(latency=keep) with the shared latency model; a
+    one-knob policy gets the ratio `_knob` found."""
+    a, options = b.args, {"train_config": TrainConfig(progress=False, verbose=False)}
+    if method.startswith("auto"):
+        report: dict[str, Any] = {}
+        options["policy_kwargs"] = {"val_data": b.data.loaders.val, "evaluations": a.evaluations,
+                                    "latency_model": b.lm, "report": report, "hw_widths": method != "auto-nohw",
+                                    "log_fn": log}
+        # strict=False: a measured latency over the target (beyond the 3% tolerance) is reported, not refused
+        return PruneConfig(method="oneshot", criterion=a.criterion, policy="auto", target={"latency": keep},
+                           strict=False, options=options), {"auto": report}
+    t0 = time.perf_counter()
+    ratio, counts, measured = _knob(b, method, keep, log)
+    return (PruneConfig(method="oneshot", criterion=a.criterion, policy=method, ratio=ratio, options=options),
+            {"ratio": ratio, "counts": counts, "measured": measured, "knob_s": time.perf_counter() - t0})
 
 
-def _row(b: _Bench, method: str, keep: float, log) -> dict[str, Any]:
-    """Prune the base with `method` to `keep` of the dense latency, fine-tune, evaluate: one results row."""
-    args = b.args
+def _row(b: _Bench, method: str, keep: float, log) -> tuple[dict[str, Any], nn.Module]:
+    """Prune the base with `method` to `keep` of the dense latency, fine-tune, evaluate (one `run_workflow`):
+    one results row and the pruned model."""
     log(f"--- {method} at {keep:.2f} of dense latency")
-    t0 = time.perf_counter()
-    counts, measured, rep = _counts(b, method, keep, log)
-    t_search = time.perf_counter() - t0
-    pruned = _pruned(b, counts)
-    before_ft = evaluate(pruned, b.test, "cpu")
-    t0 = time.perf_counter()
-    _train(pruned, b.train, args.finetune_epochs, args.finetune_lr, args, log)
-    t_ft = time.perf_counter() - t0
-    after = evaluate(pruned.eval(), b.test, "cpu")
-    c0, c1 = pk.count(b.base, b.example), pk.count(pruned, b.example)
-    log(f"{method} @ {keep}: top-1 {100 * after['top1']:.2f}% (pruned {100 * before_ft['top1']:.2f}%), "
-        f"MACs {c1.macs / c0.macs:.3f}, latency {measured:.3f} of dense")
-    return {"target": keep, "method": method, "counts": counts,
-            "widths": {g.name: g.size - counts.get(g.name, 0) for g in b.graph.prunable_groups()},
-            "predicted_ratio": b.lm.ratio(counts), "measured_ratio_at_search": measured,
-            "top1_pruned": before_ft["top1"], "top1": after["top1"], "macs_kept": c1.macs / c0.macs,
-            "params_kept": c1.params / c0.params, "search_s": t_search, "finetune_s": t_ft,
-            "auto": {k: rep[k] for k in ("best_score", "final_score", "evaluations", "scoring", "time_s")
-                     if k in rep} or None}
+    prune, found = _prune_config(b, method, keep, log)
+    res = run_workflow(_workflow(b, prune), data=b.data, base_model=copy.deepcopy(b.base), log=log)
+    counts = {d.name: len(d.removed) for d in res.plan.decisions if len(d.removed)}
+    rep = found.get("auto") or {}
+    measured = rep.get("latency_measured_ratio") if "auto" in found else found["measured"]
+    if "counts" in found and found["counts"] != counts:  # the plan's check excluded a group the search cut
+        log(f"{method} @ {keep}: the checked plan differs from the searched widths; its latency is measured below")
+    before_ft = evaluate(pk.apply(copy.deepcopy(b.base), res.plan), b.data.loaders.test, "cpu")
+    t = res.method.timings
+    log(f"{method} @ {keep}: top-1 {100 * res.after['top1']:.2f}% (pruned {100 * before_ft['top1']:.2f}%), "
+        f"MACs {res.after['macs'] / res.before['macs']:.3f}, latency {measured:.3f} of dense")
+    row = {"target": keep, "method": method, "counts": counts, "ratio": found.get("ratio"),
+           "plan_matches_search": None if "counts" not in found else found["counts"] == counts,
+           "widths": {g.name: g.size - counts.get(g.name, 0) for g in b.graph.prunable_groups()},
+           "predicted_ratio": b.lm.ratio(counts), "measured_ratio_at_search": measured,
+           "top1_pruned": before_ft["top1"], "top1": res.after["top1"],
+           "macs_kept": res.after["macs"] / res.before["macs"], "params_kept": res.after["params"] / res.before["params"],
+           "search_s": found.get("knob_s", 0.0) + t.get("prune", 0.0), "finetune_s": t.get("finetune", 0.0),
+           "plan": {k: res.plan.meta.get(k) for k in ("method", "policy", "criterion", "ratio", "target", "achieved",
+                                                      "excluded")},
+           "auto": {k: rep[k] for k in ("best_score", "final_score", "evaluations", "scoring", "time_s")
+                    if k in rep} or None}
+    return row, res.model.eval()
 
 
-def _final_latency(b: _Bench, rows: list[dict[str, Any]]) -> tuple[float, float]:
+def _final_latency(b: _Bench, rows: list[dict[str, Any]], models: list[nn.Module]) -> tuple[float, float]:
     """Time every model together, round-robin; fills each row's latency fields. Returns (dense ms at the
     latency batch, dense ms at batch 1)."""
     final = b.lm.measure_many([{}] + [r["counts"] for r in rows], rounds=7)
     dense_b1 = measure_latency(b.base, b.example, threads=b.args.threads, warmup=10, runs=100).median_ms
-    for r, ms in zip(rows, final[1:]):
+    for r, ms, model in zip(rows, final[1:], models):
         r["latency_ms"] = ms
         r["latency_ratio"] = ms / final[0]
         r["prediction_error"] = (b.lm.ratio(r["counts"]) - r["latency_ratio"]) / r["latency_ratio"]
-        r["latency_b1_ratio"] = measure_latency(_pruned(b, r["counts"]), b.example, threads=b.args.threads,
+        r["latency_b1_ratio"] = measure_latency(model, b.example, threads=b.args.threads,
                                                 warmup=10, runs=100).median_ms / dense_b1
     return final[0], dense_b1
 
@@ -233,6 +258,7 @@ def cmd_bench_auto(args: argparse.Namespace) -> int:
     if args.quick:
         args.train_subset, args.epochs, args.max_steps_per_epoch = min(args.train_subset, 2000), 1, 10
         args.evaluations, args.holdout, args.val_size = min(args.evaluations, 6), min(args.holdout, 3), 1000
+        args.test_subset = min(args.test_subset or 1000, 1000)
     t_start = time.perf_counter()
     threads_before = torch.get_num_threads()
     torch.set_num_threads(args.threads)
@@ -243,26 +269,28 @@ def cmd_bench_auto(args: argparse.Namespace) -> int:
 
     timings: dict[str, float] = {}
     try:
-        train, val, test, sizes = _loaders(args)
+        data = _loaders(args)
+        sizes = {k: len(getattr(data.loaders, k).dataset) for k in ("train", "val", "test")}
         t0 = time.perf_counter()
-        base, base_info = _base(args, train, log)
+        base, base_info = _base(args, data.loaders.train, log)
         timings["base"] = time.perf_counter() - t0
         base.eval()
         example = torch.randn(1, 1, 28, 28, generator=torch.Generator().manual_seed(args.seed))
-        dense_test = evaluate(base, test, "cpu")
+        dense_test = evaluate(base, data.loaders.test, "cpu")
         log(f"base: test top-1 {100 * dense_test['top1']:.2f}%")
         graph = pk.trace(base, example)
-        b = _Bench(args, base, graph, get_criterion(args.criterion)(base, graph), example, train, val, test)
+        b = _Bench(args, base, graph, get_criterion(args.criterion)(base, graph), example, data)
         t0 = time.perf_counter()
         b.lm = LatencyModel.build(base, example, graph=graph, batch=args.latency_batch, threads=args.threads,
                                   holdout=args.holdout, seed=args.seed, refresh=not args.reuse_latency, log=log)
         timings["latency_model"] = time.perf_counter() - t0
         entries = sum(len(v) for v in b.lm.table.values())
         log(f"latency model: {len(b.lm.layers)} layers, {len(b.lm.table)} configurations, {entries} timings")
-        rows = [_row(b, method, keep, log) for keep in args.targets for method in args.methods]
+        done = [_row(b, method, keep, log) for keep in args.targets for method in args.methods]
+        rows, models = [r for r, _ in done], [m for _, m in done]
         log("final latency: every model timed together, round-robin")
         t0 = time.perf_counter()
-        dense_ms, dense_b1 = _final_latency(b, rows)
+        dense_ms, dense_b1 = _final_latency(b, rows, models)
         timings["final_latency"] = time.perf_counter() - t0
         timings["total"] = time.perf_counter() - t_start
         result = _results(b, rows, sizes, base_info, dense_test, dense_ms, dense_b1, timings)

@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 import torch
 
+from ..config import json_data
 from ..data import canonical_name
 from ..registry import Registry
 
@@ -266,8 +267,9 @@ class WorkflowConfig:
         self.prune.goal()  # a run without a target or ratio fails before any training
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON values (the inverse of `from_dict`)."""
-        return dataclasses.asdict(self)
+        """Plain JSON values (the inverse of `from_dict`); live objects in `prune.options` (a validation loader
+        for the auto policy, a logger) are recorded as given, not copied."""
+        return {f.name: json_data(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "WorkflowConfig":

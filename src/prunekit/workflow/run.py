@@ -12,6 +12,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from ..config import json_data
 from ..graph.plan import PruningPlan
 from ..probing import trace
 from ..io import PLANS_ATTR, save as save_model_file
@@ -150,7 +151,7 @@ def _method_description(cfg: WorkflowConfig, rep: Any) -> dict[str, Any]:
     p, r = cfg.prune, cfg.recover
     return {"name": p.method, **{k: rep.get(k) for k in ("criterion", "policy")}, "target": dict(p.target),
             "ratio": p.ratio, "finetune_epochs": r.finetune_epochs, "finetune_lr": r.lr, "distill": r.distill,
-            "from_scratch": r.from_scratch, "extra": dict(p.options)}
+            "from_scratch": r.from_scratch, "extra": json_data(p.options)}
 
 
 def run_workflow(config: WorkflowConfig, *, data: RunData | None = None, base_model: nn.Module | None = None,
