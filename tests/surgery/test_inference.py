@@ -104,11 +104,11 @@ def test_refusals_name_the_problem():
     model = _random_stats(ConvBnLinearBn())
     with pytest.raises(InferenceError, match="eval mode"):
         fold_batchnorm(ConvBnLinearBn().train())
-    with pytest.raises(TypeError, match="unknown keys \\['fold'\\]"):
+    with pytest.raises(TypeError, match="unexpected keyword argument\\(s\\) 'fold' \\(did you mean 'fold_bn'\\?\\)"):
         prepare_inference(model, fold=True)
     with pytest.raises(InferenceError, match="channels_last=1"):
         InferenceConfig(channels_last=1)
-    with pytest.raises(TypeError, match="either config= or keywords"):
+    with pytest.raises(TypeError, match="got config= and keyword options \\['fold_bn'\\]"):
         prepare_inference(model, config=InferenceConfig(), fold_bn=False)
     assert InferenceConfig.from_dict(InferenceConfig(channels_last=True).to_dict()) == InferenceConfig(channels_last=True)
 

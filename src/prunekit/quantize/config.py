@@ -1,9 +1,10 @@
 """QuantizeConfig: every option of int8 quantization after pruning, validated when it is built."""
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
+
+from ..config import Config
 
 METHODS = ("auto", "static", "dynamic", "weight_only")
 BACKENDS = ("onnxruntime", "torchao")
@@ -18,7 +19,7 @@ class QuantizeError(ValueError):
 
 
 @dataclass
-class QuantizeConfig:
+class QuantizeConfig(Config):
     """How to quantize a (pruned) model to int8.
 
     Args:
@@ -87,19 +88,6 @@ class QuantizeConfig:
                 raise QuantizeError(f"QuantizeConfig.{name}={value!r}: must be a number > 0")
         if not isinstance(self.alpha, (int, float)) or not 0.0 <= self.alpha <= 1.0:
             raise QuantizeError(f"QuantizeConfig.alpha={self.alpha!r}: must be in [0, 1]")
-
-    @classmethod
-    def from_dict(cls, options: dict[str, Any]) -> "QuantizeConfig":
-        """Build from a dict (a recipe's `quantize:` block); unknown keys raise TypeError naming them."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(options) - names)
-        if unknown:
-            raise TypeError(f"QuantizeConfig: unknown options {unknown}; valid: {sorted(names)}")
-        return cls(**options)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able options, as recorded in report.json."""
-        return dataclasses.asdict(self)
 
 
 def _check_int(name: str, value: Any, low: int) -> None:

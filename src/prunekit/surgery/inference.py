@@ -18,6 +18,7 @@ import torch.fx
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
+from ..config import Config
 from ..utils.inputs import Inputs, call_model, output_tensors
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -29,7 +30,7 @@ class InferenceError(ValueError):
 
 
 @dataclass
-class InferenceConfig:
+class InferenceConfig(Config):
     """How `prepare_inference` rewrites a model.
 
     Args:
@@ -49,17 +50,6 @@ class InferenceConfig:
                 raise InferenceError(f"InferenceConfig.{name}={getattr(self, name)!r}: must be True or False")
         if isinstance(self.atol, bool) or not isinstance(self.atol, (int, float)) or self.atol < 0:
             raise InferenceError(f"InferenceConfig.atol={self.atol!r}: must be a number >= 0")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "InferenceConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise TypeError(f"InferenceConfig: unknown keys {unknown}; valid: {sorted(known)}")
-        return cls(**d)
 
 
 @dataclass
@@ -144,10 +134,7 @@ def prepare_inference(model: nn.Module, example_inputs: Inputs | None = None, co
         >>> fast, rep = pk.prepare_inference(pruned, torch.randn(1, 3, 224, 224), channels_last=True)
         >>> len(rep.folded), rep.max_abs_diff
     """
-    if config is not None and options:
-        raise TypeError(f"prepare_inference: pass either config= or keywords, not both (got {sorted(options)})")
-    if config is None:
-        config = InferenceConfig.from_dict(options)
+    config = InferenceConfig.resolve("prepare_inference()", config, options)
     if not isinstance(model, nn.Module):
         raise InferenceError(f"prepare_inference expects a torch.nn.Module, got {type(model).__name__}")
     net = copy.deepcopy(model).eval()
