@@ -67,6 +67,7 @@ class TraceContext:
         self.macs_by_key: dict[str, float] = {}  # MACs per weight element, summed over every use
         self.macs_other = 0.0  # MACs of contractions without a parameter operand (attention)
         self.on_meta = False  # the forward runs on a meta copy: values of meta tensors are unknown
+        self.sees_meta = False  # a parameter, buffer or input is on meta (the copy's, or a model already there)
 
     def key_of(self, t: torch.Tensor) -> str | None:
         """The state_dict key whose atoms label t (t may be a view of a parameter); of several, the first
@@ -316,7 +317,7 @@ class _Mode(TorchDispatchMode):
         ctx = self.ctx
         if not any(ctx.get(t) for t in _op_tensors((args, kwargs))):
             return out
-        if _reads_meta_values(func, args, kwargs):
+        if ctx.sees_meta and _reads_meta_values(func, args, kwargs):
             if ctx.on_meta:
                 raise _MetaValues(str(func))
             raise ctx.error(func, "it takes indices or a mask on the meta device, whose values a trace cannot "
@@ -485,7 +486,9 @@ def _labelled_forward(model: nn.Module, inputs: Any, ignored: set[str], reasons:
     ctx.on_meta = on_meta
     ctx.ignored = ignored
     first_key: dict[int, str] = {}
-    for key, t in _state_entries(model).items():
+    entries = _state_entries(model)
+    ctx.sees_meta = on_meta or any(t.is_meta for t in list(entries.values()) + _tensors(inputs))
+    for key, t in entries.items():
         if id(t) in first_key:  # tied tensor: same atoms under both names
             for (k0, d), v in list(ctx.atoms.items()):
                 if k0 == first_key[id(t)]:
