@@ -70,9 +70,12 @@ def apply(model: nn.Module, plan: PlanLike, optimizer: torch.optim.Optimizer | N
         by_key.setdefault(key, []).append((dim, idx))
     replaced: dict[int, nn.Parameter] = {}
     done: dict[int, torch.Tensor] = {}
+    # every tensor as it is before any slicing, held until the end: a module reached under two names (tied)
+    # must be sliced once, and an id is only unique while its tensor is alive
+    originals = {key: getattr(slots[key][0], slots[key][1]) for key in by_key}
     for key, cuts in by_key.items():
         mod, name, is_param = slots[key]
-        old = getattr(mod, name)
+        old = originals[key]
         if id(old) in done:  # shared (tied) tensor already sliced under another name
             new = done[id(old)]
         else:
