@@ -88,12 +88,15 @@ class DependencyGraph:
 
     def split_root_arrays(self) -> list[np.ndarray]:
         """Each split's roots as an int64 array (cached while the split lists are the same objects)."""
-        key = tuple((id(s["roots"]), len(s["roots"])) for s in self.splits)
+        lists = [s["roots"] for s in self.splits]
+        sizes = [len(r) for r in lists]
         cached = self.__dict__.get("_split_arrays")
-        if cached is None or cached[0] != key:
-            cached = (key, [np.asarray(s["roots"], dtype=np.int64) for s in self.splits])
+        # the cache holds the lists it was made from, so identity (not a reusable id) tells it is current
+        if (cached is None or len(cached[0]) != len(lists) or any(a is not b for a, b in zip(cached[0], lists))
+                or cached[1] != sizes):
+            cached = (lists, sizes, [np.asarray(r, dtype=np.int64) for r in lists])
             self.__dict__["_split_arrays"] = cached
-        return cached[1]
+        return cached[2]
 
     def param_tensor(self, key: str) -> torch.Tensor:
         sd = self.model.state_dict(keep_vars=True)
