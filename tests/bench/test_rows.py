@@ -29,6 +29,10 @@ def test_resume_reruns_only_the_missing_row_with_the_same_numbers(tmp_path):
     for key in ("top1", "macs", "params", "widths", "train_steps"):
         assert rerun[0][key] == dropped[key], key
     assert [r["top1"] for r in again["results"]] == [r["top1"] for r in first["results"]]
+    # a resumed suite's time says what this run took and what its rows took in all
+    total = sum(r["wall_s"] for r in rows) / 60
+    assert f"Wall time of this (resumed) run: {again['wall_s'] / 60:.1f} min; its 2 rows took {total:.1f} min in all" \
+        in (out / "results.md").read_text()
 
 
 def test_resume_with_other_settings_is_refused(tmp_path):

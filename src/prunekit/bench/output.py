@@ -69,6 +69,16 @@ def md_table(rows: Sequence[dict[str, Any]], columns: Sequence[Column]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _wall_text(wall: float | None, runs: list[dict[str, Any]], resumed: bool) -> str:
+    """The suite's wall time; for a resumed suite also the rows' own times, which span earlier runs."""
+    this = "-" if wall is None else f"{wall / 60:.1f} min"
+    timed = [r["wall_s"] for r in runs if isinstance(r, dict) and isinstance(r.get("wall_s"), (int, float))]
+    if not resumed:
+        return f"Wall time of the whole suite: {this}."
+    total = f"; its {len(timed)} rows took {sum(timed) / 60:.1f} min in all, rows of earlier runs included" if timed else ""
+    return f"Wall time of this (resumed) run: {this}{total}."
+
+
 def write_suite(out: Path, cfg: BenchConfig, title: str, intro: str, table: list[dict[str, Any]],
                 columns: Sequence[Column], runs: list[dict[str, Any]], plots: Sequence[str] = (),
                 notes: Sequence[str] = (), extra_sections: Sequence[tuple[str, str]] = (),
@@ -90,8 +100,7 @@ def write_suite(out: Path, cfg: BenchConfig, title: str, intro: str, table: list
     for head, body in extra_sections:
         md += [f"## {head}", "", body, ""]
     budget = cfg.budget()
-    md += ["## Budget", "", f"Size: **{budget['size']}**. Wall time of the whole suite: "
-           f"{'-' if wall is None else f'{wall / 60:.1f} min'}.", "",
+    md += ["## Budget", "", f"Size: **{budget['size']}**. {_wall_text(wall, runs, cfg.resume)}", "",
            md_table([{"k": k, "v": v} for k, v in budget.items() if k != "size"],
                     [("setting", lambda r: r["k"]), ("value", lambda r: _v(r["v"]))])]
     md += ["## Command", "", "```", results["command"], "```", "",
