@@ -4,8 +4,9 @@ measured latency, and the latency model's prediction error on held-back real mod
 results.md. Also runnable as `python benchmarks/auto.py`.
 
 Every row is one `run_workflow` on a copy of the same trained base: the oneshot method, l1 within the groups its
-policy chose, planned and checked by the one planning path, then the same fine-tuning budget and seed. A one-knob policy is put at a latency by bisecting its knob on the latency
-model's prediction; every method (auto included) is then measured for real and its goal corrected toward the target.
+policy chose, planned and checked by the one planning path, then the same fine-tuning budget and seed. A
+one-knob policy is put at a latency by bisecting its knob on the latency model's prediction; every method (auto
+included) is then measured for real and its goal corrected toward the target.
 """
 from __future__ import annotations
 

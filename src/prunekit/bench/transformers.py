@@ -85,8 +85,8 @@ def run_structured(model: str, opts: dict[str, Any], cfg: BenchConfig) -> list[d
         ext = res.method.extras
         detail = {**{k: v for k, v in (ext.get("report") or {}).items()
                      if k in ("groups", "config_updates")}, **{k: ext[k] for k in ("influence", "removed") if k in ext}}
-        row = {"part": "width" if method == "flap" else "depth", "method": label,
-               "pattern": "width" if method == "flap" else "depth", "distilled": distil,
+        kind = "width" if method == "flap" else "depth"
+        row = {"part": kind, "method": label, "pattern": kind, "distilled": distil,
                "encoder_params_kept": _encoder_params(res.model) / dense_encoder, "prune_s": res.timings["prune"],
                "detail": detail, **_agreement(res), "latency_ms": res.after["latency_ms"],
                "dense_ms": res.before["latency_ms"], "speedup": res.before["latency_ms"] / res.after["latency_ms"],

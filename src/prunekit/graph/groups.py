@@ -92,8 +92,7 @@ class DependencyGraph:
         sizes = [len(r) for r in lists]
         cached = self.__dict__.get("_split_arrays")
         # the cache holds the lists it was made from, so identity (not a reusable id) tells it is current
-        if (cached is None or len(cached[0]) != len(lists) or any(a is not b for a, b in zip(cached[0], lists))
-                or cached[1] != sizes):
+        if cached is None or cached[1] != sizes or any(a is not b for a, b in zip(cached[0], lists)):
             cached = (lists, sizes, [np.asarray(r, dtype=np.int64) for r in lists])
             self.__dict__["_split_arrays"] = cached
         return cached[2]

@@ -524,8 +524,9 @@ def _labelled_forward_on_meta(model: nn.Module, inputs: Any, ignored: set[str], 
                               heads: bool) -> tuple[TraceContext | None, Any]:
     """The labelled forward on a meta copy of `model` (shapes only: no arithmetic, no memory for weights),
     or (None, None) for small models (META_TRACE_MIN_ELEMENTS), models or inputs off the CPU, and where that
-    cannot give the real run's labels: lazy modules (the real forward would initialise them), a copy or meta forward that fails (data-dependent steps), or an op whose labels would
-    follow the values of a meta tensor (indices, masks). Integer buffers stay real, so index tables are
+    cannot give the real run's labels: lazy modules (the real forward would initialise them), a copy or meta
+    forward that fails (data-dependent steps), or an op whose labels would follow the values of a meta tensor
+    (indices, masks). Integer buffers stay real, so index tables are
     followed value by value as in the real run."""
     tensors = list(model.parameters()) + list(model.buffers())
     if any(is_lazy(t) for t in tensors) or sum(t.numel() for t in tensors) < META_TRACE_MIN_ELEMENTS:
