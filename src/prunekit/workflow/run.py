@@ -15,8 +15,9 @@ from torch import nn
 from ..config import json_data
 from ..graph.plan import PruningPlan
 from ..probing import trace
-from ..io import PLANS_ATTR, save as save_model_file
+from ..io import PLANS_ATTR, arch_of, save as save_model_file
 from ..methods import METHODS, list_methods, run_method
+from ..methods.common import default_inputs
 from ..models import spec_of
 from ..policies import Target
 from ..report import complete_report, plot_before_after, plot_layer_widths, plot_training_curve, write_report
@@ -51,6 +52,9 @@ class WorkflowResult:
 def measure(model: nn.Module, example: torch.Tensor, test_loader, latency_runs: int, device=None) -> dict[str, Any]:
     """Params, MACs, size, latency (batches 1 and 64 unless latency_runs is 0) and test accuracy."""
     m = measure_model(model.cpu().eval(), example, latency_runs, batches=(1, 64) if latency_runs else ())
+    if test_loader is None:  # loaders given without a test split: no accuracy to report
+        m.update(top1=None, top5=None, loss=None)
+        return m
     scores = evaluate(model, test_loader, device)
     model.cpu()
     m.update(top1=scores["top1"], top5=scores["top5"], loss=scores["loss"])
@@ -108,15 +112,47 @@ def _quantize(cfg: WorkflowConfig, model: nn.Module, example: torch.Tensor, data
                                            test_loader=data.loaders.test, latency_runs=cfg.latency_runs)
 
 
+def _example(given: Any, data: RunData, kw: dict[str, Any]) -> Any:
+    """The inputs the run traces and measures with: the caller's, else a seeded image batch of the data set's
+    shape, else (loaders given in memory) the first sample of the first training batch."""
+    if given is not None:
+        return given
+    if data.info is not None:
+        return example_input(kw.get("in_channels", data.info.in_channels), data.info.image_size)
+    return default_inputs(data.loaders.train)
+
+
+def _check_data_free(cfg: WorkflowConfig, example_inputs: Any) -> None:
+    """A run without training data reads none: oneshot, no fine-tuning, and example inputs to trace with (a
+    data-driven criterion is refused by the criterion itself, naming it)."""
+    r = cfg.recover
+    if example_inputs is None:
+        raise ValueError("run_workflow: without a training loader, pass example_inputs to trace the model with")
+    if cfg.prune.method != "oneshot":
+        raise ValueError(f"run_workflow: method {cfg.prune.method!r} trains while it prunes; without a training "
+                         "loader only 'oneshot' runs")
+    if r.finetune_epochs > 0 or r.from_scratch:
+        raise ValueError(f"run_workflow: recovery needs a training loader (finetune_epochs={r.finetune_epochs}, "
+                         f"from_scratch={r.from_scratch}); set finetune_epochs=0 for a run without data")
+
+
+def _samples(loader: Any) -> int | None:
+    """How many samples a loader holds (None when it cannot tell: a plain iterable of batches)."""
+    try:
+        return len(loader.dataset)
+    except (AttributeError, TypeError):
+        return None
+
+
 def _save(out: Path, model: nn.Module, plan: PruningPlan, spec, report: dict[str, Any],
           base_widths: dict[str, int], pruned_widths: dict[str, int], method: str,
-          history: list[dict[str, Any]], input_shape: list[int]) -> None:
+          history: list[dict[str, Any]], input_shape: list[int] | None) -> None:
     """model.safetensors (with the plan on the original architecture and the (C, H, W) input it was measured
     on, which export, quantize and analyze read), plan.json, plots, report.json/.md."""
     recorded = getattr(model, PLANS_ATTR, None)
     kwargs = {"arch": spec.to_dict()} if spec is not None else {}
     saved = save_model_file(model, out / "model.safetensors", plan=None if recorded else plan, overwrite=True,
-                            extra={"input_shape": input_shape}, **kwargs)
+                            extra={"input_shape": input_shape} if input_shape else None, **kwargs)
     report["extra"]["saved"] = str(saved)
     atomic_write(out / "plan.json", plan.to_json(indent=1) + "\n", overwrite=True)
     plots = [plot_before_after(report, out / "before_after.png").name,
@@ -155,14 +191,19 @@ def _method_description(cfg: WorkflowConfig, rep: Any) -> dict[str, Any]:
 
 
 def run_workflow(config: WorkflowConfig, *, data: RunData | None = None, base_model: nn.Module | None = None,
-                 log: Callable[[str], None] = print) -> WorkflowResult:
+                 example_inputs: Any = None, log: Callable[[str], None] = print) -> WorkflowResult:
     """Run the whole story for `config`; returns the result (and writes it to `config.out` when set).
 
     Args:
         config: the validated run configuration (recorded in report.json under "config").
         data: loaders to use instead of building them from `config.data` (the demo's fallback data set).
-        base_model: a base already in memory (a registry model of `config.model.name`), pruned in place
-            instead of loading `config.base.path` or training one (the benchmark suites' shared bases).
+        base_model: a base already in memory, pruned in place instead of loading `config.base.path` or
+            training one (the benchmark suites' shared bases): a registry model of `config.model.name`, or,
+            with `example_inputs`, any module (named in the report by `config.model.name`).
+        example_inputs: what to trace and measure the model with (a tensor, a tuple of positional arguments
+            or a dict of keyword arguments), for models that are not image classifiers of the registry. Default:
+            a random image batch of the data set's shape, or with `RunData.given` loaders the first sample of
+            the first training batch.
         log: where progress lines go.
 
     Returns:
@@ -171,22 +212,41 @@ def run_workflow(config: WorkflowConfig, *, data: RunData | None = None, base_mo
     Raises:
         OutputExistsError / OutputConflictError: `config.out` holds an earlier run (without overwrite) or
             overlaps the base's folder; checked before any work.
-        ValueError: a base of another architecture than `config.model.name`, an unknown method, ...
+        ValueError: a base of another architecture than `config.model.name`, an unknown method, given loaders
+            without a base_model, an output folder for a model prunekit cannot save (it must be able to rebuild
+            it: a registry, torchvision, timm or transformers model), ...
 
     Example:
         >>> from prunekit.workflow import DataConfig, ModelConfig, PruneConfig, WorkflowConfig, run_workflow
         >>> res = run_workflow(WorkflowConfig(model=ModelConfig("lenet5"), data=DataConfig("digits"),
         ...                                   prune=PruneConfig(ratio=0.3), out="runs/lenet-30"))
         >>> res.after["macs"] / res.before["macs"]
+
+        Any module on its own data (here a two-input text classifier):
+        >>> res = run_workflow(WorkflowConfig(model=ModelConfig("my-classifier"),
+        ...                                   prune=PruneConfig(target={"macs": 0.5}, heads=True)),
+        ...                    data=RunData.given(train_loader, test_loader), base_model=classifier,
+        ...                    example_inputs=(input_ids[:1], attention_mask[:1]))
     """
     t_start = time.perf_counter()
     cfg = config
     out = _check_before_work(cfg)
     timings: dict[str, float] = {}
     data = data if data is not None else load_data(cfg.data, cfg.seed, cfg.model.input_size)
-    model, name, kw, base_info = get_base(cfg, data, log) if base_model is None else given_base(cfg, base_model)
+    if data.info is None and base_model is None:
+        raise ValueError("run_workflow: loaders given in memory (RunData.given) need the model to prune as "
+                         "base_model; a base is trained or loaded only on a data set of the registry")
+    if data.loaders.train is None:
+        _check_data_free(cfg, example_inputs)
+    if base_model is None:
+        model, name, kw, base_info = get_base(cfg, data, log)
+    else:
+        model, name, kw, base_info = given_base(cfg, base_model, any_module=example_inputs is not None)
+    if out is not None and spec_of(model) is None and arch_of(model) is None:
+        raise ValueError(f"run_workflow: cannot save a {type(model).__name__} to {out} (prunekit could not "
+                         "rebuild it on load); run it with out=None and save the result's model yourself")
     timings["base"] = base_info["time_s"]
-    example = example_input(kw.get("in_channels", data.info.in_channels), data.info.image_size)
+    example = _example(example_inputs, data, kw)
     t0 = time.perf_counter()
     before = measure(model, example, data.loaders.test, cfg.latency_runs, cfg.device)
     timings["measure_before"] = time.perf_counter() - t0
@@ -216,8 +276,8 @@ def run_workflow(config: WorkflowConfig, *, data: RunData | None = None, base_mo
     pruned_widths = {**base_widths, **{d.name: len(d.kept) for d in plan.decisions}}
     hist = rep.history.get("finetune") or rep.history.get("scratch") or []
     report = {"model": {"name": name, **kw},
-              "data": {**data_description(cfg), "train": len(data.loaders.train.dataset),
-                       "test": len(data.loaders.test.dataset)},
+              "data": {**(data.description or data_description(cfg)), "train": _samples(data.loaders.train),
+                       "test": _samples(data.loaders.test)},
               "data_read": data.read, "config": cfg.to_dict(), "method": _method_description(cfg, rep),
               "metrics": {"before": before, "after": after}, "timings": timings, "history": hist,
               "extra": {"base": {k: v for k, v in base_info.items() if k != "history"}, "widths": pruned_widths,
@@ -233,6 +293,6 @@ def run_workflow(config: WorkflowConfig, *, data: RunData | None = None, base_mo
     report = complete_report(report)  # summary, time, versions, machine: what report.json holds
     if out is not None:
         _save(out, pruned, plan, spec, report, base_widths, pruned_widths, cfg.prune.method, hist,
-              input_shape=list(example.shape[1:]))
+              input_shape=list(example.shape[1:]) if isinstance(example, torch.Tensor) else None)
     return WorkflowResult(config=cfg, model=pruned.cpu(), plan=plan, before=before, after=after, report=report,
                           out=out, analysis=analysis, timings=timings, method=rep)
