@@ -38,7 +38,8 @@ def trace(model: nn.Module, example_inputs: Any, ignore: Iterable | None = None,
         example_inputs: a tensor, a tuple of positional inputs or a dict of keyword inputs.
         ignore: module names, state_dict keys, module types, module objects or predicates whose tensors must
             not change (an entry that matches nothing raises).
-        round_to: keep group sizes multiples of this number.
+        round_to: keep the width of every pruned tensor a multiple of this number (a channel repeated in
+            several positions, e.g. an embedding dimension in each of 12 heads, is kept in fewer steps).
         prune_outputs: let the model's output channels be pruned too (default: they stay).
         filter_fn: ``filter_fn(module, name) -> False`` excludes a module, as ``ignore`` does (torchao style).
         probe: check each group by removing one channel in a meta-device copy and running the forward;

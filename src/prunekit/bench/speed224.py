@@ -218,7 +218,8 @@ def run_224(cfg: BenchConfig, narrow_defaults: dict[str, Any]) -> dict[str, Any]
         bad = sorted(set(given.get(key, opts.get(key, ()))) - set(valid))
         if bad:
             raise ValueError(f"speed 224: {key} {bad} not among {', '.join(valid)}")
-    header = dataclasses.replace(cfg, opts={k: v for k, v in cfg.opts.items() if k not in SELECT_OPTS})
+    # the rows' settings: the options this section reads (the narrow section's defaults are not among them)
+    header = dataclasses.replace(cfg, opts={k: v for k, v in cfg.opts.items() if k == "section" or k in PRESET_OPTS})
     rows = SuiteRows(out, header, KEYS, resume=cfg.resume)
     ex = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
     run_opts = {**opts, "runtimes": [r for r in opts["runtimes"] if r in given.get("only_runtimes", opts["runtimes"])]}

@@ -7,6 +7,7 @@ same Python objects at this level, so every tensor maps back to the state_dict k
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Any, Callable, Iterable
 
 import numpy as np
@@ -436,8 +437,8 @@ def trace(model: nn.Module, example_inputs: Any, ignore: Iterable | None = None,
     (see _labelled_forward_on_meta), else on the model; `graph.traced_on` says which.
 
     ignore: module names, state_dict keys, module types, module objects or predicates whose tensors must not
-    change. filter_fn(module, name) -> False has the same effect (torchao style). round_to: keep group sizes
-    multiples of this number.
+    change. filter_fn(module, name) -> False has the same effect (torchao style). round_to: keep every pruned
+    tensor width a multiple of this number (see `round_unit`).
     after(model, graph, example_inputs), when given, runs on the finished graph (`pk.trace` passes the probe
     of prunekit.probing, which applies plans: graph itself never imports surgery).
     heads: in attention modules with a head-count attribute (num_heads, n_heads, ...), make whole heads the
@@ -681,6 +682,23 @@ def _group(ctx: TraceContext, chans: list[int], member_idx: dict[tuple[str, int]
                         round_to=multiple, roots=chans)
 
 
+def round_unit(round_to: int, member_idx: dict[tuple[str, int], list[list[int]]]) -> int:
+    """How many of a group's channels to keep at a time so that every member tensor's pruned width stays a
+    multiple of `round_to`. A channel spanning k positions of a tensor (an embedding dimension repeated in
+    every attention head, a channel of a flattened feature map, a whole head) needs round_to / gcd(round_to, k)
+    of them; a member whose channels span unequal counts needs round_to."""
+    if round_to <= 1:
+        return 1
+    if not member_idx:
+        return round_to
+    unit = 1
+    for per_channel in member_idx.values():
+        spans = {len(positions) for positions in per_channel}
+        k = spans.pop() if len(spans) == 1 else 1
+        unit = math.lcm(unit, round_to // math.gcd(round_to, max(1, k)))
+    return unit
+
+
 def build_groups(ctx: TraceContext, model: nn.Module, round_to: int = 1) -> list[ChannelGroup]:
     """The channel groups of a finished trace, with unique, stable names (a repeated name gets "#n")."""
     roots_of, produced_set, group_channels = _produced_groups(ctx)
@@ -689,7 +707,7 @@ def build_groups(ctx: TraceContext, model: nn.Module, round_to: int = 1) -> list
     channels = list(group_channels.values())
     member_idx = _member_indices(ctx.uf.n, roots_of, channels)
     groups = [_group(ctx, chans, member_idx[gi], produced_set, fixed_roots, notes,
-                     max([round_to] + [multiples[r] for r in chans if r in multiples]))
+                     math.lcm(round_unit(round_to, member_idx[gi]), *{multiples[r] for r in chans if r in multiples}))
               for gi, chans in enumerate(channels)]
     counts: dict[str, int] = {}
     for g in groups:
