@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,7 +101,12 @@ def train_base(model_name: str, kw: dict[str, Any], loaders: Loaders, data_desc:
                max_steps: int | None = None, device: str | torch.device | None = None, progress: bool = True,
                log: Callable[[str], None] = print) -> tuple[nn.Module, dict[str, Any]]:
     """(trained base, info): reused from the cache (keyed by model, data, training settings and seed) or
-    trained with `seed` set before the model is built, then cached. The same arguments give the same weights."""
+    trained with `seed` set before the model is built, then cached. The same arguments give the same weights.
+
+    With the cache on, the training writes a checkpoint after every epoch into `<entry>/partial/`; a training
+    that was stopped (a session that ended, a killed job) continues from its last epoch the next time the same
+    base is asked for, with the optimizer, schedule, RNG and data-order state it had, so the weights equal an
+    uninterrupted run's (the log says so). The checkpoints are removed once the base is cached."""
     t0 = time.perf_counter()
     desc = {"model": model_name, "kwargs": kw, "data": data_desc, "epochs": epochs, "lr": lr, "seed": seed,
             "max_steps": max_steps, "v": CACHE_VERSION}
@@ -115,15 +121,24 @@ def train_base(model_name: str, kw: dict[str, Any], loaders: Loaders, data_desc:
     seed_everything(seed)
     model = create(model_name, **kw)
     cfg = TrainConfig(epochs=epochs, lr=lr, seed=seed, max_steps_per_epoch=max_steps, progress=progress)
-    log(f"base: training {model_name} for {epochs} epoch(s)")
-    result = Trainer(model, loaders.train, loaders.val, cfg, device=device, log=log).fit()
+    partial = folder / "partial" if use_cache else None  # per-epoch checkpoints of this very training
+    if partial is not None and (partial / "last.pt").exists():
+        log(f"base: continuing the interrupted training of {model_name} from {partial / 'last.pt'}")
+    else:
+        log(f"base: training {model_name} for {epochs} epoch(s)")
+    trainer = Trainer(model, loaders.train, loaders.val, cfg, device=device, log=log, checkpoint_dir=partial,
+                      resume=partial is not None)
+    resumed_at = trainer.epoch
+    result = trainer.fit()
     model = model.cpu()
     train_s = time.perf_counter() - t0
-    info = {**desc, "train_s": train_s, "history": result.history}
+    info = {**desc, "train_s": train_s, "history": result.history,
+            **({"resumed_at_epoch": resumed_at} if resumed_at else {})}
     if use_cache:
         state = model.state_dict()
         atomic_torch_save(state, weights)
         atomic_write(folder / "base.json", json.dumps(info, indent=2, default=str) + "\n", overwrite=True)
+        shutil.rmtree(partial, ignore_errors=True)
     return model, {**info, "source": "trained", "cached": False, "time_s": train_s}
 
 

@@ -1,0 +1,56 @@
+"""A cached base whose training was stopped continues from its last epoch, to the same weights."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from prunekit.train import Trainer
+from prunekit.workflow import DataConfig, load_data, train_base
+from prunekit.workflow import base as base_mod
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+KW = {"num_classes": 10, "in_channels": 1, "width": 0.25}
+DESC = {"dataset": "digits", "test": "resume"}
+
+
+class Stopped(Exception):
+    pass
+
+
+def _train(cache, lines, **over):
+    data = load_data(DataConfig("digits", batch_size=64, subset=400), seed=2)
+    kw = dict(epochs=3, lr=0.05, seed=2, cache_dir=str(cache), max_steps=4, progress=False, log=lines.append)
+    return train_base("resnet20", KW, data.loaders, DESC, **{**kw, **over})
+
+
+def test_an_interrupted_base_training_continues_to_the_uninterrupted_weights(tmp_path, monkeypatch):
+    whole, info = _train(tmp_path / "a", [])
+    assert info["cached"] is False and "resumed_at_epoch" not in info
+
+    class StopAfterTwo(Trainer):  # the session ends after epoch 2's checkpoint was written
+        def _checkpoint(self, best):
+            super()._checkpoint(best)
+            if self.epoch == 2:
+                raise Stopped
+
+    monkeypatch.setattr(base_mod, "Trainer", StopAfterTwo)
+    with pytest.raises(Stopped):
+        _train(tmp_path / "b", [])
+    (entry,) = (tmp_path / "b").iterdir()
+    assert (entry / "partial" / "last.pt").is_file() and not (entry / "model.pt").exists()
+    monkeypatch.setattr(base_mod, "Trainer", Trainer)
+    lines: list[str] = []
+    resumed, info = _train(tmp_path / "b", lines)
+    assert info["resumed_at_epoch"] == 2 and len(info["history"]) == 3
+    assert any("continuing the interrupted training" in line for line in lines)
+    a, b = whole.state_dict(), resumed.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)  # bit for bit the uninterrupted run's weights
+    assert not (entry / "partial").exists() and (entry / "model.pt").is_file()
+    again, info = _train(tmp_path / "b", [])
+    assert info["cached"] is True and all(torch.equal(a[k], v) for k, v in again.state_dict().items())
+
+
+def test_without_the_cache_nothing_is_written(tmp_path):
+    _train(tmp_path / "c", [], use_cache=False)
+    assert not (tmp_path / "c").exists()
