@@ -1,6 +1,7 @@
 """Benchmark suites that reproduce the papers' comparisons side by side (`prunekit bench <suite>`).
 
-Each suite module has `PRESETS` ({"default": {...}, "quick": {...}, "opts": {...}}: BenchConfig fields) and
+Each suite module has `PRESETS` ({"default": {...}, "quick": {...}, "opts": {...}}: BenchConfig fields; an
+--opt key must be among the suite's "opts" / "<size>_opts" or its "extra_opts" names, else it is refused) and
 `run(cfg) -> results dict`; results land in `cfg.out` (default benchmarks/results/<suite>) as results.json,
 runs.json, results.md and plots.
 """

@@ -87,6 +87,12 @@ def make_config(suite: str, quick: bool, presets: dict[str, dict[str, Any]], ful
     opts = {**presets.get("opts", {}), **presets.get(f"{size}_opts", {}), **base.pop("opts", {})}
     names = {f.name for f in dataclasses.fields(BenchConfig)}
     over_opts = overrides.pop("opts", None) or {}
+    known = {k for key in ("opts", "quick_opts", "default_opts", "full_opts") for k in presets.get(key, {})}
+    known |= set(presets.get("extra_opts", ()))  # options a suite reads without a preset value
+    unknown = sorted(set(over_opts) - known)
+    if unknown:
+        raise TypeError(f"suite {suite}: unknown --opt key(s) {', '.join(map(repr, unknown))}; valid: "
+                        f"{', '.join(sorted(known)) or 'none (this suite takes no --opt)'}")
     for k, v in overrides.items():
         if v is None:
             continue

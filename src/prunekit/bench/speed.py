@@ -25,7 +25,7 @@ from ..report import plot_speedup_vs_mac_ratio
 from ..surgery import apply, prepare_inference
 from . import common, output
 from .config import BenchConfig
-from .speed224 import run_224
+from .speed224 import PRESET_OPTS, SELECT_OPTS, run_224
 from .timing import paired_latency, paired_onnx_latency
 
 SOURCES = ("redundancy", "coarse", "admm")
@@ -34,6 +34,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "default": {"latency_runs": 50, "archs": []},
     "quick": {"latency_runs": 3, "latency_batches": [1, 8]},
     "opts": {"results_dir": "benchmarks/results", "onnx": True, "prepare": True},
+    # read without a preset value: the section, the narrow section's sources, the 224-px section's options
+    "extra_opts": ["section", "sources", *PRESET_OPTS, *SELECT_OPTS],
 }
 
 def columns(batches: list[int]) -> list[output.Column]:
@@ -117,6 +119,9 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
     if cfg.resume or cfg.full:
         raise ValueError("speed: --resume and --full are for the 224-px section (--opt section=224); the narrow "
                          "section reruns whole in minutes")
+    only_224 = sorted(set(cfg.opts) & (set(PRESET_OPTS) | set(SELECT_OPTS)))
+    if only_224:
+        raise ValueError(f"speed: --opt {', '.join(only_224)} belong(s) to the 224-px section; add --opt section=224")
     started = time.time()
     common.set_threads(cfg)
     out = Path(cfg.out or "benchmarks/results/speed")
