@@ -30,6 +30,19 @@ def test_speed_quick(tmp_path):
     assert results["plots"] == ["speedup_vs_mac_ratio_resnet20.png"]
 
 
+def test_speed_hw_widths_add_rounded_uniform_models(tmp_path):
+    out = tmp_path / "speed"
+    assert main(["bench", "speed", "--quick", "--opt", "hw_widths=[4]", "--out", str(out)]) == 0
+    runs = json.loads((out / "runs.json").read_text())
+    hw = [r for r in runs if any(m.startswith("hw: 50%, uniform l1, widths multiples of 4") for m in r["models"])]
+    assert len(hw) == 1 and len(runs) == 3  # the two quick plans and the rounded one
+    base = {g.name: g.size for g in pk.trace(create("resnet20", num_classes=10, in_channels=1, width=0.25),
+                                             torch.randn(1, 1, 28, 28)).prunable_groups()}
+    pruned = {n: w for n, w in hw[0]["widths"].items() if n in base and w < base[n]}
+    assert pruned and all(w % 4 == 0 for w in pruned.values())
+    assert 1.6 < hw[0]["mac_ratio"] < 2.6 and hw[0]["torch_8"] > 0
+
+
 def test_speed_rebuilds_recorded_architectures(tmp_path):
     x = torch.randn(1, 1, 28, 28)
     runs = []

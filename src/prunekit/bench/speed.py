@@ -23,6 +23,7 @@ from ..probing import trace
 from ..models import create
 from ..report import plot_speedup_vs_mac_ratio
 from ..surgery import apply, prepare_inference
+from ..workflow import ModelConfig, PruneConfig, RecoverConfig, RunData, WorkflowConfig, run_workflow
 from . import common, output
 from .config import BenchConfig
 from .speed224 import PRESET_OPTS, SELECT_OPTS, run_224
@@ -33,7 +34,7 @@ RESUMABLE = True  # the 224-px section's rows (--opt section=224); the narrow se
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {"latency_runs": 50, "archs": []},
     "quick": {"latency_runs": 3, "latency_batches": [1, 8]},
-    "opts": {"results_dir": "benchmarks/results", "onnx": True, "prepare": True},
+    "opts": {"results_dir": "benchmarks/results", "onnx": True, "prepare": True, "hw_widths": []},
     # read without a preset value: the section, the narrow section's sources, the 224-px section's options
     "extra_opts": ["section", "sources", *PRESET_OPTS, *SELECT_OPTS],
 }
@@ -95,6 +96,28 @@ def aligned(widths: dict[str, int], dense: torch.nn.Module, example: torch.Tenso
     return sum(1 for n in names if int(widths[n]) % multiple == 0) / max(1, len(names))
 
 
+def hw_entries(archs: list[tuple[str, float]], targets: list[float], multiples: list[int],
+               example: torch.Tensor) -> list[dict[str, Any]]:
+    """For `--opt hw_widths=[8, 16]`: uniform l1 at each target with every width a multiple of each number, next
+    to the suites' own widths (one data-free `run_workflow` each: oneshot, no fine-tuning, random weights)."""
+    entries = []
+    for arch, width in archs:
+        for r in multiples:
+            for t in targets:
+                torch.manual_seed(0)
+                m = create(arch, num_classes=10, in_channels=1, width=width).eval()
+                ref = pk.trace(m, example)
+                cfg = WorkflowConfig(model=ModelConfig(arch), recover=RecoverConfig(finetune_epochs=0),
+                                     prune=PruneConfig(criterion="l1", policy="uniform", target={"macs": float(t)},
+                                                       round_to=int(r)), latency_runs=0, progress=False)
+                res = run_workflow(cfg, data=RunData.given(None, None), base_model=m, example_inputs=example,
+                                   log=lambda line: None)
+                entries.append({"arch": arch, "width": width, "widths": common.widths(res.model, example, ref),
+                                "macs": None, "macs_kept": None,
+                                "models": [f"hw: {100 * t:.0f}%, uniform l1, widths multiples of {r}"]})
+    return entries
+
+
 def quick_entries(cfg: BenchConfig, example: torch.Tensor) -> list[dict[str, Any]]:
     """Without --sources in quick mode: two plans (uniform and global l1 at the first target) of the first arch."""
     arch, width = cfg.archs[0]
@@ -135,6 +158,9 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
         entries = collect(Path(cfg.opts["results_dir"]))
     if cfg.archs and not cfg.quick:
         entries = [e for e in entries if (e["arch"], e["width"]) in {tuple(a) for a in cfg.archs}]
+    if cfg.opts.get("hw_widths"):
+        archs = list(dict.fromkeys((e["arch"], e["width"]) for e in entries))
+        entries += hw_entries(archs, list(cfg.targets), [int(r) for r in cfg.opts["hw_widths"]], ex)
     if not entries:
         raise FileNotFoundError("speed: no runs.json with per-layer widths under "
                                 f"{cfg.opts['results_dir']}/{{{','.join(SOURCES)}}}; run those suites first")
