@@ -32,8 +32,11 @@ def test_speed_quick(tmp_path):
 
 def test_speed_hw_widths_add_rounded_uniform_models(tmp_path):
     out = tmp_path / "speed"
-    assert main(["bench", "speed", "--quick", "--opt", "hw_widths=[4]", "--out", str(out)]) == 0
+    assert main(["bench", "speed", "--quick", "--opt", "hw_widths=[4, 16]", "--out", str(out)]) == 0
     runs = json.loads((out / "runs.json").read_text())
+    notes = json.loads((out / "results.json").read_text())["notes"]  # 16 channels cannot halve a 4-16-wide net
+    assert any("at 50% of the MACs with widths multiples of 16: not timed" in n and "round_to=16" in n
+               for n in notes)
     hw = [r for r in runs if any(m.startswith("hw: 50%, uniform l1, widths multiples of 4") for m in r["models"])]
     assert len(hw) == 1 and len(runs) == 3  # the two quick plans and the rounded one
     base = {g.name: g.size for g in pk.trace(create("resnet20", num_classes=10, in_channels=1, width=0.25),

@@ -97,10 +97,11 @@ def aligned(widths: dict[str, int], dense: torch.nn.Module, example: torch.Tenso
 
 
 def hw_entries(archs: list[tuple[str, float]], targets: list[float], multiples: list[int],
-               example: torch.Tensor) -> list[dict[str, Any]]:
+               example: torch.Tensor) -> tuple[list[dict[str, Any]], list[str]]:
     """For `--opt hw_widths=[8, 16]`: uniform l1 at each target with every width a multiple of each number, next
-    to the suites' own widths (one data-free `run_workflow` each: oneshot, no fine-tuning, random weights)."""
-    entries = []
+    to the suites' own widths (one data-free `run_workflow` each: oneshot, no fine-tuning, random weights).
+    Returns the entries and one note per (target, multiple) the rounding cannot reach."""
+    entries, unreachable = [], []
     for arch, width in archs:
         for r in multiples:
             for t in targets:
@@ -110,12 +111,18 @@ def hw_entries(archs: list[tuple[str, float]], targets: list[float], multiples: 
                 cfg = WorkflowConfig(model=ModelConfig(arch), recover=RecoverConfig(finetune_epochs=0),
                                      prune=PruneConfig(criterion="l1", policy="uniform", target={"macs": float(t)},
                                                        round_to=int(r)), latency_runs=0, progress=False)
-                res = run_workflow(cfg, data=RunData.given(None, None), base_model=m, example_inputs=example,
-                                   log=lambda line: None)
+                try:
+                    res = run_workflow(cfg, data=RunData.given(None, None), base_model=m, example_inputs=example,
+                                       log=lambda line: None)
+                except ValueError as e:  # the planning path's refusal (TargetError, a round_to too big)
+                    unreachable.append(f"{arch} (width {width}) at {100 * t:.0f}% of the MACs with widths multiples "
+                                       f"of {r}: not timed, {e}")
+                    common.log(f"speed: {unreachable[-1]}")
+                    continue
                 entries.append({"arch": arch, "width": width, "widths": common.widths(res.model, example, ref),
                                 "macs": None, "macs_kept": None,
                                 "models": [f"hw: {100 * t:.0f}%, uniform l1, widths multiples of {r}"]})
-    return entries
+    return entries, unreachable
 
 
 def quick_entries(cfg: BenchConfig, example: torch.Tensor) -> list[dict[str, Any]]:
@@ -158,9 +165,11 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
         entries = collect(Path(cfg.opts["results_dir"]))
     if cfg.archs and not cfg.quick:
         entries = [e for e in entries if (e["arch"], e["width"]) in {tuple(a) for a in cfg.archs}]
+    unreachable: list[str] = []
     if cfg.opts.get("hw_widths"):
         archs = list(dict.fromkeys((e["arch"], e["width"]) for e in entries))
-        entries += hw_entries(archs, list(cfg.targets), [int(r) for r in cfg.opts["hw_widths"]], ex)
+        hw, unreachable = hw_entries(archs, list(cfg.targets), [int(r) for r in cfg.opts["hw_widths"]], ex)
+        entries += hw
     if not entries:
         raise FileNotFoundError("speed: no runs.json with per-layer widths under "
                                 f"{cfg.opts['results_dir']}/{{{','.join(SOURCES)}}}; run those suites first")
@@ -197,7 +206,7 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
         common.log(f"[{i + 1}/{len(entries)}] {e['arch']} MACs kept {100 * row['macs_kept']:.1f}%: " + ", ".join(
             f"{k} {row[k]:.2f}x" for k in row if k.startswith(("torch_", "onnx_")) and not k.endswith("ms")))
     plots = speed_plots(out, rows, cfg)
-    notes = observations(rows, dense_ms)
+    notes = observations(rows, dense_ms) + unreachable
     intro = ("Theoretical speedup (MAC ratio, dense / pruned MACs) against measured speedup (dense / pruned median "
              f"latency, {cfg.latency_runs} timed runs after warm-up, dense and pruned timed in alternation, "
              f"{cfg.threads} CPU thread(s)) for every distinct pruned architecture of the "
