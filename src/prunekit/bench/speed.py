@@ -23,10 +23,9 @@ from ..probing import trace
 from ..models import create
 from ..report import plot_speedup_vs_mac_ratio
 from ..surgery import apply, prepare_inference
-from ..workflow import ModelConfig, PruneConfig, RecoverConfig, RunData, WorkflowConfig, run_workflow
 from . import common, output
 from .config import BenchConfig
-from .speed224 import PRESET_OPTS, SELECT_OPTS, run_224
+from .speed224 import PRESET_OPTS, SELECT_OPTS, prune_random_init, run_224
 from .timing import paired_latency, paired_onnx_latency
 
 SOURCES = ("redundancy", "coarse", "admm")
@@ -99,7 +98,7 @@ def aligned(widths: dict[str, int], dense: torch.nn.Module, example: torch.Tenso
 def hw_entries(archs: list[tuple[str, float]], targets: list[float], multiples: list[int],
                example: torch.Tensor) -> tuple[list[dict[str, Any]], list[str]]:
     """For `--opt hw_widths=[8, 16]`: uniform l1 at each target with every width a multiple of each number, next
-    to the suites' own widths (one data-free `run_workflow` each: oneshot, no fine-tuning, random weights).
+    to the suites' own widths (speed224.prune_random_init: one data-free `run_workflow` each, random weights).
     Returns the entries and one note per (target, multiple) the rounding cannot reach."""
     entries, unreachable = [], []
     for arch, width in archs:
@@ -108,18 +107,14 @@ def hw_entries(archs: list[tuple[str, float]], targets: list[float], multiples: 
                 torch.manual_seed(0)
                 m = create(arch, num_classes=10, in_channels=1, width=width).eval()
                 ref = pk.trace(m, example)
-                cfg = WorkflowConfig(model=ModelConfig(arch), recover=RecoverConfig(finetune_epochs=0),
-                                     prune=PruneConfig(criterion="l1", policy="uniform", target={"macs": float(t)},
-                                                       round_to=int(r)), latency_runs=0, progress=False)
                 try:
-                    res = run_workflow(cfg, data=RunData.given(None, None), base_model=m, example_inputs=example,
-                                       log=lambda line: None)
+                    pruned = prune_random_init(arch, m, float(t), int(r), example)
                 except ValueError as e:  # the planning path's refusal (TargetError, a round_to too big)
                     unreachable.append(f"{arch} (width {width}) at {100 * t:.0f}% of the MACs with widths multiples "
                                        f"of {r}: not timed, {e}")
                     common.log(f"speed: {unreachable[-1]}")
                     continue
-                entries.append({"arch": arch, "width": width, "widths": common.widths(res.model, example, ref),
+                entries.append({"arch": arch, "width": width, "widths": common.widths(pruned, example, ref),
                                 "macs": None, "macs_kept": None,
                                 "models": [f"hw: {100 * t:.0f}%, uniform l1, widths multiples of {r}"]})
     return entries, unreachable
