@@ -39,7 +39,9 @@ DOCUMENTED = [
     "prunekit.transformers.hf.update_config", "prunekit.transformers.hf.config_status",
     "prunekit.transformers.hf.build", "prunekit.transformers.methods.run_calibration_method",
     "prunekit.workflow.run_workflow", "prunekit.workflow.run_hf_workflow", "prunekit.workflow.HFWorkflowConfig",
-    "prunekit.workflow.TextConfig", "prunekit.workflow.RunData.given",
+    "prunekit.workflow.TextConfig", "prunekit.workflow.RunData.given", "prunekit.workflow.workflow_methods",
+    "prunekit.workflow.compression.check_config", "prunekit.workflow.compression.dc_config",
+    "prunekit.workflow.compression.compress",
 ]
 
 

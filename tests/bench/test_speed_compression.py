@@ -1,15 +1,15 @@
 """`prunekit bench speed --quick`, reading pruned architectures back from runs.json, and
-`prunekit bench compression --quick` gathering (or making) Deep Compression results."""
+`prunekit bench compression --quick` running Deep Compression through run_workflow."""
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 import torch
 
 import prunekit as pk
 from prunekit.bench.common import widths
+from prunekit.bench.compression import SETUPS
 from prunekit.bench.speed import collect, rebuild
 from prunekit.cli import main
 from prunekit.models import create
@@ -72,39 +72,60 @@ def test_speed_rebuilds_recorded_architectures(tmp_path):
         rebuild("resnet20", 0.25, {"no.such.layer": 3}, x)
 
 
-DC_RESULTS = {"command": "python benchmarks/deep_compression.py --quick", "date": "today", "quick": True,
-              "machine": {"cpu_count": 2}, "runs": [
-                  {"model": "lenet300", "ratio": 41.0, "accuracy_drop_points": 0.3, "goal_met": True,
-                   "exact_reload": True,
-                   "layers": [{"key": "fc1.weight", "numel": 1000, "density": 0.08}],
-                   "stages": [{"stage": "dense", "bytes": 41000, "ratio": 1.0, "accuracy": 0.89},
-                              {"stage": "pruned", "bytes": 4100, "ratio": 10.0, "accuracy": 0.888},
-                              {"stage": "quantized", "bytes": 1100, "ratio": 37.3, "accuracy": 0.887},
-                              {"stage": "huffman", "bytes": 1000, "ratio": 41.0, "accuracy": 0.887}]}]}
-
-
-def test_compression_gathers(tmp_path):
-    src = tmp_path / "dc"
-    src.mkdir()
-    (src / "results.json").write_text(json.dumps(DC_RESULTS))
+def test_compression_quick_runs_the_workflow(tmp_path):
     out = tmp_path / "compression"
-    assert main(["bench", "compression", "--quick", "--out", str(out), "--opt", f"source={src}"]) == 0
+    assert main(["bench", "compression", "--quick", "--out", str(out)]) == 0
     results = check_folder(out, "compression")
-    (row,) = results["results"]
-    assert row["model"] == "lenet300" and row["ratio"] == 41.0 and row["final_top1"] == 0.887
-    assert row["density"] == pytest.approx(0.08) and row["drop"] == pytest.approx(0.3)
-    assert "| lenet300 |" in (out / "results.md").read_text()
+    assert [(r["model"], r["seed"]) for r in results["results"]] == [("lenet300", 0), ("lenet5", 0)]
+    runs = {r["model"]: r for r in json.loads((out / "runs.json").read_text())}
+    for model, row in runs.items():
+        folder = out / row["folder"]
+        report = json.loads((folder / "report.json").read_text())
+        assert report["method"]["name"] == "deep_compression"  # each row is one run_workflow run
+        assert [s["stage"] for s in row["stages"]] == ["dense", "pruned", "quantized", "huffman"]
+        # the file in the row's folder is the Huffman stage, read back bit for bit
+        assert (folder / "model.pkz").stat().st_size == row["final_bytes"] == row["stages"][-1]["bytes"]
+        assert row["exact_reload"] is True and row["ratio"] == pytest.approx(row["dense_bytes"] / row["final_bytes"])
+        assert report["metrics"]["after"]["size_bytes"] == row["final_bytes"]
+        # the per-layer rates of the model's setup were applied
+        kept = {layer["key"]: layer["nonzero"] / layer["numel"] for layer in row["layers"]}
+        want = {f"{k}.weight": 1 - v for k, v in SETUPS[model].sparsity.items()}
+        assert kept == pytest.approx(want, abs=0.01)
+        assert pk.load(folder / "model.pkz")(torch.zeros(1, 1, 28, 28)).shape == (1, 10)
+    md = (out / "results.md").read_text()
+    assert "| lenet300 | 0 |" in md and "| lenet5 | 0 |" in md and "fc1.weight" in md
 
 
-def test_compression_runs_the_quick_variant_when_missing(tmp_path):
-    script = tmp_path / "fake_dc.py"  # stands in for benchmarks/deep_compression.py (minutes when real)
-    script.write_text("import json, sys, pathlib\nout = pathlib.Path(sys.argv[sys.argv.index('--out') + 1])\n"
-                      "assert '--quick' in sys.argv\nout.mkdir(parents=True, exist_ok=True)\n"
-                      f"(out / 'results.json').write_text(json.dumps({DC_RESULTS!r}))\n")
+def test_compression_resume_keeps_finished_rows(tmp_path):
     out = tmp_path / "compression"
-    assert main(["bench", "compression", "--quick", "--out", str(out), "--opt", f"source={tmp_path / 'none'}",
-                 "--opt", f"script={script}"]) == 0
-    results = check_folder(out, "compression")
-    assert (out / "deep_compression_quick" / "results.json").is_file()
-    assert any("ran" in n and "--quick" in n for n in results["notes"])
-    assert sys.executable in " ".join(results["notes"])
+    args = ["bench", "compression", "--quick", "--out", str(out)]
+    assert main(args) == 0
+    first = (out / "rows.jsonl").read_text()
+    (out / "rows.jsonl").write_text("\n".join(first.splitlines()[:2]) + "\n")  # header + the lenet300 row
+    assert main(args + ["--resume"]) == 0
+    lines = (out / "rows.jsonl").read_text().splitlines()
+    assert len(lines) == 3 and lines[:2] == first.splitlines()[:2]  # lenet300 kept, lenet5 run again
+    # same command and seed on the same machine: the rerun lenet5 row is the same run
+    again, before = json.loads(lines[2]), json.loads(first.splitlines()[2])
+    assert again["model"] == "lenet5" and again["stages"] == before["stages"]
+
+
+def test_compression_refuses_an_unknown_model():
+    from prunekit.bench.compression import setup_for
+    from prunekit.bench.config import make_config
+    from prunekit.bench.compression import PRESETS
+    cfg = make_config("compression", True, PRESETS)
+    with pytest.raises(ValueError, match="no Deep Compression setup for 'resnet20'"):
+        setup_for(cfg, "resnet20")
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--full"], "default budget is the paper's already"),
+    (["--targets", "0.5"], "--targets: Deep Compression removes per-layer fractions of weights"),
+    (["--base-epochs", "3"], "--base-epochs: set per model"),
+    (["--latency-runs", "5"], "--latency-runs: nothing is timed"),
+])
+def test_compression_refuses_flags_it_would_not_read(tmp_path, flags, message, capsys):
+    assert main(["bench", "compression", "--out", str(tmp_path / "c"), *flags]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()

@@ -1,8 +1,4 @@
-"""The Deep Compression method and its benchmark script, on tiny data."""
-import json
-import subprocess
-import sys
-from pathlib import Path
+"""The Deep Compression method on tiny data (the benchmark suite: tests/bench/test_speed_compression.py)."""
 
 import pytest
 import torch
@@ -12,7 +8,6 @@ from torch.utils.data import DataLoader, TensorDataset
 from prunekit.compress import read_compressed
 from prunekit.methods.deep_compression import deep_compression
 
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _loader(n: int = 256, seed: int = 0) -> DataLoader:
@@ -45,18 +40,3 @@ def test_pipeline_stages_sizes_and_exact_file(tmp_path):
     cf = read_compressed(tmp_path / "m.pkz")
     assert [s["stage"] for s in cf.meta["stages"]] == ["dense", "pruned", "quantized"]
     assert len(res.notes["agp_history"]) >= 2
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(), reason="needs Fashion-MNIST")
-def test_benchmark_quick(tmp_path):
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "deep_compression.py"), "--quick",
-                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    results = json.loads((tmp_path / "results.json").read_text())
-    assert [r["model"] for r in results["runs"]] == ["lenet300", "lenet5"]
-    for r in results["runs"]:
-        assert [s["stage"] for s in r["stages"]] == ["dense", "pruned", "quantized", "huffman"]
-        assert r["exact_reload"] and r["ratio"] > 10
-        assert (tmp_path / r["file"]).stat().st_size == r["stages"][-1]["bytes"]
-    assert "| huffman |" in (tmp_path / "results.md").read_text()

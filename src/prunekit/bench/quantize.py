@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from torch import nn
 
 from ..measure.inputs import call_model, rebatch
 from ..quantize.runtime import feed, session

@@ -103,7 +103,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise CliError(f"--full and --resume are for the suites with resumable rows "
                        f"({', '.join(s for s in SUITES if getattr(suite_module(s), 'RESUMABLE', False))}), "
                        f"not {suite}")
-    cfg = suite_config(suite, args.quick, full=args.full, resume=args.resume, **overrides(args))
+    if args.full and getattr(module, "NO_FULL", None):
+        raise CliError(f"--full: {module.NO_FULL}")
+    over = overrides(args)
+    unread = {k: why for k, why in getattr(module, "NOT_READ", {}).items() if over.get(k) is not None}
+    if unread:  # a flag the suite would ignore is refused, with the reason
+        raise CliError("; ".join(f"--{k.replace('_', '-')}: {why}" for k, why in unread.items()))
+    cfg = suite_config(suite, args.quick, full=args.full, resume=args.resume, **over)
     cfg.command = command_line()
     out = cfg.out or f"benchmarks/results/{suite}" + ("/full" if args.full else "")
     cfg.out = out

@@ -2,7 +2,8 @@
 
 `compress` optionally prunes (magnitude, per layer) and shares weights (k-means, bits per layer type), then
 writes the file; for the full Deep Compression pipeline with retraining use
-`prunekit.methods.deep_compression` (or `benchmarks/deep_compression.py`). `decompress` checks a file and
+`prunekit prune --method deep_compression` (run_workflow; the library function is
+`prunekit.methods.deep_compression`). `decompress` checks a file and
 writes the dense model (model.json + weights) to a folder, which must not hold an earlier run.
 """
 from __future__ import annotations

@@ -13,11 +13,10 @@ from typing import Any
 
 import yaml
 
-from ..methods import list_methods
 from ..quantize.compare import int8_table
 from ..report.console import before_after_rows, print_before_after
 from ..workflow import (BaseConfig, DataConfig, ModelConfig, PruneConfig, QuantizeConfig, RecoverConfig, WorkflowConfig,
-                        run_workflow)
+                        run_workflow, workflow_methods)
 from . import argtypes as T
 from .common import CliError, add_data_args, add_model_args, add_output_args, key_values
 from .prune_hf import add_hf_prune_arguments, hf_only_flags, is_hf, run_hf
@@ -27,7 +26,9 @@ def add_prune_arguments(p: argparse.ArgumentParser) -> None:
     add_model_args(p)
     add_data_args(p)
     p.add_argument("--recipe", default=None, help="YAML file of flag values (and extra method arguments)")
-    p.add_argument("--method", default="oneshot", help=f"one of {', '.join(list_methods())}")
+    p.add_argument("--method", default="oneshot",
+                   help=f"one of {', '.join(workflow_methods())} (deep_compression: single weights, --ratio of "
+                        "weights removed, writes model.pkz)")
     p.add_argument("--criterion", default=None, help="l1, l2, bn_scale, taylor, apoz, mean_activation, fpgm, "
                                                     "hrank, obd, random (default: the method's)")
     p.add_argument("--policy", default=None, help="uniform, global, width, srr, auto (default: the method's)")

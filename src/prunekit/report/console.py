@@ -42,6 +42,10 @@ def before_after_rows(before: dict[str, Any], after: dict[str, Any]) -> list[tup
     for key, fmt in (("params", format_count), ("macs", format_count), ("size_bytes", format_bytes)):
         rows.append((key.replace("_bytes", "").replace("macs", "MACs"), fmt(before[key]), fmt(after[key]),
                      pct(after[key], before[key])))
+        if key == "params" and after.get("nonzero_params") not in (None, after["params"]):  # weights zeroed
+            rows.append(("nonzero params", format_count(before.get("nonzero_params")),
+                         format_count(after["nonzero_params"]),
+                         pct(after["nonzero_params"], before.get("nonzero_params"))))
     for b in sorted(set(before.get("latency") or {}) & set(after.get("latency") or {}), key=int):
         lb, la = before["latency"][b]["median_ms"], after["latency"][b]["median_ms"]
         rows.append((f"CPU latency, batch {b}", f"{lb:.2f} ms", f"{la:.2f} ms", f"{lb / la:.2f}x faster"))

@@ -116,6 +116,11 @@ def render_markdown(report: dict[str, Any]) -> str:
                                                  ["metric", "before", "after", "change"])]
     if metrics.get("int8"):  # the int8 row: top-1, bytes, torch and onnxruntime latency at batch 1 and 64
         out += ["## int8", "", *int8_table(metrics), ""]
+    stages = ((report.get("extra") or {}).get("deep_compression") or {}).get("stages") or []
+    if stages:  # Deep Compression: bytes, ratio and accuracy after each stage
+        rows = [[s.get("stage"), format_bytes(s.get("bytes")), f"{s.get('ratio') or 0:.1f}x",
+                 _metric_text("top1", s.get("accuracy"))] for s in stages]
+        out += ["## Deep Compression stages", "", markdown_table(rows, ["stage", "bytes", "ratio", "top-1"])]
     timings = report.get("timings") or {}
     if timings:
         rows = [[k, f"{float(v):.2f}"] for k, v in timings.items()]

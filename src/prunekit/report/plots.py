@@ -134,3 +134,32 @@ def plot_training_curve(history: Sequence[Mapping[str, Any]], path: str | os.Pat
         if ax.get_lines():
             ax.legend(fontsize=8)
     return _save(fig, path)
+
+
+def plot_compression_stages(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike,
+                            goal_ratio: float | None = None) -> Path:
+    """Deep Compression: the compression ratio (log scale) and top-1 after each stage, one line per row.
+
+    Args:
+        rows: {"model": label, "stages": [{"stage", "ratio", "accuracy"}, ...]} per model.
+        path: the PNG to write.
+        goal_ratio: a dashed reference line on the ratio panel (e.g. the paper's 40x).
+    """
+    fig = Figure(figsize=(9, 4))
+    ax_r, ax_a = fig.subplots(1, 2)
+    for r in rows:
+        names = [s.get("stage") for s in r["stages"]]
+        label = str(r.get("model") or r.get("name") or "?")
+        ax_r.plot(names, [s.get("ratio") or 1.0 for s in r["stages"]], marker="o", label=label)
+        ax_a.plot(names, [100 * (s.get("accuracy") or 0) for s in r["stages"]], marker="o", label=label)
+    ax_r.set_yscale("log")
+    if goal_ratio:
+        ax_r.axhline(goal_ratio, color="gray", linestyle="--", linewidth=1, label=f"{goal_ratio:g}x")
+    ax_r.set_ylabel("compression ratio (x)")
+    ax_a.set_ylabel("top-1 (%)")
+    for ax in (ax_r, ax_a):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    ax_r.set_title("size")
+    ax_a.set_title("accuracy")
+    return _save(fig, path)

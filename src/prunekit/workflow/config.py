@@ -23,6 +23,9 @@ from ..data import canonical_name
 from ..registry import Registry
 
 TARGET_KEYS = ("macs", "params", "latency", "size")
+# Methods that remove single weights rather than channels: run_workflow runs them through its own branch
+# (prunekit.workflow.compression); their goal is a fraction of weights removed (ratio, or options["sparsity"]).
+UNSTRUCTURED_METHODS = ("deep_compression",)
 
 
 def _fail(cls: type, msg: str) -> None:
@@ -165,11 +168,14 @@ class PruneConfig:
             _fail(PruneConfig, "options must be a mapping of the method's keyword arguments")
 
     def goal(self) -> dict[str, float]:
-        """The target, or {"ratio": r}; a ValueError when neither is given."""
+        """The target, or {"ratio": r} (for an unstructured method also {"sparsity": its option}); a ValueError
+        when neither is given."""
         if self.target:
             return dict(self.target)
         if self.ratio is not None:
             return {"ratio": self.ratio}
+        if self.method in UNSTRUCTURED_METHODS and self.options.get("sparsity") is not None:
+            return {"sparsity": self.options["sparsity"]}
         raise ValueError("give a target (--target-macs, --target-params, --target-latency, --target-size) "
                          "or a ratio (--ratio)")
 

@@ -116,9 +116,9 @@ def load_model_with_shape(path: str | os.PathLike) -> tuple[nn.Module, list[int]
         raise ModelSourceError(f"no such file or folder: {p}")
     ckpt = p
     if p.is_dir():
-        found = [p / n for n in ("model.safetensors", "last.pt", "best.pt") if (p / n).exists()]
+        found = [p / n for n in ("model.safetensors", "model.pkz", "last.pt", "best.pt") if (p / n).exists()]
         if not found:
-            raise ModelSourceError(f"{p} holds no model.safetensors, last.pt or best.pt")
+            raise ModelSourceError(f"{p} holds no model.safetensors, model.pkz, last.pt or best.pt")
         ckpt = found[0]
     spec_file = _model_file(ckpt.parent)
     desc = read_json(spec_file, "model description") if spec_file else {}

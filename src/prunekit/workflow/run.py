@@ -20,10 +20,12 @@ from ..methods import METHODS, list_methods, run_method
 from ..methods.common import default_inputs
 from ..models import spec_of
 from ..policies import Target
-from ..report import complete_report, plot_before_after, plot_layer_widths, plot_training_curve, write_report
+from ..report import (complete_report, plot_before_after, plot_compression_stages, plot_layer_widths,
+                      plot_training_curve, write_report)
 from ..report.analysis import analyze_model, plot_analysis
 from ..train import evaluate, seed_everything
 from ..utils import atomic_write
+from . import compression
 from .base import RunData, data_description, get_base, given_base, load_data
 from ..quantize.pipeline import SCHEME as INT8, int8_step
 from .config import QUANTIZERS, WorkflowConfig, register_quantizer
@@ -166,11 +168,14 @@ def _save(out: Path, model: nn.Module, plan: PruningPlan, spec, report: dict[str
 def _check_before_work(cfg: WorkflowConfig) -> Path | None:
     """Everything that can be refused without training: the method and its options, the quantization scheme,
     the base path, the output folder (checked and created). Returns the output folder or None."""
-    if cfg.prune.method not in list_methods():
-        raise ValueError(f"unknown method {cfg.prune.method!r}; choose one of: {', '.join(list_methods())}")
-    resolve = getattr(METHODS.config_type(cfg.prune.method), "resolve", None)
-    if resolve is not None:  # unknown keys and bad values of the method's options (MethodConfig types)
-        resolve(f"{cfg.prune.method}()", None, method_kwargs(cfg, None))
+    if cfg.prune.method == compression.METHOD:
+        compression.check_config(cfg)
+    elif cfg.prune.method not in list_methods():
+        raise ValueError(f"unknown method {cfg.prune.method!r}; choose one of: {', '.join(workflow_methods())}")
+    else:
+        resolve = getattr(METHODS.config_type(cfg.prune.method), "resolve", None)
+        if resolve is not None:  # unknown keys and bad values of the method's options (MethodConfig types)
+            resolve(f"{cfg.prune.method}()", None, method_kwargs(cfg, None))
     if cfg.quantize is not None and cfg.quantize.scheme not in QUANTIZERS:
         raise ValueError(f"unknown quantization scheme {cfg.quantize.scheme!r}; registered: "
                          f"{', '.join(sorted(QUANTIZERS)) or 'none'}")
@@ -250,7 +255,6 @@ def run_workflow(config: WorkflowConfig, *, data: RunData | None = None, base_mo
     t0 = time.perf_counter()
     before = measure(model, example, data.loaders.test, cfg.latency_runs, cfg.device)
     timings["measure_before"] = time.perf_counter() - t0
-    spec = spec_of(model)
     analysis = None
     if cfg.analyze:
         t0 = time.perf_counter()
@@ -258,32 +262,24 @@ def run_workflow(config: WorkflowConfig, *, data: RunData | None = None, base_mo
         if out is not None:
             plot_analysis(analysis, out / "analyze.png")
         timings["analyze"] = time.perf_counter() - t0
-    mkw = method_kwargs(cfg, log if cfg.progress else None)
-    base_widths = {g.name: g.size for g in trace(model, example, **mkw.get("trace_kw", {})).prunable_groups()}
     # the method sees the same RNG and data order whether the base was trained here or reused from the cache
     seed_everything(cfg.seed)
     data.reseed(cfg.seed)
+    prune_step = _compress if cfg.prune.method == compression.METHOD else _prune_channels
+    step = prune_step(cfg, model, data, example, out, log if cfg.progress else None)
+    timings.update(step.timings)
     t0 = time.perf_counter()
-    pruned, rep = run_method(cfg.prune.method, model, data.loaders.train, data.loaders.val, example, **mkw)
-    timings["method"] = time.perf_counter() - t0
-    for k, v in rep.timings.items():
-        timings[f"method.{k}"] = v
-    pruned, quant_info = _quantize(cfg, pruned, example, data, out)
-    t0 = time.perf_counter()
-    after = measure(pruned, example, data.loaders.test, cfg.latency_runs, cfg.device)
+    after = measure(step.model, example, data.loaders.test, cfg.latency_runs, cfg.device)
+    after.update(step.after)
     timings["measure_after"] = time.perf_counter() - t0
-    plan = rep.plan
-    pruned_widths = {**base_widths, **{d.name: len(d.kept) for d in plan.decisions}}
-    hist = rep.history.get("finetune") or rep.history.get("scratch") or []
     report = {"model": {"name": name, **kw},
               "data": {**(data.description or data_description(cfg)), "train": _samples(data.loaders.train),
                        "test": _samples(data.loaders.test)},
-              "data_read": data.read, "config": cfg.to_dict(), "method": _method_description(cfg, rep),
-              "metrics": {"before": before, "after": after}, "timings": timings, "history": hist,
-              "extra": {"base": {k: v for k, v in base_info.items() if k != "history"}, "widths": pruned_widths,
-                        "base_widths": base_widths, "saved": None, "analysis": analysis, "quantize": quant_info,
-                        "method_report": {k: v for k, v in rep.to_dict().items()
-                                          if k not in ("plan", "history", "timings")}}}
+              "data_read": data.read, "config": cfg.to_dict(), "method": step.description,
+              "metrics": {"before": before, "after": after}, "timings": timings, "history": step.history,
+              "extra": {"base": {k: v for k, v in base_info.items() if k != "history"}, "saved": None,
+                        "analysis": analysis, **step.extra}}
+    quant_info = step.extra.get("quantize")
     if quant_info and isinstance(quant_info.get("metrics"), dict):  # the int8 row of the before/after table
         extra_metrics = quant_info.pop("metrics")
         report["metrics"]["int8"] = extra_metrics.get("int8")
@@ -292,7 +288,79 @@ def run_workflow(config: WorkflowConfig, *, data: RunData | None = None, base_mo
     timings["total"] = time.perf_counter() - t_start
     report = complete_report(report)  # summary, time, versions, machine: what report.json holds
     if out is not None:
-        _save(out, pruned, plan, spec, report, base_widths, pruned_widths, cfg.prune.method, hist,
+        step.save(out, report)
+    return WorkflowResult(config=cfg, model=step.model.cpu(), plan=step.plan, before=before, after=after,
+                          report=report, out=out, analysis=analysis, timings=timings, method=step.method)
+
+
+@dataclass
+class _Step:
+    """What the prune step of a run produced, and how its outputs are written."""
+
+    model: nn.Module
+    plan: PruningPlan
+    method: Any                                  # MethodResult, or DeepCompressionResult
+    description: dict[str, Any]                  # the "method" block of report.json
+    history: list[dict[str, Any]]
+    extra: dict[str, Any]                        # entries of report.json's "extra"
+    timings: dict[str, float]
+    save: Callable[[Path, dict[str, Any]], None]
+    after: dict[str, Any] = field(default_factory=dict)  # metrics that override the measured ones
+
+
+def _prune_channels(cfg: WorkflowConfig, model: nn.Module, data: RunData, example: Any, out: Path | None,
+                    log: Callable[[str], None] | None) -> _Step:
+    """A registered structured method, then the optional quantizer."""
+    mkw = method_kwargs(cfg, log)
+    base_widths = {g.name: g.size for g in trace(model, example, **mkw.get("trace_kw", {})).prunable_groups()}
+    spec = spec_of(model)
+    t0 = time.perf_counter()
+    pruned, rep = run_method(cfg.prune.method, model, data.loaders.train, data.loaders.val, example, **mkw)
+    timings = {"method": time.perf_counter() - t0, **{f"method.{k}": v for k, v in rep.timings.items()}}
+    pruned, quant_info = _quantize(cfg, pruned, example, data, out)
+    plan = rep.plan
+    pruned_widths = {**base_widths, **{d.name: len(d.kept) for d in plan.decisions}}
+    hist = rep.history.get("finetune") or rep.history.get("scratch") or []
+    extra = {"widths": pruned_widths, "base_widths": base_widths, "quantize": quant_info,
+             "method_report": {k: v for k, v in rep.to_dict().items() if k not in ("plan", "history", "timings")}}
+
+    def save(folder: Path, report: dict[str, Any]) -> None:
+        _save(folder, pruned, plan, spec, report, base_widths, pruned_widths, cfg.prune.method, hist,
               input_shape=list(example.shape[1:]) if isinstance(example, torch.Tensor) else None)
-    return WorkflowResult(config=cfg, model=pruned.cpu(), plan=plan, before=before, after=after, report=report,
-                          out=out, analysis=analysis, timings=timings, method=rep)
+
+    return _Step(pruned, plan, rep, _method_description(cfg, rep), hist, extra, timings, save)
+
+
+def _compress(cfg: WorkflowConfig, model: nn.Module, data: RunData, example: Any, out: Path | None,
+              log: Callable[[str], None] | None) -> _Step:
+    """Deep Compression (prunekit.workflow.compression): the model read back from <out>/model.pkz; its size
+    in the after metrics is that file's bytes."""
+    t0 = time.perf_counter()
+    res = compression.compress(cfg, model, data.loaders, out, log)
+    timings = {"method": time.perf_counter() - t0}
+    p, r = cfg.prune, cfg.recover
+    c = res.notes.get("config") or {}
+    description = {"name": p.method, "criterion": c.get("criterion"), "policy": None, "target": {},
+                   "ratio": p.ratio, "finetune_epochs": r.finetune_epochs, "finetune_lr": r.lr, "distill": False,
+                   "from_scratch": False, "extra": json_data(p.options)}
+    hist = res.history.get("retrain") or []
+    final = res.stage("huffman")
+    plan = PruningPlan(meta={"method": p.method, "note": "single weights zeroed and shared; no channel removed"})
+
+    def save(folder: Path, report: dict[str, Any]) -> None:
+        report["extra"]["saved"] = str(folder / compression.FILE)
+        plots = [plot_before_after(report, folder / "before_after.png").name,
+                 plot_compression_stages([{"model": report["model"]["name"], "stages": report["extra"][
+                     "deep_compression"]["stages"]}], folder / "compression_stages.png").name]
+        if hist:
+            plots.append(plot_training_curve(hist, folder / "finetune_curve.png").name)
+        report["plots"] = plots
+        write_report(folder, report)
+
+    return _Step(res.model, plan, res, description, hist, {"deep_compression": compression.report_extra(res)},
+                 timings, save, after={"size_bytes": final.bytes})
+
+
+def workflow_methods() -> list[str]:
+    """Every method run_workflow runs: the registered structured methods and deep_compression."""
+    return sorted([*list_methods(), compression.METHOD])
