@@ -62,8 +62,8 @@ def test_workflow_prunes_a_base_given_in_memory_and_refuses_another_arch():
 
 
 def test_cli_resume_and_full_are_for_resumable_suites_only(tmp_path, capsys):
-    assert main(["bench", "compression", "--resume", "--out", str(tmp_path / "s")]) == 2
-    assert "not compression" in capsys.readouterr().err
+    assert main(["bench", "quantize", "--resume", "--out", str(tmp_path / "s")]) == 2
+    assert "not quantize" in capsys.readouterr().err
     assert main(["bench", "coarse", "--resume", "--out", str(tmp_path / "c")]) == 2
     assert "nothing to resume" in capsys.readouterr().err
     assert main(["bench", "admm", "--quick", "--full", "--out", str(tmp_path / "a")]) == 2
