@@ -156,8 +156,7 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
 def _layers_table(row: dict[str, Any]) -> str:
     lines = ["| layer | weights | kept | bits | clusters | bytes in file |", "|---|---:|---:|---:|---:|---:|"]
     for layer in row["layers"]:
-        kept = layer["nonzero"] / layer["numel"] if layer["numel"] else 0.0
-        lines.append(f"| {layer['key']} | {layer['numel']:,} | {100 * kept:.1f}% | {layer['bits']} | "
+        lines.append(f"| {layer['key']} | {layer['numel']:,} | {100 * layer['density']:.1f}% | {layer['bits']} | "
                      f"{layer['clusters']} | {layer['stored_bytes']:,} |")
     return "\n".join(lines)
 

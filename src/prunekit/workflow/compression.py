@@ -10,7 +10,6 @@ target, a policy, heads, round_to, distillation, int8 after pruning) are refused
 """
 from __future__ import annotations
 
-from dataclasses import fields
 from pathlib import Path
 from typing import Any, Callable
 
@@ -19,9 +18,9 @@ from torch import nn
 from ..methods.deep_compression import DeepCompressionConfig, DeepCompressionResult, deep_compression
 from ..surgery.masks import FilterFn, default_filter
 from ..train import TrainConfig
-from .config import PruneConfig, WorkflowConfig
+from .config import UNSTRUCTURED_METHODS, PruneConfig, WorkflowConfig
 
-METHOD = "deep_compression"
+(METHOD,) = UNSTRUCTURED_METHODS  # the one unstructured method run_workflow runs
 FILE = "model.pkz"
 
 # DeepCompressionConfig fields the run sets from its own config (giving them in prune.options is refused)
@@ -100,7 +99,3 @@ def report_extra(res: DeepCompressionResult) -> dict[str, Any]:
     return {"stages": d["stages"], "layers": d["layers"], "file": d["path"], "exact_reload": d["exact"],
             "notes": {k: v for k, v in d["notes"].items() if k != "config"}, "history": d["history"]}
 
-
-def config_fields() -> list[str]:
-    """The DeepCompressionConfig fields a user may give in prune.options."""
-    return [f.name for f in fields(DeepCompressionConfig) if f.name not in SET_BY_RUN]
