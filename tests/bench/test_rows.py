@@ -68,3 +68,27 @@ def test_cli_resume_and_full_are_for_resumable_suites_only(tmp_path, capsys):
     assert "nothing to resume" in capsys.readouterr().err
     assert main(["bench", "admm", "--quick", "--full", "--out", str(tmp_path / "a")]) == 2
     assert "either --quick or --full" in capsys.readouterr().err
+
+
+def test_resume_of_finished_rows_reads_the_recorded_base_instead_of_retraining(tmp_path):
+    """A new machine has no cached base: an architecture whose rows are all done is not retrained on --resume,
+    its entry (top-1, counts, widths for the plots) comes from results.json; a record that contradicts the
+    architecture is refused."""
+    out = tmp_path / "coarse"
+    first = suite_module("coarse").run(suite_config("coarse", quick=True, out=str(out),
+                                                    cache_dir=str(tmp_path / "cache"), peer=False))
+    fresh = tmp_path / "fresh-cache"
+    again = suite_module("coarse").run(suite_config("coarse", quick=True, out=str(out), cache_dir=str(fresh),
+                                                    peer=False, resume=True))
+    assert not fresh.exists() or not any(fresh.iterdir())  # nothing trained
+    base0, base1 = first["info"]["bases"]["resnet20"], again["info"]["bases"]["resnet20"]
+    assert base1["top1"] == base0["top1"] and base1["macs"] == base0["macs"] and base1["params"] == base0["params"]
+    assert base1["train"]["entry_from"] == str(out / "results.json")
+    assert [r["top1"] for r in again["results"]] == [r["top1"] for r in first["results"]]
+    assert any(p.startswith("layer_widths_resnet20") for p in again["plots"])
+    rec = json.loads((out / "results.json").read_text())
+    rec["info"]["bases"]["resnet20"]["macs"] += 1
+    (out / "results.json").write_text(json.dumps(rec))
+    with pytest.raises(ValueError, match="resnet20 base has .* MACs"):
+        suite_module("coarse").run(suite_config("coarse", quick=True, out=str(out), cache_dir=str(fresh),
+                                                peer=False, resume=True))

@@ -3,6 +3,8 @@ method on a fresh copy of the base with the shared budget, measuring the result,
 from __future__ import annotations
 
 import copy
+import itertools
+import json
 import os
 import statistics
 import time
@@ -16,6 +18,7 @@ from torch import nn
 from ..data import Loaders, dataset_info, get_dataset, make_loader
 from ..probing import trace
 from ..measure import count
+from ..models import create
 from ..data.provenance import data_read
 from ..methods import Recovery
 from ..train import TrainConfig, Trainer
@@ -232,6 +235,38 @@ def prepare_base(cfg: BenchConfig, data: Data, arch: str, width: float) -> tuple
              "widths": {g.name: g.size for g in graph.prunable_groups()}, "graph": graph, "train": info}
     log(f"{arch} (width {width}): base top-1 {100 * entry['top1']:.2f}%, {c['macs']:,} MACs, {c['params']:,} params")
     return base, entry
+
+
+def resumed_base(cfg: BenchConfig, data: Data, out: Path, arch: str, width: float) -> dict[str, Any] | None:
+    """On --resume, the entry of a base whose rows are all finished, without its trained weights: the top-1,
+    counts and training record that `out`/results.json holds for it, its group widths traced from an untrained
+    model of the same architecture (widths do not depend on weights). None when not resuming or when nothing
+    usable is recorded (the caller then trains or loads the base); an error when the record contradicts the
+    architecture (other MAC or parameter counts)."""
+    path = Path(out) / "results.json"
+    if not cfg.resume or not path.is_file():
+        return None
+    rec = (json.loads(path.read_text()).get("info") or {}).get("bases", {}).get(arch)
+    if not rec or rec.get("width") != width or not {"top1", "macs", "params", "train"} <= set(rec):
+        return None
+    ex = data.example()
+    model = create(arch, num_classes=data.info.num_classes, in_channels=data.info.in_channels, width=width).eval()
+    c = counts(model, ex)
+    if (c["macs"], c["params"]) != (rec["macs"], rec["params"]):
+        raise ValueError(f"{path}: its {arch} base has {rec['macs']:,} MACs and {rec['params']:,} params, this "
+                         f"{arch} (width {width:g}) {c['macs']:,} and {c['params']:,}; resume into a fresh --out")
+    graph = trace(model, ex)
+    log(f"{arch} (width {width:g}): every row finished; base entry read from {path} "
+        f"(top-1 {100 * rec['top1']:.2f}%), not retrained")
+    return {**rec, "widths": {g.name: g.size for g in graph.prunable_groups()}, "graph": graph,
+            "train": {**rec["train"], "entry_from": str(path)}}
+
+
+def all_done(rows: Any, arch: str, **axes: Any) -> bool:
+    """Whether `rows` holds every row of `arch` over the product of `axes` (name -> values)."""
+    names = list(axes)
+    return all(rows.done(arch=arch, **dict(zip(names, combo))) is not None
+               for combo in itertools.product(*(axes[n] for n in names)))
 
 
 def bases_intro(bases: dict[str, dict[str, Any]]) -> str:
