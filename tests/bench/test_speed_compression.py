@@ -94,6 +94,10 @@ def test_compression_quick_runs_the_workflow(tmp_path):
         assert pk.load(folder / "model.pkz")(torch.zeros(1, 1, 28, 28)).shape == (1, 10)
     md = (out / "results.md").read_text()
     assert "| lenet300 | 0 |" in md and "| lenet5 | 0 |" in md and "fc1.weight" in md
+    # --base-max-steps caps the base (4 steps in the quick preset), --finetune-steps only the later phases
+    assert {row["base"]["max_steps"] for row in runs.values()} == {4}
+    # the Budget table says which of its settings this suite does not read
+    assert "| base_epochs | not read: set per model" in md and "| latency_runs | not read: nothing is timed" in md
 
 
 def test_compression_resume_keeps_finished_rows(tmp_path):

@@ -54,6 +54,10 @@ def test_config_round_trips_through_json():
     ({"prune": {"ratio": 0.3}}, ValueError, "give model.name (--model) or base.path (--base)"),
     ({"model": {"name": "lenet5"}, "prune": {"ratio": 0.3}, "device": "nonsense"}, ValueError,
      "device must be a torch device string"),
+    ({"base": {"path": "m.safetensors", "max_steps_per_epoch": 3}, "prune": {"ratio": 0.3}}, ValueError,
+     "a base loaded from m.safetensors is not trained"),
+    ({"model": {"name": "lenet5"}, "base": {"max_steps_per_epoch": 0}, "prune": {"ratio": 0.3}}, ValueError,
+     "BaseConfig: max_steps_per_epoch must be an integer >= 1 or None"),
 ])
 def test_config_rejects_unknown_keys_and_bad_values(data, error, text):
     with pytest.raises(error) as e:
@@ -95,6 +99,13 @@ def test_no_out_writes_nothing_and_quantizers_plug_in(tmp_path, monkeypatch):
     assert res.out is None and seen == {"batches": 2, "out": None}
     assert res.report["extra"]["quantize"] == {"scheme": "test-halve", "calibrated_on": 1200}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]  # only the cached base
+
+
+def test_base_steps_cap_is_its_own_when_given():
+    """BaseConfig.max_steps_per_epoch caps the base's training alone; None leaves the run's cap on every phase."""
+    res = run_workflow(small(base=BaseConfig(epochs=1, use_cache=False, max_steps_per_epoch=5)), log=lambda m: None)
+    assert res.report["extra"]["base"]["max_steps"] == 5
+    assert run_workflow(small(), log=lambda m: None).report["extra"]["base"]["max_steps"] == 3
 
 
 def test_unknown_method_or_scheme_fails_before_any_work(tmp_path):

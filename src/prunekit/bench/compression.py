@@ -85,6 +85,11 @@ NOT_READ = {"targets": "Deep Compression removes per-layer fractions of weights,
             "peer": "torch-pruning has no Deep Compression to compare with"}
 
 
+# the Budget table's rows this suite does not read (cfg.budget() keys), with the reason
+BUDGET_NOT_READ = {"targets_macs_kept": NOT_READ["targets"], "base_epochs": NOT_READ["base_epochs"],
+                   "finetune_epochs": NOT_READ["finetune_epochs"], "latency_runs": NOT_READ["latency_runs"]}
+
+
 def setup_for(cfg: BenchConfig, arch: str) -> ModelSetup:
     """The model's setup; the quick size runs one epoch per phase."""
     if arch not in SETUPS:
@@ -106,7 +111,8 @@ def workflow_config(cfg: BenchConfig, arch: str, seed: int, out: Path) -> Workfl
         model=ModelConfig(arch),
         data=DataConfig(cfg.dataset, data_dir=cfg.data_dir, train_subset=cfg.train_samples,
                         test_subset=cfg.test_samples, batch_size=cfg.batch_size),
-        base=BaseConfig(epochs=s.base_epochs, lr=cfg.base_lr, cache_dir=str(cfg.cache_dir or common.default_cache())),
+        base=BaseConfig(epochs=s.base_epochs, lr=cfg.base_lr, cache_dir=str(cfg.cache_dir or common.default_cache()),
+                        max_steps_per_epoch=cfg.base_max_steps),  # --finetune-steps caps the later phases only
         prune=PruneConfig(method="deep_compression", options=options),
         recover=RecoverConfig(finetune_epochs=s.retrain_epochs, lr=cfg.finetune_lr),
         seed=seed, device="cpu", max_steps_per_epoch=cfg.finetune_steps, latency_runs=0, progress=False,
@@ -187,7 +193,7 @@ def write(cfg: BenchConfig, out: Path, runs: list[dict[str, Any]], started: floa
              "per float of the state dict; pruned = float32 values + relative indices; quantized = codebook + "
              "cluster-index bits + relative indices; huffman = the bytes of the file, which is read back and "
              "checked to reproduce the weight-shared model bit for bit. Base, retraining and centroid epochs per "
-             "model are in the per-model sections; the Budget's base_epochs/finetune_epochs rows do not apply.")
+             "model are in the per-model sections.")
     flat = [{k: v for k, v in r.items() if k not in ("stages", "layers", "notes")} for r in table]
     sections = []
     for r in table:
@@ -201,4 +207,4 @@ def write(cfg: BenchConfig, out: Path, runs: list[dict[str, Any]], started: floa
     if int8:
         sections.append(("Pruned + int8 (quantize suite)", int8))
     return output.write_suite(out, cfg, "Deep Compression", intro, flat, COLUMNS, table, plots, notes,
-                              extra_sections=sections, started=started)
+                              extra_sections=sections, started=started, not_read=BUDGET_NOT_READ)

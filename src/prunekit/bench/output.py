@@ -82,8 +82,11 @@ def _wall_text(wall: float | None, runs: list[dict[str, Any]], resumed: bool) ->
 def write_suite(out: Path, cfg: BenchConfig, title: str, intro: str, table: list[dict[str, Any]],
                 columns: Sequence[Column], runs: list[dict[str, Any]], plots: Sequence[str] = (),
                 notes: Sequence[str] = (), extra_sections: Sequence[tuple[str, str]] = (),
-                info: dict[str, Any] | None = None, started: float | None = None) -> dict[str, Any]:
-    """Write results.json, runs.json and results.md into `out`; returns the results.json object."""
+                info: dict[str, Any] | None = None, started: float | None = None,
+                not_read: dict[str, str] | None = None) -> dict[str, Any]:
+    """Write results.json, runs.json and results.md into `out`; returns the results.json object. `not_read`:
+    budget settings (cfg.budget() keys) the suite does not read, each with the reason; the Budget table shows the
+    reason in place of the value."""
     out.mkdir(parents=True, exist_ok=True)
     env = environment()
     wall = time.time() - started if started else None
@@ -101,7 +104,8 @@ def write_suite(out: Path, cfg: BenchConfig, title: str, intro: str, table: list
         md += [f"## {head}", "", body, ""]
     budget = cfg.budget()
     md += ["## Budget", "", f"Size: **{budget['size']}**. {_wall_text(wall, runs, cfg.resume)}", "",
-           md_table([{"k": k, "v": v} for k, v in budget.items() if k != "size"],
+           md_table([{"k": k, "v": f"not read: {not_read[k]}" if k in (not_read or {}) else v}
+                     for k, v in budget.items() if k != "size"],
                     [("setting", lambda r: r["k"]), ("value", lambda r: _v(r["v"]))])]
     md += ["## Command", "", "```", results["command"], "```", "",
            "## Versions and machine", "",

@@ -183,7 +183,9 @@ def get_base(cfg: WorkflowConfig, data: RunData, log: Callable[[str], None] = pr
                       m.input_size or (h if h == w else None))
     check_fits_data(kw, info, "--num-classes/--in-channels")
     model, base_info = train_base(m.name, kw, data.loaders, data_description(cfg), cfg.base.epochs, cfg.base.lr,
-                                  cfg.seed, cfg.base.cache_dir, cfg.base.use_cache, cfg.max_steps_per_epoch,
+                                  cfg.seed, cfg.base.cache_dir, cfg.base.use_cache,
+                                  cfg.max_steps_per_epoch if cfg.base.max_steps_per_epoch is None
+                                  else cfg.base.max_steps_per_epoch,
                                   cfg.device, cfg.progress, log)
     return model, m.name, kw, base_info
 

@@ -116,12 +116,17 @@ class BaseConfig:
     lr: float = 0.1
     cache_dir: str | None = None   # default ~/.cache/prunekit/bases
     use_cache: bool = True
+    max_steps_per_epoch: int | None = None  # cap of the base training's epochs; None: the run's max_steps_per_epoch
 
     def __post_init__(self) -> None:
         if self.path is not None:
             self.path = str(self.path)
         _check(self, "epochs", _int(self.epochs) and self.epochs >= 0, "an integer >= 0")
         _check(self, "lr", _num(self.lr) and self.lr > 0, "a number > 0")
+        _check(self, "max_steps_per_epoch", _opt_count(self.max_steps_per_epoch, 1), "an integer >= 1 or None")
+        if self.path is not None and self.max_steps_per_epoch is not None:
+            _fail(BaseConfig, f"max_steps_per_epoch caps the base's training; a base loaded from {self.path} is not "
+                              "trained (leave it None)")
 
 
 @dataclass
