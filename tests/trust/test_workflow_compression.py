@@ -47,6 +47,10 @@ def test_run_writes_the_compressed_file_and_reports_its_stages(tmp_path):
     assert torch.equal(load_model(out)(x), res.model(x))  # a run folder: what export / quantize / analyze read
     assert "## Deep Compression stages" in (out / "report.md").read_text()
     assert report["summary"]["size_kept"] < 0.1
+    # retraining epochs once, as the run's history; the centroid fine-tuning epochs in the method's block
+    assert [h["epoch"] for h in report["history"]] == [1]
+    assert list(report["extra"]["deep_compression"]["history"]) == ["finetune"]
+    assert len(report["extra"]["deep_compression"]["history"]["finetune"]) == 1
 
 
 def test_same_seed_same_bytes_and_accuracies():

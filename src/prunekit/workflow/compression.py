@@ -94,8 +94,11 @@ def compress(cfg: WorkflowConfig, model: nn.Module, loaders: Any, out: Path | No
 
 
 def report_extra(res: DeepCompressionResult) -> dict[str, Any]:
-    """The "deep_compression" block of report.json: stages, per-layer settings, the file and its check."""
+    """The "deep_compression" block of report.json: stages, per-layer settings, the file and its check, and the
+    epochs of the phases after retraining (centroid fine-tuning); the retraining epochs are the report's
+    top-level "history", as for every method's recovery, and are not repeated here."""
     d = res.to_dict()
     return {"stages": d["stages"], "layers": d["layers"], "file": d["path"], "exact_reload": d["exact"],
-            "notes": {k: v for k, v in d["notes"].items() if k != "config"}, "history": d["history"]}
+            "notes": {k: v for k, v in d["notes"].items() if k != "config"},
+            "history": {k: v for k, v in d["history"].items() if k != "retrain"}}
 
