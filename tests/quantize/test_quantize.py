@@ -82,6 +82,42 @@ def test_static_int8_of_pruned_cnn_within_bound(trained, tmp_path):
         quantize_model(pruned, QuantizeConfig(calib_batches=1), train, out=tmp_path)
 
 
+def test_reduce_range_follows_the_cpu_unless_given(tmp_path, monkeypatch):
+    """None: 7-bit weights on an x86 CPU without VNNI (uint8 x int8 kernels that can saturate), 8-bit with VNNI
+    or off x86; an explicit choice always wins."""
+    import platform
+
+    from prunekit.quantize import ort_quant
+    with_vnni, without = tmp_path / "vnni", tmp_path / "plain"
+    with_vnni.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_vnni\n")
+    without.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 fma\n")
+    monkeypatch.setattr(platform, "machine", lambda: "x86_64")
+    assert ort_quant.cpu_has_vnni(with_vnni) is True and ort_quant.cpu_has_vnni(without) is False
+    assert ort_quant.cpu_has_vnni(tmp_path / "missing") is None
+    for flags, want in ((without, True), (with_vnni, False), (tmp_path / "missing", True)):
+        monkeypatch.setattr(ort_quant, "cpu_has_vnni", lambda path=flags, real=ort_quant.cpu_has_vnni: real(path))
+        assert ort_quant.resolve_reduce_range(QuantizeConfig()) is want
+        assert ort_quant.resolve_reduce_range(QuantizeConfig(reduce_range=not want)) is (not want)
+    monkeypatch.setattr(platform, "machine", lambda: "aarch64")
+    assert ort_quant.cpu_has_vnni(with_vnni) is None
+    assert ort_quant.resolve_reduce_range(QuantizeConfig()) is False
+
+
+def test_reduce_range_is_recorded_and_changes_the_weights(trained, tmp_path):
+    model, train, test = trained
+    seven = quantize_model(model, QuantizeConfig(calib_batches=2, reduce_range=True), train, out=tmp_path / "7")
+    eight = quantize_model(model, QuantizeConfig(calib_batches=2, reduce_range=False), train, out=tmp_path / "8")
+    assert seven.reduce_range is True and seven.to_dict()["reduce_range"] is True
+    assert eight.reduce_range is False and eight.to_dict()["reduce_range"] is False
+    assert seven.onnx_path.read_bytes() != eight.onnx_path.read_bytes()
+    import onnx
+    from onnx import numpy_helper
+    ints = [numpy_helper.to_array(t) for t in onnx.load(seven.onnx_path).graph.initializer
+            if t.data_type == onnx.TensorProto.INT8 and t.dims and len(t.dims) == 4]
+    assert ints and max(int(abs(a.astype(int)).max()) for a in ints) <= 64  # 7 bits: [-64, 63]
+    assert seven.accuracy(test) >= _accuracy(model, test) - INT8_BOUND
+
+
 def test_same_seed_same_int8_file(trained, tmp_path):
     model, train, _ = trained
     a = quantize_model(model, QuantizeConfig(calib_batches=2), train, out=tmp_path / "a")
@@ -168,6 +204,10 @@ def test_config_errors():
         QuantizeConfig(method="dynamic", qat_epochs=1)
     with pytest.raises(QuantizeError, match=r"QuantizeConfig.alpha=2: must be in \[0, 1\]"):
         QuantizeConfig(alpha=2)
+    with pytest.raises(QuantizeError, match="reduce_range=1: must be True, False or None"):
+        QuantizeConfig(reduce_range=1)
+    with pytest.raises(QuantizeError, match="reduce_range is an onnxruntime setting; backend 'torchao'"):
+        QuantizeConfig(backend="torchao", method="dynamic", reduce_range=True)
     assert QuantizeConfig.from_dict(QuantizeConfig(calib_batches=3).to_dict()) == QuantizeConfig(calib_batches=3)
 
 

@@ -30,6 +30,9 @@ def add_quantize_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calib-batches", type=int_between(1), default=8, help="training batches that calibrate")
     p.add_argument("--calibration", choices=CALIBRATIONS, default="minmax")
     p.add_argument("--per-tensor", action="store_true", help="one weight scale per tensor (default per channel)")
+    p.add_argument("--reduce-range", choices=("auto", "on", "off"), default="auto",
+                   help="onnxruntime: 7-bit weights (on), 8-bit (off); auto: on for x86 CPUs without VNNI, "
+                        "whose uint8 x int8 kernels can saturate")
     p.add_argument("--no-fold-bn", action="store_true", help="keep BatchNorm layers unfolded")
     p.add_argument("--qat-epochs", type=int_between(0), default=0, help="fake-quant fine-tuning epochs (0: PTQ)")
     p.add_argument("--qat-steps", type=int_between(1), default=None, help="optimizer steps per QAT epoch (cap)")
@@ -46,6 +49,7 @@ def config_from_args(args: argparse.Namespace):
     """The QuantizeConfig the flags describe."""
     return QuantizeConfig(method=args.method, backend=args.backend, calib_batches=args.calib_batches,
                           calibration=args.calibration, per_channel=not args.per_tensor,
+                          reduce_range={"auto": None, "on": True, "off": False}[args.reduce_range],
                           fold_bn=not args.no_fold_bn, qat_epochs=args.qat_epochs, qat_steps=args.qat_steps,
                           qat_lr=args.qat_lr, seed=args.seed)
 

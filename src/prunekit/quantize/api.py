@@ -20,7 +20,7 @@ from ..utils import atomic_write
 from .config import QuantizeConfig, QuantizeError
 from .export import ExportResult, check_example_inputs, export
 from .fold import fold_batchnorm
-from .ort_quant import quantize_onnx
+from .ort_quant import quantize_onnx, resolve_reduce_range
 from .qat import QATReport, qat_finetune
 from .runtime import batch_inputs, feed, ort_accuracy, ort_latency, session
 
@@ -38,6 +38,7 @@ class QuantizeResult:
     int8 model for torchao. size_bytes: int8 artifact bytes. fp32_size_bytes: the float ONNX / state bytes.
     folded: (conv, bn) pairs folded. calib_batches: batches calibrated on. int8_vs_fp32: largest |int8 - fp32|
     output difference on the example inputs. export: the float export's check. qat: QAT report or None.
+    reduce_range: whether onnxruntime stored 7-bit weights (config.reduce_range, resolved for this CPU).
     """
 
     method: str
@@ -53,6 +54,7 @@ class QuantizeResult:
     calib_batches: int = 0
     export: ExportResult | None = None
     qat: QATReport | None = None
+    reduce_range: bool = False
     _session: Any = field(default=None, repr=False)
     _tmp: Any = field(default=None, repr=False)
 
@@ -94,6 +96,7 @@ class QuantizeResult:
                 "onnx_path": str(self.onnx_path) if self.onnx_path else None, "size_bytes": self.size_bytes,
                 "fp32_size_bytes": self.fp32_size_bytes, "int8_vs_fp32": self.int8_vs_fp32,
                 "folded_batchnorms": len(self.folded), "calib_batches": self.calib_batches,
+                "reduce_range": self.reduce_range,
                 "export": self.export.to_dict() if self.export else None,
                 "qat": None if self.qat is None else {"steps": self.qat.steps, "losses": self.qat.losses}}
 
@@ -179,7 +182,7 @@ def quantize_model(model: nn.Module, config: QuantizeConfig | dict | None = None
                           size_bytes=int8_path.stat().st_size, fp32_size_bytes=checked.size_bytes,
                           int8_vs_fp32=float(np.max(np.abs(ref - got))), onnx_path=int8_path,
                           fp32_onnx_path=checked.path, folded=folded, calib_batches=len(calib), export=checked,
-                          qat=qat, _session=sess, _tmp=tmp)
+                          qat=qat, reduce_range=resolve_reduce_range(cfg), _session=sess, _tmp=tmp)
 
 
 def _torchao(work: nn.Module, cfg: QuantizeConfig, method: str, example_inputs: Inputs,

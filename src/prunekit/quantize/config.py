@@ -32,6 +32,10 @@ class QuantizeConfig(Config):
         calib_batches: training batches that calibrate activation ranges (static only).
         calibration: onnxruntime's range estimator: "minmax", "entropy" or "percentile".
         per_channel: one weight scale per output channel (True) or per tensor.
+        reduce_range: onnxruntime only: int8 weights in 7 bits (True), 8 bits (False), or None: True on an x86
+            CPU without VNNI, where onnxruntime's uint8 x int8 kernels add pairs of products in 16 bits and
+            can saturate (measured: a pruned CNN's static int8 top-1 fell 13 points on such a CPU with 8 bits),
+            False elsewhere. The choice made is recorded in the result.
         fold_bn: fold every BatchNorm that follows a convolution into it before quantizing.
         qat_epochs: fake-quant fine-tuning epochs before the final calibration (0: post-training only).
         qat_steps: cap on optimizer steps per QAT epoch (None: whole epochs).
@@ -52,6 +56,7 @@ class QuantizeConfig(Config):
     calib_batches: int = 8
     calibration: str = "minmax"
     per_channel: bool = True
+    reduce_range: bool | None = None
     fold_bn: bool = True
     qat_epochs: int = 0
     qat_steps: int | None = None
@@ -73,6 +78,11 @@ class QuantizeConfig(Config):
         if self.calibration not in CALIBRATIONS:
             raise QuantizeError(f"QuantizeConfig.calibration={self.calibration!r}: choose one of "
                                 f"{', '.join(CALIBRATIONS)}")
+        if self.reduce_range is not None and not isinstance(self.reduce_range, bool):
+            raise QuantizeError(f"QuantizeConfig.reduce_range={self.reduce_range!r}: must be True, False or None")
+        if self.reduce_range is not None and self.backend != "onnxruntime":
+            raise QuantizeError(f"QuantizeConfig.reduce_range is an onnxruntime setting; backend "
+                                f"{self.backend!r} does not read it (leave it None)")
         _check_int("calib_batches", self.calib_batches, 1)
         _check_int("qat_epochs", self.qat_epochs, 0)
         _check_int("opset", self.opset, 13)

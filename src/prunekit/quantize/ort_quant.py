@@ -38,6 +38,36 @@ def _preprocess(src: Path, dst: Path) -> Path:
     return dst
 
 
+def cpu_has_vnni(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> bool | None:
+    """Whether this x86 CPU has VNNI (avx512_vnni / avx_vnni / amx_int8 in its flags); None when the flags
+    cannot be read (not Linux) or the CPU is not x86."""
+    import platform
+    if platform.machine().lower() not in ("x86_64", "amd64", "i686", "i386", "x86"):
+        return None
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return None
+    flags = set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.split(":", 1)[-1].split())
+    if not flags:
+        return None
+    return bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
+
+
+def resolve_reduce_range(config: QuantizeConfig) -> bool:
+    """config.reduce_range, or for None: True on an x86 CPU without VNNI (or whose flags cannot be read, the
+    safe side), False on other CPUs."""
+    if config.reduce_range is not None:
+        return config.reduce_range
+    import platform
+    if platform.machine().lower() not in ("x86_64", "amd64", "i686", "i386", "x86"):
+        return False
+    return cpu_has_vnni() is not True
+
+
 def quantize_onnx(fp32_path: str | os.PathLike, out_path: str | os.PathLike, config: QuantizeConfig,
                   method: str, calib_inputs: Iterable[Inputs] = ()) -> Path:
     """Write the int8 version of ``fp32_path`` to ``out_path``.
@@ -45,7 +75,8 @@ def quantize_onnx(fp32_path: str | os.PathLike, out_path: str | os.PathLike, con
     Args:
         fp32_path: float ONNX model (as `export` writes it).
         out_path: int8 ONNX file to write (the caller has checked it may be written).
-        config: per_channel and calibration are read from it.
+        config: per_channel, reduce_range (resolved by `resolve_reduce_range`) and calibration are read
+            from it.
         method: "static" (QDQ: int8 weights and activations, ranges from ``calib_inputs``) or "dynamic"
             (int8 weights, activation ranges per batch at run time; MatMul/Gemm, and Gather so that
             embedding tables are int8 too).
@@ -57,11 +88,12 @@ def quantize_onnx(fp32_path: str | os.PathLike, out_path: str | os.PathLike, con
     from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType, quantize_dynamic,
                                           quantize_static)
     fp32_path, out_path = Path(fp32_path), Path(out_path)
+    reduce = resolve_reduce_range(config)
     with tempfile.TemporaryDirectory() as tmp:
         src = _preprocess(fp32_path, Path(tmp) / "pre.onnx")
         if method == "dynamic":
             quantize_dynamic(str(src), str(out_path), per_channel=config.per_channel, weight_type=QuantType.QInt8,
-                             op_types_to_quantize=["MatMul", "Gemm", "Gather"])
+                             op_types_to_quantize=["MatMul", "Gemm", "Gather"], reduce_range=reduce)
             return out_path
         if method != "static":
             raise QuantizeError(f"onnxruntime quantization method {method!r}: choose static or dynamic")
@@ -73,5 +105,5 @@ def quantize_onnx(fp32_path: str | os.PathLike, out_path: str | os.PathLike, con
                  "percentile": CalibrationMethod.Percentile}[config.calibration]
         quantize_static(str(src), str(out_path), _Calibration(feeds), quant_format=QuantFormat.QDQ,
                         per_channel=config.per_channel, activation_type=QuantType.QUInt8,
-                        weight_type=QuantType.QInt8, calibrate_method=calib)
+                        weight_type=QuantType.QInt8, calibrate_method=calib, reduce_range=reduce)
     return out_path
