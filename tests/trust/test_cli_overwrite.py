@@ -121,3 +121,12 @@ def test_prepare_output_dir_rules(tmp_path):
         prepare_output_dir(run, resume=True)
     with pytest.raises(OutputConflictError, match="contains the folder of the input"):
         prepare_output_dir(tmp_path, overwrite=True, protect=[run])
+
+
+@pytest.mark.parametrize("command", ["export", "compress"])
+def test_a_file_output_onto_the_input_folders_model_is_refused_even_with_overwrite(capsys, runs, command):
+    """`export RUN -o RUN/model.safetensors --overwrite` would replace the model it reads: refused, the run intact."""
+    _, t1 = runs
+    for name in ("model.safetensors", "model.json", "last.pt"):
+        refused(capsys, [command, str(t1), "-o", str(t1 / name), "--overwrite"], t1,
+                f"--out {t1 / name} is the model file {name} of the input {t1}")

@@ -10,6 +10,7 @@ from ..data import dataset_info
 from ..io import read_description
 from ..quantize import QuantizeError, export
 from ..report import format_bytes
+from ..workflow import check_output_file
 from .argtypes import float_between, int_between
 from .common import CliError, load_model_with_shape, print_table, read_json
 
@@ -87,6 +88,7 @@ def _report_shape(path: Path) -> list[int] | None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    check_output_file(Path(args.out), overwrite=args.overwrite, protect=[args.model], flag="--out")
     model, example = load_with_example(args)
     try:
         res = export(model, example, args.out, opset=args.opset, atol=args.atol, overwrite=args.overwrite,

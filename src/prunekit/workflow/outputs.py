@@ -22,6 +22,11 @@ RUN_OUTPUTS: list[str] = [
 ]
 
 
+# Files of a run folder that a model is read from (prunekit.workflow.load_model and its description): an output
+# file is never one of them when the folder is the command's input.
+INPUT_FILES = ("model.safetensors", "model.pkz", "model.json", "last.pt", "best.pt")
+
+
 class OutputExistsError(FileExistsError):
     """An output folder or file holds an earlier run and the caller did not ask to overwrite it."""
 
@@ -127,10 +132,18 @@ def prepare_output_dir(out: str | os.PathLike, *, overwrite: bool = False, resum
 def check_output_file(path: str | os.PathLike, *, overwrite: bool = False, protect: Iterable[str | os.PathLike] = (),
                       flag: str = "--out") -> Path:
     """Check that one output file may be written: it does not exist (or `overwrite`), is not a folder and is
-    none of the `protect` inputs. Creates its parent folder; returns the path."""
+    none of the `protect` inputs (a file, or a run folder: then none of the files a model is read from there,
+    `INPUT_FILES`, whatever `overwrite` says). Creates its parent folder; returns the path."""
     path = Path(path)
     for item in protect:
-        if Path(item).exists() and path.resolve() == Path(item).resolve():
+        item = Path(item)
+        if item.is_dir():
+            inside = [item / n for n in INPUT_FILES if (item / n).exists()]
+            hit = next((f for f in inside if path.resolve() == f.resolve()), None)
+            if hit is not None:
+                raise OutputConflictError(f"{flag} {path} is the model file {hit.name} of the input {item}; "
+                                          "write it somewhere else")
+        elif item.exists() and path.resolve() == item.resolve():
             raise OutputConflictError(f"{flag} {path} is the input {item}; write it somewhere else")
     if path.is_dir():
         raise OutputExistsError(f"{flag} {path} is a folder; give a file name")
