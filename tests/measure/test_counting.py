@@ -1,4 +1,5 @@
 """MAC and parameter counts against hand-computed numbers."""
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -215,3 +216,20 @@ def test_nonzero_params_and_count_params():
     assert isinstance(c, Counts)
     assert (c.params, c.nonzero_params) == (44, 24)
     assert count_params(lin, nonzero=True) == 24
+
+
+@pytest.mark.parametrize("cls, kw", [
+    (nn.LSTM, dict(num_layers=2)),                      # oneDNN's fused LSTM layer on CPU
+    (nn.LSTM, dict(num_layers=2, bidirectional=True)),
+    (nn.LSTM, dict(num_layers=1, batch_first=True)),
+    (nn.LSTM, dict(num_layers=2, proj_size=16)),         # no oneDNN path: lowers to mm / addmm
+    (nn.GRU, dict(num_layers=2)),
+    (nn.RNN, dict(num_layers=1)),
+])
+def test_recurrent_layers_count_every_time_step(cls, kw):
+    """MACs = time steps x batch x (every W_ih and W_hh element), whichever kernel torch runs."""
+    torch.manual_seed(0)
+    m = cls(8, 32, **kw)
+    x = torch.randn(3, 5, 8) if kw.get("batch_first") else torch.randn(5, 3, 8)
+    want = 15 * sum(p.numel() for n, p in m.named_parameters() if n.startswith("weight_"))
+    assert count(m, (x,)).macs == want

@@ -4,7 +4,8 @@ MACs (multiply-accumulates) are counted from the operations actually executed in
 ``torch.utils.flop_counter.FlopCounterMode`` (FLOPs / 2 = MACs). Counted: convolutions (incl. grouped,
 depthwise and transposed), linear layers (``mm``/``addmm``), ``bmm``/``matmul``/``einsum`` (which lower to
 ``mm``/``bmm``), ``mv``/``dot`` and scaled-dot-product attention, including the CPU kernel and the fused
-``nn.MultiheadAttention`` / ``nn.TransformerEncoderLayer`` fast paths that torch's own table misses.
+``nn.MultiheadAttention`` / ``nn.TransformerEncoderLayer`` fast paths and oneDNN's LSTM layer
+(``mkldnn_rnn_layer``) that torch's own table misses; GRU and plain RNN layers lower to ``addmm``.
 Not counted, by convention: bias additions, normalisation (BatchNorm, LayerNorm), activations, pooling,
 element-wise additions and softmax. They are cheap next to the products above and every paper we compare to
 leaves them out too.
@@ -88,6 +89,12 @@ def _encoder_layer_flop(src_shape, embed_dim, num_heads, qkv_w, qkv_b, proj_w, p
     return attention + 2 * tokens * (prod(ffn_w1) + prod(ffn_w2))
 
 
+def _mkldnn_rnn_layer_flop(input_shape, w_ih_shape, w_hh_shape, *args, out_shape=None, **kwargs) -> int:
+    """One layer and direction of an LSTM as oneDNN runs it on CPU (``mkldnn_rnn_layer``): every time step
+    multiplies the input by W_ih and the hidden state by W_hh (all gates stacked in their rows)."""
+    return 2 * prod(input_shape[:-1]) * (prod(w_ih_shape) + prod(w_hh_shape))
+
+
 def _extra_formulas() -> dict[Any, Any]:
     """Formulas for ops this torch's FlopCounterMode does not know (looked up by name, skipped if absent)."""
     wanted = {
@@ -98,6 +105,7 @@ def _extra_formulas() -> dict[Any, Any]:
         "vdot": _dot_flop,
         "_native_multi_head_attention": _native_mha_flop,
         "_transformer_encoder_layer_fwd": _encoder_layer_flop,
+        "mkldnn_rnn_layer": _mkldnn_rnn_layer_flop,
     }
     known = FlopCounterMode(display=False).flop_registry
     table = {}
