@@ -166,3 +166,39 @@ def test_a_flag_given_with_its_default_value_wins_over_the_recipe(tmp_path):
     defaults = {a.dest: a.default for a in build_parser()._subparsers._group_actions[0].choices["prune"]._actions}
     assert apply_recipe(args, defaults) == {}
     assert (args.seed, args.ratio, args.criterion) == (0, 0.3, "random")
+
+
+def test_recipe_lists_method_args_duplicates_and_encoding(tmp_path, capsys):
+    """A recipe's method_arg entries were dropped (read before the recipe set them), `ignore: conv1` was split
+    into characters, a key given twice kept the last value silently, and a non-UTF-8 file gave a bare codec error."""
+    from prunekit.cli import build_parser
+    from prunekit.cli_cmds.prune import apply_recipe
+    defaults = {a.dest: a.default for a in build_parser()._subparsers._group_actions[0].choices["prune"]._actions}
+
+    def parsed(text: str, *flags: str):
+        recipe = tmp_path / "r.yaml"
+        recipe.write_text(text)
+        argv = ["prune", "--model", "lenet5", "--recipe", str(recipe), *flags]
+        args = build_parser().parse_args(argv)
+        args._argv = argv
+        return args, apply_recipe(args, defaults)
+
+    args, extra = parsed("ratio: 0.3\nignore: conv1\nmethod_arg: [every=4, rho=0.5]\n", "--method-arg", "rho=0.1")
+    assert args.ignore == ["conv1"] and extra == {"every": 4, "rho": 0.1}  # the command line wins
+    args, extra = parsed("ratio: 0.3\nmethod_arg: every=4\nignore: [conv1, fc3]\n")
+    assert extra == {"every": 4} and args.ignore == ["conv1", "fc3"]
+    assert parsed("ratio: 0.3\nmethod_arg: {every: 4}\n")[1] == {"every": 4}
+    dup = tmp_path / "dup.yaml"
+    dup.write_text("ratio: 0.3\nseed: 1\nratio: 0.6\n")
+    assert main([*PRUNE_LENET, "--recipe", str(dup), "--out", str(tmp_path / "a")]) == 2
+    assert f"{dup}: not valid YAML at line 3, column 1 (key 'ratio' appears twice (lines 1 and 3))" \
+        in capsys.readouterr().err
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes(b"ratio: 0.3\n# caf\xe9\n")
+    assert main([*PRUNE_LENET, "--recipe", str(latin), "--out", str(tmp_path / "b")]) == 2
+    assert f"--recipe {latin}: not UTF-8 text (at byte offset 16); a recipe is a YAML file" in capsys.readouterr().err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("ratio: 0.3\nignore: {a: 1}\n")
+    assert main([*PRUNE_LENET, "--recipe", str(bad), "--out", str(tmp_path / "c")]) == 2
+    assert f"{bad}: 'ignore' takes a name or a list of them, got {{'a': 1}}" in capsys.readouterr().err
+    assert not any((tmp_path / n).exists() for n in "abc")

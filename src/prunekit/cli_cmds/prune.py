@@ -86,34 +86,71 @@ def _given_flags(args: argparse.Namespace) -> set[str]:
     return set(vars(probe.parse_known_args(argv)[0]))
 
 
-def apply_recipe(args: argparse.Namespace, parser_defaults: dict[str, Any]) -> dict[str, Any]:
-    """Fill args from --recipe (flags set on the command line win); returns the extra method arguments."""
-    extra = key_values(args.method_arg, "--method-arg")
-    if not args.recipe:
-        return extra
-    path = Path(args.recipe)
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a mapping naming one key twice (PyYAML keeps the last one silently)."""
+
+
+def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} appears twice (lines {seen[key]} and {key_node.start_mark.line + 1})",
+                key_node.start_mark)
+        seen[key] = key_node.start_mark.line + 1
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
+def read_recipe(path: Path) -> dict[str, Any]:
+    """The mapping a --recipe file holds: UTF-8 YAML (safe types only), every key once."""
     if not path.is_file():
         raise CliError(f"--recipe {path}: no such file")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise CliError(f"--recipe {path}: not UTF-8 text (at byte offset {e.start}); a recipe is a YAML file") from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader) or {}
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         raise CliError(f"{path}: not valid YAML{where} ({str(e).splitlines()[0]})") from None
     if not isinstance(data, dict):
         raise CliError(f"{path}: a recipe is a mapping of flag names to values")
+    return data
+
+
+def apply_recipe(args: argparse.Namespace, parser_defaults: dict[str, Any]) -> dict[str, Any]:
+    """Fill args from --recipe (flags set on the command line win); returns the extra method arguments: the
+    recipe's keys that are no flag, then its `method_arg` entries, then --method-arg (each later one wins)."""
+    if not args.recipe:
+        return key_values(args.method_arg, "--method-arg")
+    path = Path(args.recipe)
+    data = read_recipe(path)
     given = _given_flags(args)
     recipe_extra = {}
     for key, value in data.items():
         dest = str(key).replace("-", "_")
         if dest in ("recipe", "func", "command"):  # not settings: a recipe cannot name another recipe
             raise CliError(f"{path}: {key!r} is not a setting a recipe can hold")
-        if dest in parser_defaults:
-            if dest not in given:
+        if dest == "method_arg" and isinstance(value, dict):  # method_arg: {key: value, ...}
+            recipe_extra.update({str(k).replace("-", "_"): v for k, v in value.items()})
+        elif dest in parser_defaults:
+            if isinstance(parser_defaults[dest], list):  # a repeatable flag: one value is a list of one
+                value = [value] if isinstance(value, str) else value
+                if not isinstance(value, list):
+                    raise CliError(f"{path}: {key!r} takes a name or a list of them, got {value!r}")
+            if dest == "method_arg":  # merged with the command line's --method-arg below, never replaced
+                recipe_extra.update(key_values([str(v) for v in value], f"{path}: method_arg"))
+            elif dest not in given:
                 setattr(args, dest, value)
         else:
             recipe_extra[dest] = value
-    return {**recipe_extra, **extra}
+    return {**recipe_extra, **key_values(args.method_arg, "--method-arg")}
 
 
 def config_from_args(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> WorkflowConfig:
