@@ -203,6 +203,11 @@ def _check_model_path(path: Path) -> None:
     if head[:1] in (b"{", b"[") and b"\0" not in head and header_len > path.stat().st_size:
         raise ModelFileError(f"{path} holds JSON text, not a model file (prunekit's models are .safetensors files "
                              "from pk.save, a run folder's model.safetensors, or .pkz containers)")
+    # an ONNX ModelProto starts with field 1 (ir_version, a varint): tag byte 0x08
+    if header_len > path.stat().st_size and (path.suffix.lower() == ".onnx" or head[:1] == b"\x08"):
+        raise ModelFileError(f"{path} looks like an ONNX file, not a prunekit model file: onnxruntime runs it; "
+                             "prunekit reads .safetensors files from pk.save, run folders and .pkz containers "
+                             "(export and quantize take those and write ONNX)")
     if magic == b"PK\x03\x04" and not is_compressed(path):  # a zip archive: torch.save's format
         raise ModelFileError(f"{path} is a torch checkpoint (zip archive), not a prunekit model file: pk.load "
                              "reads .safetensors files from pk.save and .pkz containers; a training "

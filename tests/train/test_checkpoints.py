@@ -111,3 +111,26 @@ def test_atomic_save_keeps_the_old_file_when_writing_fails(tmp_path):
     assert os.listdir(tmp_path) == ["ck.pt"]
     with pytest.raises(ValueError, match="not a prunekit"):
         load_checkpoint(path)
+
+
+class _RunsCode:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_sealed_checkpoint_holding_code_is_refused_naming_what_it_holds(tmp_path):
+    """A checkpoint sealed with prunekit's own checksum but pickling os.system: refused before anything runs,
+    with the global it names and without torch's advice to turn weights_only off."""
+    from prunekit.train.checkpoint import read_checked
+    marker = tmp_path / "ran"
+    path = tmp_path / "evil.pt"
+    atomic_torch_save({"model": _RunsCode(marker)}, path)
+    with pytest.raises(ValueError) as e:
+        read_checked(path)
+    msg = str(e.value)
+    assert msg.startswith(f"{path} holds pickled Python objects (posix.system)") and "unpickling can run code" in msg
+    assert "weights_only" not in msg and "\x1b[" not in msg
+    assert not marker.exists()

@@ -198,3 +198,18 @@ def test_bench_auto_base_is_read_through_the_verified_loaders(tmp_path):
     pk.save(net, tmp_path / "net.safetensors")
     model, _ = _base(args(tmp_path / "net.safetensors"), None, print)
     assert torch.equal(model(X), net.eval()(X))
+
+
+def test_an_onnx_file_is_named_as_one_not_as_a_corrupt_model(tmp_path, capsys):
+    """An intact ONNX file handed to pk.load / prunekit info was reported as a corrupt safetensors file."""
+    _, model, _ = pruned_lenet()
+    onnx_file = tmp_path / "m.onnx"
+    pk.export(model, X[:1], onnx_file)
+    renamed = tmp_path / "m.bin"
+    renamed.write_bytes(onnx_file.read_bytes())
+    for path in (onnx_file, renamed):
+        with pytest.raises(ValueError, match=re.escape(f"{path} looks like an ONNX file, not a prunekit model file")):
+            pk.load(path)
+    assert cli_main(["info", str(onnx_file)]) == 2
+    err = capsys.readouterr().err
+    assert "looks like an ONNX file" in err and "corrupt" not in err
