@@ -89,3 +89,26 @@ def test_quantize_command_torchao_backend(tmp_path):
     assert int8["backend"] == "torchao" and int8["method"] == "dynamic"
     assert int8["latency_by_runtime"]["onnxruntime"] is None and set(int8["latency_by_runtime"]["torch"]) == {"1", "64"}
     assert not (tmp_path / "q" / "model.int8.onnx").exists()          # torchao int8 stays in memory
+
+
+def test_a_failed_quantize_leaves_nothing_and_a_resized_model_gets_resized_data(tmp_path, capsys):
+    """A run failing after its first file (an input shape the data cannot give) used to leave model.fp32.onnx,
+    and the retry was refused as "an earlier run"; a model trained at --input-size 16 on 8x8 digits could not be
+    quantized with those digits at all."""
+    model = tmp_path / "m16.safetensors"
+    torch.manual_seed(0)
+    pk.save(create("lenet5", num_classes=10, in_channels=1, input_size=16), model, extra={"input_shape": [1, 16, 16]})
+    out = tmp_path / "q"
+    base = ["quantize", str(model), "--out", str(out), "--dataset", "digits", "--calib-batches", "2",
+            "--latency-runs", "0"]
+    assert main([*base, "--input-shape", "1,12,12"]) == 2  # fails after the float export
+    assert "Traceback" not in capsys.readouterr().err
+    assert not out.exists()
+    (tmp_path / "keep").mkdir()
+    (tmp_path / "keep" / "notes.txt").write_text("mine")
+    assert main([*base[:3], str(tmp_path / "keep"), *base[4:], "--input-shape", "1,12,12"]) == 2
+    assert sorted(p.name for p in (tmp_path / "keep").iterdir()) == ["notes.txt"]  # the user's file stays
+    capsys.readouterr()
+    assert main(base) == 0  # the retry runs: the 8x8 digits are resized to the model's 16 px
+    report = json.loads((out / "report.json").read_text())
+    assert report["data"]["image_size"] == 16 and report["metrics"]["int8"]["calib_batches"] == 2

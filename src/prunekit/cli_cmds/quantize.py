@@ -7,14 +7,18 @@ memory only: it is measured and reported, and rebuilt by loading the float model
 from __future__ import annotations
 
 import argparse
+import itertools
 from pathlib import Path
 
+import torch
+
+from ..data import dataset_info
 from ..quantize import QuantizeConfig, quantize_model
 from ..quantize.compare import float_latency, int8_metrics
 from ..quantize.config import BACKENDS, CALIBRATIONS, METHODS
 from ..report import write_report
 from ..train.evaluation import evaluate
-from ..workflow import prepare_output_dir
+from ..workflow import prepare_output_dir, removed_on_failure
 from .argtypes import float_between, int_between
 from .common import add_data_args, build_loaders, measure_model, print_table
 from .export import add_model_input_arguments, load_with_example
@@ -54,12 +58,26 @@ def config_from_args(args: argparse.Namespace):
                           qat_lr=args.qat_lr, seed=args.seed)
 
 
-def cmd_quantize(args: argparse.Namespace) -> int:
-    import itertools
+def _model_image_size(args: argparse.Namespace, example) -> int | None:
+    """The square image size the model was trained at when it differs from the data set's own (a run made with
+    --input-size resizes its images): calibration and evaluation images are resized to it the same way."""
+    if not (isinstance(example, torch.Tensor) and example.dim() == 4 and example.shape[-1] == example.shape[-2]):
+        return None
+    size = int(example.shape[-1])
+    return None if tuple(dataset_info(args.dataset, args.data_dir).image_size) == (size, size) else size
 
+
+def cmd_quantize(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
-    out = prepare_output_dir(Path(args.out), overwrite=args.overwrite, protect=[args.model])
+    out = prepare_output_dir(Path(args.out), overwrite=args.overwrite, protect=[args.model], create=False)
+    with removed_on_failure(out):  # a failed run leaves nothing that would block its retry
+        out.mkdir(parents=True, exist_ok=True)
+        return _quantize(args, cfg, out)
+
+
+def _quantize(args: argparse.Namespace, cfg: QuantizeConfig, out: Path) -> int:
     model, example = load_with_example(args)
+    args.input_size = _model_image_size(args, example)
     info, loaders = build_loaders(args)
     test = None if args.eval_batches == 0 else (
         loaders.test if args.eval_batches is None else list(itertools.islice(loaders.test, args.eval_batches)))
@@ -73,7 +91,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     int8 = int8_metrics(res, example, test, batches, max(args.latency_runs, 1), args.threads) if batches else \
         int8_metrics(res, example, test, (1,), 1, args.threads)
     report = {"model": {"name": type(model).__name__, "source": str(args.model)},
-              "data": {"dataset": info.name},
+              "data": {"dataset": info.name, "image_size": args.input_size},
               "method": {"name": "quantize", **cfg.to_dict()}, "quantize": res.to_dict(),
               "metrics": {"before": before, "after": None, "int8": int8}}
     write_report(out, report)

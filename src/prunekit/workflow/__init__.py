@@ -16,7 +16,7 @@ from .config import (QUANTIZERS, BaseConfig, DataConfig, ModelConfig, PruneConfi
 from .models import (MODEL_FILE, ModelSourceError, example_input, load_model, load_model_with_shape,
                      looks_like_path, measure_model, model_kwargs, read_json, save_model)
 from .outputs import (NothingToResumeError, OutputConflictError, OutputExistsError, check_output_file,
-                      earlier_outputs, prepare_output_dir, register_output_names)
+                      earlier_outputs, prepare_output_dir, register_output_names, removed_on_failure)
 from .run import WorkflowResult, measure, run_workflow, workflow_methods
 from .hf import HFWorkflowConfig, HFWorkflowResult, TextConfig, run_hf_workflow, text_splits
 
@@ -28,5 +28,5 @@ __all__ = [
     "MODEL_FILE", "ModelSourceError", "example_input", "load_model", "load_model_with_shape", "looks_like_path",
     "measure_model", "model_kwargs", "read_json", "save_model",
     "OutputExistsError", "OutputConflictError", "NothingToResumeError", "prepare_output_dir", "check_output_file",
-    "earlier_outputs", "register_output_names",
+    "earlier_outputs", "register_output_names", "removed_on_failure",
 ]

@@ -8,10 +8,11 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import os
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 # File names (and glob patterns) that prunekit writes into a run folder: a folder holding one of these holds
 # an earlier run. Commands that write new kinds of files add them with `register_output_names`.
@@ -127,6 +128,30 @@ def prepare_output_dir(out: str | os.PathLike, *, overwrite: bool = False, resum
     if create:
         out.mkdir(parents=True, exist_ok=True)
     return out
+
+
+@contextlib.contextmanager
+def removed_on_failure(out: str | os.PathLike) -> Iterator[Path]:
+    """Around a command that writes several files into `out`: when it fails, the files it added are removed
+    (and `out` itself when it was created for it), so the retry is not refused as "an earlier run". Files that
+    were there before are left alone."""
+    out = Path(out)
+    existed = out.exists()
+    before = {p for p in out.rglob("*")} if existed else set()
+    try:
+        yield out
+    except BaseException:
+        if out.exists():
+            added = sorted((p for p in out.rglob("*") if p not in before), key=lambda p: len(p.parts), reverse=True)
+            for p in added:
+                if p.is_dir() and not p.is_symlink():
+                    if not any(p.iterdir()):
+                        p.rmdir()
+                else:
+                    p.unlink(missing_ok=True)
+            if not existed and not any(out.iterdir()):
+                out.rmdir()
+        raise
 
 
 def check_output_file(path: str | os.PathLike, *, overwrite: bool = False, protect: Iterable[str | os.PathLike] = (),
