@@ -54,3 +54,23 @@ def test_an_interrupted_base_training_continues_to_the_uninterrupted_weights(tmp
 def test_without_the_cache_nothing_is_written(tmp_path):
     _train(tmp_path / "c", [], use_cache=False)
     assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize("damage", ["weights", "record"])
+def test_a_damaged_cache_entry_is_refused_with_the_way_out(tmp_path, damage):
+    """A flipped byte in the cached model.pt (or a broken base.json) failed every later run with a bare
+    "checksum mismatch"; the error now names the entry and how to retrain, and nothing is replaced silently."""
+    _train(tmp_path / "d", [])
+    (entry,) = (tmp_path / "d").iterdir()
+    if damage == "weights":
+        raw = bytearray((entry / "model.pt").read_bytes())
+        raw[len(raw) // 2] ^= 0xFF
+        (entry / "model.pt").write_bytes(bytes(raw))
+    else:
+        (entry / "base.json").write_text("{broken")
+    before = {p.name: p.read_bytes() for p in entry.iterdir()}
+    with pytest.raises(ValueError, match=f"the cached base {entry} is damaged: delete that folder"):
+        _train(tmp_path / "d", [])
+    assert {p.name: p.read_bytes() for p in entry.iterdir()} == before
+    fresh, info = _train(tmp_path / "d", [], use_cache=False)  # the documented way round it
+    assert info["cached"] is False

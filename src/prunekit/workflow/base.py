@@ -18,6 +18,7 @@ from ..data import DatasetInfo, Loaders, dataset_info, get_dataset, make_loader
 from ..data.provenance import data_read
 from ..models import create, spec_of
 from ..train import TrainConfig, Trainer, seed_everything
+from ..errors import ModelFileError
 from ..train.checkpoint import atomic_torch_save, read_checked
 from ..utils import atomic_write
 from .config import DataConfig, WorkflowConfig
@@ -114,8 +115,13 @@ def train_base(model_name: str, kw: dict[str, Any], loaders: Loaders, data_desc:
     weights = folder / "model.pt"
     if use_cache and weights.exists() and (folder / "base.json").exists():
         model = create(model_name, **kw)
-        model.load_state_dict(read_checked(weights))
-        info = json.loads((folder / "base.json").read_text())
+        try:
+            model.load_state_dict(read_checked(weights))
+            info = json.loads((folder / "base.json").read_text())
+        except (ValueError, RuntimeError, OSError) as e:  # a damaged entry is never replaced silently
+            raise ModelFileError(f"{str(e).splitlines()[0]}; the cached base {folder} is damaged: delete that "
+                                 "folder to train the base again, or run without the cache (--no-cache, "
+                                 "BaseConfig(use_cache=False))") from None
         log(f"base: reusing {folder} (trained {info.get('epochs')} epochs in {info.get('train_s', 0):.0f} s)")
         return model, {**info, "source": str(folder), "cached": True, "time_s": time.perf_counter() - t0}
     seed_everything(seed)
