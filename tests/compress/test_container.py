@@ -141,3 +141,37 @@ def test_written_file_has_umask_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert (tmp_path / "m.pkz").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_the_fixed_headers_version_and_flags_are_checked(tmp_path):
+    """Version and flags lie outside the checksum: version 0 loaded silently, and a flipped flag bit was called
+    "version 1 ... newer than this prunekit reads (1)"."""
+    path = tmp_path / "m.pkz"
+    save_compressed(_compressed_net(), path)
+    data = path.read_bytes()
+
+    def patched(offset: int, value: int) -> bytes:
+        bad = bytearray(data)
+        bad[offset:offset + 2] = value.to_bytes(2, "little")
+        return bytes(bad)
+
+    cases = [(patched(8, 0), "corrupt file (format version 0; versions start at 1)"),
+             (patched(8, 2), "format version 2, newer than this prunekit reads (1): written by a newer prunekit, "
+                             "or its fixed header is damaged"),
+             (patched(10, 0x11), "unknown flag bits 0x10 in format version 1: written by a newer prunekit, or "
+                                 "its fixed header is damaged")]
+    for raw, message in cases:
+        (tmp_path / "bad.pkz").write_bytes(raw)
+        with pytest.raises(CompressedFileError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            read_compressed(tmp_path / "bad.pkz")
+    # a version field that agrees with no checksummed byte: the JSON header repeats the version
+    js_len = int.from_bytes(data[12:16], "little")
+    js = zlib.compress(zlib.decompress(data[HEADER_SIZE:HEADER_SIZE + js_len]).replace(b'"version":1', b'"version":7'))
+    body = data[HEADER_SIZE + js_len:]
+    header = bytearray(data[:HEADER_SIZE])
+    header[12:16] = len(js).to_bytes(4, "little")
+    header[24:56] = hashlib.sha256(js + body).digest()
+    (tmp_path / "bad.pkz").write_bytes(bytes(header) + js + body)
+    with pytest.raises(CompressedFileError, match="fixed header says format version 1, the checksummed JSON header 7"):
+        read_compressed(tmp_path / "bad.pkz")
+    assert read_compressed(path).state_dict  # the intact file still reads

@@ -271,10 +271,16 @@ def read_compressed(path: str | os.PathLike) -> CompressedFile:
     expected = HEADER_SIZE + js_len + body_len
     payload = memoryview(data)[HEADER_SIZE:]
     intact = len(data) == expected and hashlib.sha256(payload).digest() == digest
+    if version < 1:
+        raise CompressedFileError(f"{path}: corrupt file (format version {version}; versions start at 1)")
     if version > VERSION or flags & ~FLAG_ZLIB_HEADER:
-        if intact:  # a whole file from a newer writer
-            raise CompressedFileError(f"{path}: format version {version} (flags {flags:#x}) is newer than this "
-                                      f"prunekit reads ({VERSION})")
+        # version and flags are outside the checksum: a whole file with unknown ones is a newer writer's (or a
+        # damaged fixed header's), a file whose checksum fails too is corrupt
+        what = (f"format version {version}, newer than this prunekit reads ({VERSION})" if version > VERSION
+                else f"unknown flag bits {flags & ~FLAG_ZLIB_HEADER:#x} in format version {version}")
+        if intact:
+            raise CompressedFileError(f"{path}: {what}: written by a newer prunekit, or its fixed header is "
+                                      "damaged")
         raise CompressedFileError(f"{path}: corrupt file (the fixed header after the magic is invalid: version "
                                   f"{version}, flags {flags:#x}, and the checksum does not match)")
     if len(data) < expected:
@@ -286,6 +292,9 @@ def read_compressed(path: str | os.PathLike) -> CompressedFile:
     try:
         js = bytes(payload[:js_len])
         header = json.loads(zlib.decompress(js) if flags & FLAG_ZLIB_HEADER else js)
+        if header.get("version") != version:  # the JSON header (inside the checksum) repeats the version
+            raise CompressedFileError(f"{path}: corrupt file (the fixed header says format version {version}, "
+                                      f"the checksummed JSON header {header.get('version')!r})")
         body = payload[js_len:]
         sd, offset = {}, 0
         for e in header["tensors"]:
