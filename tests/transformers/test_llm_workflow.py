@@ -121,6 +121,11 @@ def test_cli_refuses_channel_options_on_an_hf_model(hf_folder, tmp_path, capsys)
                  "--out", str(tmp_path / "x")])
     assert code != 0 and "--target-macs" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+    # given at its default value it is still not read: refused too
+    code = main(["prune", "--model", f"hf:{model}", "--method", "magnitude", "--sparsity", "0.5",
+                 "--finetune-epochs", "3", "--out", str(tmp_path / "y")])
+    assert code == 2 and "--finetune-epochs: channel-pruning option(s)" in capsys.readouterr().err
+    assert not (tmp_path / "y").exists()
 
 
 def test_info_refuses_a_transformers_model_file_by_name(tmp_path, capsys):

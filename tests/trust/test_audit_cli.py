@@ -202,3 +202,29 @@ def test_recipe_lists_method_args_duplicates_and_encoding(tmp_path, capsys):
     assert main([*PRUNE_LENET, "--recipe", str(bad), "--out", str(tmp_path / "c")]) == 2
     assert f"{bad}: 'ignore' takes a name or a list of them, got {{'a': 1}}" in capsys.readouterr().err
     assert not any((tmp_path / n).exists() for n in "abc")
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--base", "BASE", "--epochs", "5"], "--epochs trains the base; --base loads one that is not trained"),
+    (["--base", "BASE", "--lr", "0.5"], "--lr is the base's training rate"),
+    (["--scratch-epochs", "3"], "--scratch-epochs needs --from-scratch"),
+    (["--temperature", "2"], "--temperature needs --distill"),
+    (["--distill-weight", "0.3"], "--distill-weight needs --distill"),
+    (["--calib-batches", "8"], "--calib-batches calibrates --quantize int8"),   # its default value, given
+    (["--calib-samples", "128"], "--calib-samples is for --model hf:<model> only"),
+])
+def test_options_this_prune_would_not_read_are_refused(tmp_path, capsys, flags, message):
+    """--epochs with a loaded --base, --temperature without --distill, --calib-batches without --quantize, an hf
+    option at its default value on a CNN: each ran with exit 0 and was recorded in report.json as if used."""
+    base = tmp_path / "base.safetensors"
+    pk.save(create("lenet5", num_classes=10, in_channels=1, input_size=16), base)
+    flags = [str(base) if f == "BASE" else f for f in flags]
+    out = tmp_path / "run"
+    assert main([*PRUNE_LENET, *flags, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err, err
+    assert not out.exists()
+    recipe = tmp_path / "r.yaml"  # the same from a recipe
+    recipe.write_text("temperature: 2\n")
+    assert main([*PRUNE_LENET, "--recipe", str(recipe), "--out", str(out)]) == 2
+    assert "--temperature needs --distill" in capsys.readouterr().err

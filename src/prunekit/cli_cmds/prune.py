@@ -148,6 +148,7 @@ def apply_recipe(args: argparse.Namespace, parser_defaults: dict[str, Any]) -> d
                 recipe_extra.update(key_values([str(v) for v in value], f"{path}: method_arg"))
             elif dest not in given:
                 setattr(args, dest, value)
+                args._recipe_set = getattr(args, "_recipe_set", set()) | {dest}
         else:
             recipe_extra[dest] = value
     return {**recipe_extra, **key_values(args.method_arg, "--method-arg")}
@@ -177,14 +178,37 @@ def config_from_args(args: argparse.Namespace, extra: dict[str, Any] | None = No
         latency_runs=args.latency_runs, out=args.out, overwrite=args.overwrite, progress=not args.no_progress)
 
 
+# Options read only together with another one: (dest, the flag(s) it needs, why), checked on the options set on
+# the command line or in a recipe (even to their default value) so that none is dropped silently.
+CONDITIONAL = (
+    ("epochs", lambda a: not a.base, "trains the base; --base loads one that is not trained"),
+    ("lr", lambda a: not a.base, "is the base's training rate; --base loads one that is not trained"),
+    ("no_cache", lambda a: not a.base, "concerns the cached base; --base loads one from its path"),
+    ("scratch_epochs", lambda a: a.from_scratch, "needs --from-scratch"),
+    ("temperature", lambda a: a.distill, "needs --distill"),
+    ("distill_weight", lambda a: a.distill, "needs --distill"),
+    ("calib_batches", lambda a: a.quantize, "calibrates --quantize int8; give --quantize too"),
+)
+
+
+def unread_flags(args: argparse.Namespace, given: set[str]) -> list[str]:
+    """Messages for the options in `given` that this run would not read (see CONDITIONAL)."""
+    return [f"--{dest.replace('_', '-')} {why}" for dest, used, why in CONDITIONAL
+            if dest in given and not used(args)]
+
+
 def cmd_prune(args: argparse.Namespace) -> int:
     parser = argparse.ArgumentParser(add_help=False)
     add_prune_arguments(parser)
     defaults = {a.dest: a.default for a in parser._actions if a.dest != "help"}
     extra = apply_recipe(args, defaults)
+    given = _given_flags(args) | getattr(args, "_recipe_set", set())
     if is_hf(args):
-        return run_hf(args, extra, defaults)
-    dropped = hf_only_flags(args, defaults)
+        return run_hf(args, extra, defaults, given)
+    unread = unread_flags(args, given)
+    if unread:
+        raise CliError("; ".join(unread) + " (an option this run would not read is refused, not ignored)")
+    dropped = hf_only_flags(given)
     if dropped:  # the channel-pruning workflow reads none of them: refuse rather than ignore
         verb = "is" if len(dropped) == 1 else "are"
         raise CliError(f"{', '.join(dropped)} {verb} for --model hf:<model> only; {args.model or 'this model'} is "

@@ -25,11 +25,12 @@ def add_hf_prune_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lora", action="store_true", help="distil LoRA adapters (merged) instead of all weights")
 
 
-def hf_only_flags(args: argparse.Namespace, defaults: dict[str, Any]) -> list[str]:
-    """The hf: model flags set (on the command line or in a recipe) to something else than their default."""
+def hf_only_flags(given: set[str]) -> list[str]:
+    """The hf: model flags among `given` (the options set on the command line or in a recipe, even to their
+    default value)."""
     group = argparse.ArgumentParser(add_help=False)
     add_hf_prune_arguments(group)
-    return [a.option_strings[0] for a in group._actions if getattr(args, a.dest, None) != defaults.get(a.dest)]
+    return [a.option_strings[0] for a in group._actions if a.dest in given]
 
 
 # the `prunekit prune` options an hf: run reads besides its own group; every other one is channel pruning's
@@ -37,13 +38,13 @@ HF_READS = ("model", "method", "ratio", "latency_runs", "seed", "out", "overwrit
             "no_progress")
 
 
-def channel_only_flags(args: argparse.Namespace, defaults: dict[str, Any]) -> list[str]:
-    """The channel-pruning options (dests) set to something else than their default, which an hf: run would
-    not read (--criterion, --target-macs, --finetune-epochs, --device, ...)."""
+def channel_only_flags(given: set[str], defaults: dict[str, Any]) -> list[str]:
+    """The channel-pruning options (dests) among `given` that an hf: run would not read (--criterion,
+    --target-macs, --finetune-epochs, --device, ...), even when given their default value."""
     group = argparse.ArgumentParser(add_help=False)
     add_hf_prune_arguments(group)
     own = {a.dest for a in group._actions} | set(HF_READS)
-    return sorted(k for k, v in defaults.items() if k not in own and getattr(args, k, v) != v)
+    return sorted(k for k in defaults if k not in own and k in given)
 
 
 def is_hf(args: argparse.Namespace) -> bool:
@@ -64,9 +65,9 @@ def config_from_hf_args(args: argparse.Namespace, extra: dict[str, Any]) -> HFWo
                             overwrite=args.overwrite)
 
 
-def run_hf(args: argparse.Namespace, extra: dict[str, Any], defaults: dict[str, Any]) -> int:
+def run_hf(args: argparse.Namespace, extra: dict[str, Any], defaults: dict[str, Any], given: set[str]) -> int:
     """Run `prunekit prune --model hf:...`; options it would not read are refused, not ignored."""
-    stray = channel_only_flags(args, defaults)
+    stray = channel_only_flags(given, defaults)
     if stray:
         flags = ", ".join("--" + k.replace("_", "-") for k in stray)
         raise CliError(f"{flags}: channel-pruning option(s) that --model hf:<model> does not read; the hf: methods "
