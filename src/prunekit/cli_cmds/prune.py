@@ -188,7 +188,21 @@ CONDITIONAL = (
     ("temperature", lambda a: a.distill, "needs --distill"),
     ("distill_weight", lambda a: a.distill, "needs --distill"),
     ("calib_batches", lambda a: a.quantize, "calibrates --quantize int8; give --quantize too"),
+    ("score_batches", lambda a: _reads_data(a.criterion), "is read by data-driven criteria (taylor, apoz, ...); "
+                                                          "the --criterion given reads no data"),
 )
+
+
+def _reads_data(criterion: str | None) -> bool:
+    """Whether the named criterion reads batches (True when none is named: the method's own may, or when the
+    name is unknown: the run reports that itself)."""
+    if criterion is None:
+        return True
+    from ..criteria import get_criterion
+    try:
+        return bool(get_criterion(criterion).needs_data)
+    except (KeyError, ValueError, TypeError):
+        return True
 
 
 def unread_flags(args: argparse.Namespace, given: set[str]) -> list[str]:
