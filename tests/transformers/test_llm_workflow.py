@@ -140,3 +140,29 @@ def test_info_refuses_a_transformers_model_file_by_name(tmp_path, capsys):
     pk.save(transformers.BertModel(cfg), tmp_path / "bert.safetensors")
     assert main(["info", str(tmp_path / "bert.safetensors"), "--runs", "0"]) != 0
     assert "holds a transformers BertModel" in capsys.readouterr().err
+
+
+def test_an_hf_folder_whose_weights_pickle_code_is_refused_by_name(tmp_path):
+    """A pytorch_model.bin pickling os.system: refused (nothing runs), naming the folder and the global, not
+    with torch's multi-line advice to turn weights_only off."""
+    import os
+
+    import transformers
+
+    from prunekit.transformers.hf_pretrained import load_pretrained
+
+    class RunsCode:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'ran'}",))
+
+    folder = tmp_path / "evil"
+    cfg = transformers.BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                                  intermediate_size=64)
+    transformers.BertModel(cfg).save_pretrained(folder)
+    (folder / "model.safetensors").unlink()
+    torch.save({"x": RunsCode()}, folder / "pytorch_model.bin")
+    with pytest.raises(ValueError) as e:
+        load_pretrained(f"hf:{folder}")
+    assert str(e.value) == (f"{folder}: its weights file holds pickled Python objects (posix.system), not only "
+                            "tensors; prunekit does not load them, since unpickling can run code")
+    assert not (tmp_path / "ran").exists()

