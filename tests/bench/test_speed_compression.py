@@ -28,6 +28,26 @@ def test_speed_quick(tmp_path):
         for key in ("torch_1", "torch_8", "onnx_1", "onnx_8"):
             assert r[key] > 0
     assert results["plots"] == ["speedup_vs_mac_ratio_resnet20.png"]
+    # it trains nothing and reads no data: the Budget table says so instead of listing unused values
+    md = (out / "results.md").read_text()
+    assert "| base_epochs | not read: this suite does not read it |" in md and "| seeds | not read:" in md
+    assert "| archs | resnet20 (width 0.25) |" in md
+
+
+@pytest.mark.parametrize("suite, flags, named", [
+    ("speed", ["--seeds", "5", "7"], "--seeds: the speed suite does not read it"),
+    ("speed", ["--base-epochs", "9", "--dataset", "cifar10"], "--dataset: the speed suite does not read it"),
+    ("transformers", ["--archs", "vgg11:1"], "--archs: the transformers suite does not read it"),
+    ("transformers", ["--finetune-lr", "3", "--no-peer"], "--no-peer: the transformers suite does not read it"),
+])
+def test_suites_refuse_settings_they_do_not_read(tmp_path, capsys, suite, flags, named):
+    """`bench transformers --archs vgg11:1 --base-epochs 5 ...` ran its usual rows and wrote the unused values
+    into its Budget table."""
+    out = tmp_path / "s"
+    assert main(["bench", suite, "--quick", *flags, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert named in err and "(it reads --" in err
+    assert not out.exists()
 
 
 def test_speed_hw_widths_add_rounded_uniform_models(tmp_path):

@@ -45,6 +45,7 @@ BAD = [
     (["report", "runs/x"], "--depth", "-1", "must be an integer >= 0, got -1"),
     (["analyze", "--model", "lenet5"], "--quantile", "0", "must be a number in (0, 1), got 0"),
     (["bench", "speed"], "--targets", "0", "must be a number in (0, 1], got 0"),
+    (["bench", "redundancy"], "--latency-runs", "0", "must be an integer >= 1, got 0"),  # it timed once anyway
     (["bench", "auto"], "--threads", "0", "must be an integer >= 1, got 0"),
     (["demo"], "--target-macs", "2", "must be a number in (0, 1], got 2"),
 ]

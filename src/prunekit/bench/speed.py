@@ -30,6 +30,8 @@ from .timing import paired_latency, paired_onnx_latency
 
 SOURCES = ("redundancy", "coarse", "admm")
 RESUMABLE = True  # the 224-px section's rows (--opt section=224); the narrow section reruns whole
+# the speed suite times models rebuilt from the other suites' widths (random weights) or built at 224 px; it trains nothing and reads no data: only these settings are read; the CLI refuses the others and the Budget table marks them
+READS = ("archs", "targets", "latency_runs", "threads")
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {"latency_runs": 50, "archs": []},
     "quick": {"latency_runs": 3, "latency_batches": [1, 8]},

@@ -26,6 +26,8 @@ from .config import BenchConfig
 from .hf_runs import hf_run, log as _log, text_config
 from .transformers_lm import run_lm
 
+# the transformers suite prunes MiniLM and a small LM on text, with its own settings in --opt: only these settings are read; the CLI refuses the others and the Budget table marks them
+READS = ("seeds", "threads", "latency_runs")
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {"archs": [], "targets": [], "seeds": [0], "dataset": "fortunes", "train_samples": None,
                 "test_samples": None, "base_epochs": 0, "finetune_epochs": 0, "finetune_steps": None,

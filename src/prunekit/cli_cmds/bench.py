@@ -56,7 +56,8 @@ def add_suite_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--finetune-lr", type=T.positive_float, default=None)
     p.add_argument("--score-batches", type=T.nonneg_int, default=None,
                    help="batches per ranking pass of data-driven criteria (0 = the whole training set)")
-    p.add_argument("--latency-runs", type=T.nonneg_int, default=None)
+    p.add_argument("--latency-runs", type=T.positive_int, default=None,
+                   help="timed runs per model and batch (>= 1: the suites report measured speedups)")
     p.add_argument("--threads", type=T.positive_int, default=None, help="torch threads (default 1: a shared small machine)")
     p.add_argument("--no-peer", action="store_true", help="skip torch-pruning even where installed")
     p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
@@ -107,8 +108,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise CliError(f"--full: {module.NO_FULL}")
     over = overrides(args)
     unread = {k: why for k, why in getattr(module, "NOT_READ", {}).items() if over.get(k) is not None}
+    reads = getattr(module, "READS", None)  # a suite that reads only these settings refuses the others
+    if reads is not None:
+        unread.update({k: f"the {suite} suite does not read it (it reads "
+                          f"{', '.join('--' + r.replace('_', '-') for r in sorted(reads))})"
+                       for k, v in over.items() if k not in reads and k not in ("out", "opts") and v is not None})
     if unread:  # a flag the suite would ignore is refused, with the reason
-        raise CliError("; ".join(f"--{k.replace('_', '-')}: {why}" for k, why in unread.items()))
+        raise CliError("; ".join(f"--{'no-peer' if k == 'peer' else k.replace('_', '-')}: {why}"
+                                 for k, why in unread.items()))
     cfg = suite_config(suite, args.quick, full=args.full, resume=args.resume, **over)
     cfg.command = command_line()
     out = cfg.out or f"benchmarks/results/{suite}" + ("/full" if args.full else "")
