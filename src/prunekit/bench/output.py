@@ -103,13 +103,6 @@ def write_suite(out: Path, cfg: BenchConfig, title: str, intro: str, table: list
     for head, body in extra_sections:
         md += [f"## {head}", "", body, ""]
     budget = cfg.budget()
-    from . import suite_module  # the suite's READS says which settings it reads
-    from .config import budget_not_read
-    try:
-        reads = getattr(suite_module(cfg.suite), "READS", None)
-    except (KeyError, ValueError):
-        reads = None
-    not_read = {**budget_not_read(reads), **(not_read or {})}
     md += ["## Budget", "", f"Size: **{budget['size']}**. {_wall_text(wall, runs, cfg.resume)}", "",
            md_table([{"k": k, "v": f"not read: {not_read[k]}" if k in (not_read or {}) else v}
                      for k, v in budget.items() if k != "size"],

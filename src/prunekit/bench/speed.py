@@ -24,14 +24,12 @@ from ..models import create
 from ..report import plot_speedup_vs_mac_ratio
 from ..surgery import apply, prepare_inference
 from . import common, output
-from .config import BenchConfig
-from .speed224 import PRESET_OPTS, SELECT_OPTS, prune_random_init, run_224
+from .config import BenchConfig, budget_not_read
+from .speed224 import PRESET_OPTS, READS, SELECT_OPTS, prune_random_init, run_224
 from .timing import paired_latency, paired_onnx_latency
 
 SOURCES = ("redundancy", "coarse", "admm")
 RESUMABLE = True  # the 224-px section's rows (--opt section=224); the narrow section reruns whole
-# the speed suite times models rebuilt from the other suites' widths (random weights) or built at 224 px; it trains nothing and reads no data: only these settings are read; the CLI refuses the others and the Budget table marks them
-READS = ("archs", "targets", "latency_runs", "threads")
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {"latency_runs": 50, "archs": []},
     "quick": {"latency_runs": 3, "latency_batches": [1, 8]},
@@ -212,7 +210,8 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
              ") and onnxruntime (CPU provider). Speedup columns are measured dense / pruned latency.")
     table = [{k: v for k, v in r.items() if k != "widths"} for r in rows]
     return output.write_suite(out, cfg, "Speed: MAC ratio vs measured CPU speedup (torch and onnxruntime)", intro,
-                              table, columns(cfg.latency_batches), rows, plots, notes, started=started)
+                              table, columns(cfg.latency_batches), rows, plots, notes, started=started,
+                              not_read=budget_not_read(READS))
 
 
 def speed_plots(out: Path, rows: list[dict[str, Any]], cfg: BenchConfig) -> list[str]:

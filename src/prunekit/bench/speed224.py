@@ -25,9 +25,14 @@ from ..measure import count_macs, export_onnx
 from ..surgery.inference import prepare_inference
 from ..workflow import ModelConfig, PruneConfig, RecoverConfig, RunData, WorkflowConfig, run_workflow
 from . import common, output, peer
-from .config import BenchConfig
+from .config import BenchConfig, budget_not_read
 from .rows import SuiteRows
 from .timing import alternate_times
+
+# The speed suite (both sections) times models rebuilt from the other suites' widths or built at 224 px, with
+# random weights: it trains nothing and reads no data, so only these settings are read; the CLI refuses the
+# others and the Budget table marks them.
+READS = ("archs", "targets", "latency_runs", "threads")
 
 KEYS = ("model", "target", "runtime", "batch")
 RUNTIMES = ("eager", "compile", "onnxruntime")
@@ -234,7 +239,8 @@ def run_224(cfg: BenchConfig, narrow_defaults: dict[str, Any]) -> dict[str, Any]
              f"widths rounded to multiples of {opts['round_to']}. The share of the MAC ratio is "
              "speedup / MAC ratio (goal: >= 90% at batch >= 16).")
     return output.write_suite(out, header, "Speed at 224 px: prunekit and Torch-Pruning at equal MACs", intro, table,
-                              columns(), rows.runs, notes=notes(rows.runs), started=started)
+                              columns(), rows.runs, notes=notes(rows.runs), started=started,
+                              not_read=budget_not_read(READS))
 
 
 def notes(runs: list[dict[str, Any]]) -> list[str]:

@@ -22,11 +22,12 @@ import torch
 from ..transformers.hf_pretrained import PREFIX, load_pretrained
 from ..workflow import HFWorkflowResult, text_splits
 from . import output
-from .config import BenchConfig
+from .config import BenchConfig, budget_not_read
 from .hf_runs import hf_run, log as _log, text_config
 from .transformers_lm import run_lm
 
-# the transformers suite prunes MiniLM and a small LM on text, with its own settings in --opt: only these settings are read; the CLI refuses the others and the Budget table marks them
+# The transformers suite prunes MiniLM and a small LM on text with its own settings (--opt), so only these
+# settings are read; the CLI refuses the others and the Budget table marks them.
 READS = ("seeds", "threads", "latency_runs")
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {"archs": [], "targets": [], "seeds": [0], "dataset": "fortunes", "train_samples": None,
@@ -145,7 +146,7 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
     results = output.write_suite(
         out, cfg, "Calibration-based pruning of transformers (MiniLM, small Llama)", __doc__.split("\n\n", 1)[1],
         rows, COLUMNS, rows + lm_rows, notes=_notes(rows, lm_rows), extra_sections=extra, info=info,
-        started=started)
+        started=started, not_read=budget_not_read(READS))
     return results
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from ..criteria import get_criterion
 from ..quantize.compare import int8_table
 from ..report.console import before_after_rows, print_before_after
 from ..workflow import (BaseConfig, DataConfig, ModelConfig, PruneConfig, QuantizeConfig, RecoverConfig, WorkflowConfig,
@@ -198,7 +199,6 @@ def _reads_data(criterion: str | None) -> bool:
     name is unknown: the run reports that itself)."""
     if criterion is None:
         return True
-    from ..criteria import get_criterion
     try:
         return bool(get_criterion(criterion).needs_data)
     except (KeyError, ValueError, TypeError):

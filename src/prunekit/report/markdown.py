@@ -114,6 +114,13 @@ def render_markdown(report: dict[str, Any]) -> str:
     if metrics.get("before"):
         out += ["## Metrics", "", markdown_table(metrics_rows(metrics["before"], metrics.get("after")),
                                                  ["metric", "before", "after", "change"])]
+    target = (report.get("extra") or {}).get("target") or {}
+    if target.get("asked"):  # the fractions asked for and those the plan keeps: a missed target is stated
+        asked = ", ".join(f"{k} {v:g}" for k, v in target["asked"].items())
+        planned = ", ".join(f"{k} {float(v):.4f}" for k, v in (target.get("planned") or {}).items())
+        verdict = "met" if target.get("met") else ("**not met** (accepted with --best-effort / strict=False: the "
+                                                   "most pruned plan the guards allow)")
+        out += [f"Target (fractions of the dense model kept): {asked}; the plan keeps {planned}: {verdict}.", ""]
     if metrics.get("int8"):  # the int8 row: top-1, bytes, torch and onnxruntime latency at batch 1 and 64
         out += ["## int8", "", *int8_table(metrics), ""]
     stages = ((report.get("extra") or {}).get("deep_compression") or {}).get("stages") or []

@@ -19,6 +19,7 @@ from ..io import PLANS_ATTR, arch_of, save as save_model_file
 from ..methods import METHODS, list_methods, run_method
 from ..methods.common import default_inputs
 from ..models import spec_of
+from ..planning import LATENCY_TOLERANCE, TOLERANCE
 from ..policies import Target
 from ..report import (complete_report, plot_before_after, plot_compression_stages, plot_layer_widths,
                       plot_training_curve, write_report)
@@ -278,7 +279,7 @@ def run_workflow(config: WorkflowConfig, *, data: RunData | None = None, base_mo
               "data_read": data.read, "config": cfg.to_dict(), "method": step.description,
               "metrics": {"before": before, "after": after}, "timings": timings, "history": step.history,
               "extra": {"base": {k: v for k, v in base_info.items() if k != "history"}, "saved": None,
-                        "analysis": analysis, **step.extra}}
+                        "analysis": analysis, **_target_block(step.plan, cfg), **step.extra}}
     quant_info = step.extra.get("quantize")
     if quant_info and isinstance(quant_info.get("metrics"), dict):  # the int8 row of the before/after table
         extra_metrics = quant_info.pop("metrics")
@@ -291,6 +292,19 @@ def run_workflow(config: WorkflowConfig, *, data: RunData | None = None, base_mo
         step.save(out, report)
     return WorkflowResult(config=cfg, model=step.model.cpu(), plan=step.plan, before=before, after=after,
                           report=report, out=out, analysis=analysis, timings=timings, method=step.method)
+
+
+def _target_block(plan: Any, cfg: WorkflowConfig) -> dict[str, Any]:
+    """{"target": {asked, planned, met, strict}} for a run with a target: the fractions asked for, those the
+    plan keeps (the planner's counts; measured ones are in metrics), and whether each is within the planner's
+    tolerance; a run accepted with strict=False (--best-effort) that missed says so here and in report.md."""
+    meta = getattr(plan, "meta", None) or {}
+    asked, planned = meta.get("target") or {}, meta.get("achieved") or {}
+    if not asked or not planned:
+        return {}
+    met = all(planned.get(k, 0.0) <= v * (1 + (LATENCY_TOLERANCE if k == "latency" else TOLERANCE))
+              for k, v in asked.items())
+    return {"target": {"asked": dict(asked), "planned": dict(planned), "met": met, "strict": cfg.prune.strict}}
 
 
 @dataclass
