@@ -214,6 +214,7 @@ def test_recipe_lists_method_args_duplicates_and_encoding(tmp_path, capsys):
     (["--calib-batches", "8"], "--calib-batches calibrates --quantize int8"),   # its default value, given
     (["--calib-samples", "128"], "--calib-samples is for --model hf:<model> only"),
     (["--criterion", "l1", "--score-batches", "3"], "--score-batches is read by data-driven criteria"),
+    (["--score-batches", "2"], "--score-batches is read by data-driven criteria"),  # oneshot's default: l1
 ])
 def test_options_this_prune_would_not_read_are_refused(tmp_path, capsys, flags, message):
     """--epochs with a loaded --base, --temperature without --distill, --calib-batches without --quantize, an hf

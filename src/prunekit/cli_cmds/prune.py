@@ -14,6 +14,8 @@ from typing import Any
 import yaml
 
 from ..criteria import get_criterion
+from ..methods import METHODS
+from ..planning import PlanConfig
 from ..quantize.compare import int8_table
 from ..report.console import before_after_rows, print_before_after
 from ..workflow import (BaseConfig, DataConfig, ModelConfig, PruneConfig, QuantizeConfig, RecoverConfig, WorkflowConfig,
@@ -189,9 +191,21 @@ CONDITIONAL = (
     ("temperature", lambda a: a.distill, "needs --distill"),
     ("distill_weight", lambda a: a.distill, "needs --distill"),
     ("calib_batches", lambda a: a.quantize, "calibrates --quantize int8; give --quantize too"),
-    ("score_batches", lambda a: _reads_data(a.criterion), "is read by data-driven criteria (taylor, apoz, ...); "
-                                                          "the --criterion given reads no data"),
+    ("score_batches", lambda a: _reads_data(a.criterion or _default_criterion(a.method)),
+     "is read by data-driven criteria (taylor, apoz, ...); the run's criterion reads no data"),
 )
+
+
+def _default_criterion(method: str | None) -> str | None:
+    """The criterion a method uses when --criterion is not given (None when it cannot be told)."""
+    try:
+        fn = METHODS.get(method or "oneshot")
+    except (KeyError, ValueError):
+        return None
+    if fn is None:  # an unknown method: the run names it itself
+        return None
+    defaults = getattr(getattr(fn, "config_type", None), "PLAN_DEFAULTS", None) or {}
+    return defaults.get("criterion", PlanConfig.criterion)  # else the planner's own default
 
 
 def _reads_data(criterion: str | None) -> bool:
