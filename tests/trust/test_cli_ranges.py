@@ -46,6 +46,7 @@ BAD = [
     (["analyze", "--model", "lenet5"], "--quantile", "0", "must be a number in (0, 1), got 0"),
     (["bench", "speed"], "--targets", "0", "must be a number in (0, 1], got 0"),
     (["bench", "redundancy"], "--latency-runs", "0", "must be an integer >= 1, got 0"),  # it timed once anyway
+    (["prune", "--model", "hf:x"], "--heldout", "2", "must be an integer >= 3, got 2"),  # spearman was nan
     (["bench", "auto"], "--threads", "0", "must be an integer >= 1, got 0"),
     (["demo"], "--target-macs", "2", "must be a number in (0, 1], got 2"),
 ]

@@ -19,7 +19,8 @@ def add_hf_prune_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--remove-blocks", type=T.positive_int, default=None, help="blocks removed by --method depth")
     g.add_argument("--calib-samples", type=T.positive_int, default=128, help="calibration windows")
     g.add_argument("--seq-len", type=T.positive_int, default=64, help="tokens per calibration window")
-    g.add_argument("--heldout", type=T.positive_int, default=256, help="held-out sentences / windows for metrics")
+    g.add_argument("--heldout", type=T.int_between(3), default=256,
+                   help="held-out sentences / windows for metrics (>= 3)")
     g.add_argument("--text", default="fortunes", help="fortunes, fortunes:<dir> or a folder of .txt files")
     g.add_argument("--distill-steps", type=T.nonneg_int, default=0, help="distillation steps after pruning")
     g.add_argument("--lora", action="store_true", help="distil LoRA adapters (merged) instead of all weights")

@@ -45,7 +45,7 @@ class TextConfig(Config):
     Attributes:
         source: "fortunes", "fortunes:<dir>" or a folder of .txt files (prunekit.data.text).
         calib_samples: calibration windows of ``seq_len`` tokens, in batches of ``calib_batch``.
-        heldout: held-out sentences (encoders) or windows (causal LMs) for the metrics.
+        heldout: held-out sentences (encoders) or windows (causal LMs) for the metrics (>= 3).
     """
 
     source: str = "fortunes"
@@ -57,8 +57,10 @@ class TextConfig(Config):
     def __post_init__(self) -> None:
         if not isinstance(self.source, str) or not self.source.strip():
             raise ValueError(f"TextConfig: source must be a text source name or folder, got {self.source!r}")
-        for name in ("calib_samples", "seq_len", "calib_batch", "heldout"):
+        for name in ("calib_samples", "seq_len", "calib_batch"):
             check_int("TextConfig", name, getattr(self, name), lo=1)
+        # the rank correlation of pairwise similarities (spearman) needs three held-out sentences
+        check_int("TextConfig", "heldout", self.heldout, lo=3)
 
 
 @dataclass
