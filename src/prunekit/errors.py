@@ -1,10 +1,20 @@
 """Error types every layer can raise without importing the layer that defines the format."""
 from __future__ import annotations
 
+import re
+
 
 class ModelFileError(ValueError):
     """A file that is not a valid prunekit file (model, checkpoint, container), is corrupted or truncated, or
     does not fit the model it is loaded into. The message names the file and what is wrong."""
+
+
+def pickled_globals(exc: BaseException) -> str:
+    """" (mod.name, ...)": the globals torch's weights_only unpickler refused, as its message names them (ANSI
+    colour codes removed); "" when it names none."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    names = sorted(set(re.findall(r"GLOBAL ([\w.]+)", text)))
+    return f" ({', '.join(names)})" if names else ""
 
 
 class PlanFormatError(ValueError):

@@ -187,11 +187,16 @@ def achieved_fractions(graph: DependencyGraph, counts: dict[str, int], target: T
     return out
 
 
+def missed_targets(goals: dict[str, float], achieved: dict[str, float]) -> dict[str, float]:
+    """The achieved fractions above their goal (beyond the rounding / latency-noise tolerance)."""
+    return {k: v for k, v in achieved.items()
+            if k in goals and v > goals[k] * (1 + (LATENCY_TOLERANCE if k == "latency" else TOLERANCE))}
+
+
 def enforce_target(target: Target, achieved: dict[str, float], strict: bool, guards: str) -> None:
     """Raise TargetError (strict) or warn when an achieved fraction is above its target."""
     goals = target.items()
-    missed = {k: v for k, v in achieved.items()
-              if v > goals[k] * (1 + (LATENCY_TOLERANCE if k == "latency" else TOLERANCE))}
+    missed = missed_targets(goals, achieved)
     if not missed:
         return
     what = ", ".join(f"{k}={goals[k]:g} (achieved {v:.4f})" for k, v in missed.items())

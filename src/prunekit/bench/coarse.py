@@ -104,11 +104,10 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
     n_all = len(cfg.archs) * len(cfg.targets) * 2 * len(cfg.seeds)
     results: dict[str, Any] = {}
     for arch, width in cfg.archs:
-        if common.all_done(rows, arch, seed=cfg.seeds, target=cfg.targets, method=["iterative", "coarse"]):
-            entry = common.resumed_base(cfg, data, out, arch, width)
-            if entry is not None:  # nothing left to run on this base: its weights are not needed
-                bases[arch] = entry
-                continue
+        entry = common.finished_base(cfg, data, rows, out, arch, width, ["iterative", "coarse"])
+        if entry is not None:  # nothing left to run on this base: its weights are not needed
+            bases[arch] = entry
+            continue
         base, bases[arch] = common.prepare_base(cfg, data, arch, width)
         for seed in cfg.seeds:
             for target in cfg.targets:

@@ -262,11 +262,13 @@ def resumed_base(cfg: BenchConfig, data: Data, out: Path, arch: str, width: floa
             "train": {**rec["train"], "entry_from": str(path)}}
 
 
-def all_done(rows: Any, arch: str, **axes: Any) -> bool:
-    """Whether `rows` holds every row of `arch` over the product of `axes` (name -> values)."""
-    names = list(axes)
-    return all(rows.done(arch=arch, **dict(zip(names, combo))) is not None
-               for combo in itertools.product(*(axes[n] for n in names)))
+def finished_base(cfg: BenchConfig, data: Data, rows: Any, out: Path, arch: str, width: float,
+                  methods: list[str]) -> dict[str, Any] | None:
+    """The recorded entry of `arch`'s base (`resumed_base`) when `rows` holds every row of it over the seeds,
+    targets and `methods`: nothing is left to run on that base, so it is neither trained nor loaded. Else None."""
+    done = all(rows.done(arch=arch, seed=s, target=t, method=m) is not None
+               for s, t, m in itertools.product(cfg.seeds, cfg.targets, methods))
+    return resumed_base(cfg, data, out, arch, width) if done else None
 
 
 def bases_intro(bases: dict[str, dict[str, Any]]) -> str:

@@ -13,7 +13,7 @@ from ..report import plot_compression_stages
 from ..workflow import (BaseConfig, DataConfig, ModelConfig, PruneConfig, RecoverConfig, WorkflowConfig,
                         run_workflow)
 from . import common, output
-from .config import BenchConfig
+from .config import BenchConfig, budget_not_read
 from .quantize import int8_size_section
 from .rows import SuiteRows
 
@@ -83,11 +83,6 @@ NOT_READ = {"targets": "Deep Compression removes per-layer fractions of weights,
             "base_epochs": _PER_MODEL, "finetune_epochs": _PER_MODEL, "score_batches": "no criterion reads data here",
             "latency_runs": "nothing is timed (zeroed weights do not speed up dense kernels)",
             "peer": "torch-pruning has no Deep Compression to compare with"}
-
-
-# the Budget table's rows this suite does not read (cfg.budget() keys), with the reason
-BUDGET_NOT_READ = {"targets_macs_kept": NOT_READ["targets"], "base_epochs": NOT_READ["base_epochs"],
-                   "finetune_epochs": NOT_READ["finetune_epochs"], "latency_runs": NOT_READ["latency_runs"]}
 
 
 def setup_for(cfg: BenchConfig, arch: str) -> ModelSetup:
@@ -207,4 +202,4 @@ def write(cfg: BenchConfig, out: Path, runs: list[dict[str, Any]], started: floa
     if int8:
         sections.append(("Pruned + int8 (quantize suite)", int8))
     return output.write_suite(out, cfg, "Deep Compression", intro, flat, COLUMNS, table, plots, notes,
-                              extra_sections=sections, started=started, not_read=BUDGET_NOT_READ)
+                              extra_sections=sections, started=started, not_read=budget_not_read(not_read=NOT_READ))

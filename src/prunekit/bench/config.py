@@ -61,19 +61,21 @@ class BenchConfig:
 # Budget-table rows (cfg.budget() keys) of each setting a suite may or may not read (see READS in a suite).
 BUDGET_ROWS: dict[str, tuple[str, ...]] = {
     "dataset": ("dataset",), "train_samples": ("train_samples",), "test_samples": ("test_samples",),
-    "batch_size": ("batch_size",), "base_epochs": ("base_epochs", "base_lr", "base_max_steps"),
+    "batch_size": ("batch_size",), "base_epochs": ("base_epochs",), "base_lr": ("base_lr",),
+    "base_max_steps": ("base_max_steps",),
     "finetune_epochs": ("finetune_epochs",), "finetune_steps": ("finetune_steps_per_epoch",),
     "finetune_lr": ("finetune_lr",), "seeds": ("seeds",), "targets": ("targets_macs_kept",), "archs": ("archs",),
     "threads": ("torch_threads",), "latency_runs": ("latency_runs",),
 }
 
 
-def budget_not_read(reads: Any) -> dict[str, str]:
-    """The Budget rows a suite reading only `reads` (setting names) leaves unread, each with the reason."""
-    if reads is None:
-        return {}
-    return {row: "this suite does not read it" for key, rows in BUDGET_ROWS.items() if key not in reads
-            for row in rows}
+def budget_not_read(reads: Any = None, not_read: dict[str, str] | None = None) -> dict[str, str]:
+    """The Budget rows left unread, each with the reason: those of every setting outside `reads` (a suite that
+    reads only these), and those of the settings in `not_read` (setting name -> reason)."""
+    out = {row: "this suite does not read it" for key, rows in BUDGET_ROWS.items()
+           if reads is not None and key not in reads for row in rows}
+    out.update({row: why for key, why in (not_read or {}).items() for row in BUDGET_ROWS.get(key, ())})
+    return out
 
 
 # Quick: a tiny subset, one arch at width 0.25, one seed, one target, a few steps (tests run it, < 40 s).

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import platform
 import tempfile
 from pathlib import Path
 from typing import Iterable
@@ -38,11 +39,14 @@ def _preprocess(src: Path, dst: Path) -> Path:
     return dst
 
 
+def _is_x86() -> bool:
+    return platform.machine().lower() in ("x86_64", "amd64", "i686", "i386", "x86")
+
+
 def cpu_has_vnni(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> bool | None:
     """Whether this x86 CPU has VNNI (avx512_vnni / avx_vnni / amx_int8 in its flags); None when the flags
     cannot be read (not Linux) or the CPU is not x86."""
-    import platform
-    if platform.machine().lower() not in ("x86_64", "amd64", "i686", "i386", "x86"):
+    if not _is_x86():
         return None
     try:
         text = Path(cpuinfo).read_text()
@@ -62,10 +66,7 @@ def resolve_reduce_range(config: QuantizeConfig) -> bool:
     safe side), False on other CPUs."""
     if config.reduce_range is not None:
         return config.reduce_range
-    import platform
-    if platform.machine().lower() not in ("x86_64", "amd64", "i686", "i386", "x86"):
-        return False
-    return cpu_has_vnni() is not True
+    return _is_x86() and cpu_has_vnni() is not True
 
 
 def quantize_onnx(fp32_path: str | os.PathLike, out_path: str | os.PathLike, config: QuantizeConfig,

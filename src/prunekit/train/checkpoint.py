@@ -13,7 +13,6 @@ import hashlib
 import os
 import pickle
 import random
-import re
 import struct
 from pathlib import Path
 from typing import Any, Iterable
@@ -21,7 +20,7 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
-from ..errors import ModelFileError
+from ..errors import ModelFileError, pickled_globals
 from ..utils.fileio import atomic_write
 
 FORMAT = "prunekit-train-checkpoint"
@@ -101,11 +100,8 @@ def read_checked(path: str | os.PathLike, map_location: str | torch.device = "cp
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:  # weights_only refused a Python object: say which, never how to allow it
-        text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))
-        names = sorted(set(re.findall(r"GLOBAL ([\w.]+)", text)))
-        what = f" ({', '.join(names)})" if names else ""
-        raise ModelFileError(f"{path} holds pickled Python objects{what}, not only tensors and plain values; "
-                             "prunekit does not load them, since unpickling can run code") from None
+        raise ModelFileError(f"{path} holds pickled Python objects{pickled_globals(e)}, not only tensors and plain "
+                             "values; prunekit does not load them, since unpickling can run code") from None
     except Exception as e:  # noqa: BLE001 - torch raises many error types for unexpected content
         first = str(e).splitlines()[0][:200] if str(e) else ""
         raise ModelFileError(f"{path} is not a readable checkpoint ({type(e).__name__}: {first})") from e

@@ -12,6 +12,7 @@ from typing import Any
 from torch import nn
 
 from ..data.text import load_tokenizer
+from ..errors import pickled_globals
 
 PREFIX = "hf:"
 
@@ -66,10 +67,8 @@ def load_pretrained(spec: str) -> Pretrained:
     try:
         model = auto.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False).eval()
     except pickle.UnpicklingError as e:  # a pickled weights file (pytorch_model.bin) holding Python objects
-        names = sorted(set(re.findall(r"GLOBAL ([\w.]+)", str(e))))
-        what = f" ({', '.join(names)})" if names else ""
-        raise ValueError(f"{folder}: its weights file holds pickled Python objects{what}, not only tensors; "
-                         "prunekit does not load them, since unpickling can run code") from None
+        raise ValueError(f"{folder}: its weights file holds pickled Python objects{pickled_globals(e)}, not only "
+                         "tensors; prunekit does not load them, since unpickling can run code") from None
     except (OSError, ValueError, RuntimeError, KeyError) as e:
         first = (re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip().splitlines() or [""])[0][:300]
         raise ValueError(f"{folder}: transformers could not load the model's weights ({type(e).__name__}: "

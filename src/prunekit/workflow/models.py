@@ -17,6 +17,7 @@ from ..models import get_entry, spec_of
 from ..models.resolve import build_arch
 from ..train import load_checkpoint
 from ..utils import atomic_write
+from .outputs import MODEL_FILES
 
 MODEL_FILE = "model.json"  # registry spec (+ the input shape trained on) written next to trainer checkpoints
 EXAMPLE_SEED = 0           # example inputs come from their own generator: measuring never moves torch's RNG
@@ -116,9 +117,9 @@ def load_model_with_shape(path: str | os.PathLike) -> tuple[nn.Module, list[int]
         raise ModelSourceError(f"no such file or folder: {p}")
     ckpt = p
     if p.is_dir():
-        found = [p / n for n in ("model.safetensors", "model.pkz", "last.pt", "best.pt") if (p / n).exists()]
+        found = [p / n for n in MODEL_FILES if (p / n).exists()]
         if not found:
-            raise ModelSourceError(f"{p} holds no model.safetensors, model.pkz, last.pt or best.pt")
+            raise ModelSourceError(f"{p} holds no {', '.join(MODEL_FILES[:-1])} or {MODEL_FILES[-1]}")
         ckpt = found[0]
     spec_file = _model_file(ckpt.parent)
     desc = read_json(spec_file, "model description") if spec_file else {}

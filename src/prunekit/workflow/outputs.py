@@ -25,7 +25,8 @@ RUN_OUTPUTS: list[str] = [
 
 # Files of a run folder that a model is read from (prunekit.workflow.load_model and its description): an output
 # file is never one of them when the folder is the command's input.
-INPUT_FILES = ("model.safetensors", "model.pkz", "model.json", "last.pt", "best.pt")
+MODEL_FILES = ("model.safetensors", "model.pkz", "last.pt", "best.pt")  # in the order load_model prefers
+INPUT_FILES = (*MODEL_FILES, "model.json")
 
 
 class OutputExistsError(FileExistsError):

@@ -19,7 +19,7 @@ from ..io import PLANS_ATTR, arch_of, save as save_model_file
 from ..methods import METHODS, list_methods, run_method
 from ..methods.common import default_inputs
 from ..models import spec_of
-from ..planning import LATENCY_TOLERANCE, TOLERANCE
+from ..planning import missed_targets
 from ..policies import Target
 from ..report import (complete_report, plot_before_after, plot_compression_stages, plot_layer_widths,
                       plot_training_curve, write_report)
@@ -302,8 +302,7 @@ def _target_block(plan: Any, cfg: WorkflowConfig) -> dict[str, Any]:
     asked, planned = meta.get("target") or {}, meta.get("achieved") or {}
     if not asked or not planned:
         return {}
-    met = all(planned.get(k, 0.0) <= v * (1 + (LATENCY_TOLERANCE if k == "latency" else TOLERANCE))
-              for k, v in asked.items())
+    met = not missed_targets(asked, planned)
     return {"target": {"asked": dict(asked), "planned": dict(planned), "met": met, "strict": cfg.prune.strict}}
 
 
