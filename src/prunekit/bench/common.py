@@ -29,6 +29,11 @@ from .config import BenchConfig
 from .timing import paired_latency
 
 
+# Bases trained once and committed with the sources (benchmarks/bases/ of a source checkout): read in place,
+# read-only, when the cache has no entry of the same key. Absent from an installed wheel, where nothing is found.
+COMMITTED_BASES = Path(__file__).resolve().parents[3] / "benchmarks" / "bases"
+
+
 def default_cache() -> Path:
     """~/.cache/prunekit/bench (or $XDG_CACHE_HOME/prunekit/bench): trained bases, reused by every suite."""
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "prunekit" / "bench"
@@ -66,15 +71,17 @@ def load_data(cfg: BenchConfig) -> Data:
 
 
 def get_base(cfg: BenchConfig, data: Data, arch: str, width: float) -> tuple[nn.Module, dict[str, Any]]:
-    """The trained base of `arch`: from the cache (keyed by model, data subset and training settings) or
-    trained once with seed 0 and cached, so that every method and every suite starts from the same weights."""
+    """The trained base of `arch`: from the cache (keyed by model, data subset and training settings), else
+    from the same key under `COMMITTED_BASES`, else trained once with seed 0 and cached, so that every method and
+    every suite starts from the same weights."""
     kw = {"num_classes": data.info.num_classes, "in_channels": data.info.in_channels, "width": width}
     desc = {"dataset": cfg.dataset, "train_samples": cfg.train_samples, "batch_size": cfg.batch_size,
             "bench": 1}
     loaders = Loaders(data.train_loader(0), None, data.test_loader)
     cache = Path(cfg.cache_dir) if cfg.cache_dir else default_cache()
     model, info = train_base(arch, kw, loaders, desc, cfg.base_epochs, cfg.base_lr, 0, cache_dir=str(cache),
-                              max_steps=cfg.base_max_steps, device="cpu", progress=False, log=log)
+                              max_steps=cfg.base_max_steps, device="cpu", progress=False, log=log,
+                              committed=[COMMITTED_BASES])
     info = {k: v for k, v in info.items() if k != "history"}
     return model.eval(), info
 

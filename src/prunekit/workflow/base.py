@@ -97,31 +97,58 @@ def base_key(desc: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _has_entry(folder: Path) -> bool:
+    return (folder / "model.pt").exists() and (folder / "base.json").exists()
+
+
+def _read_entry(folder: Path, model_name: str, kw: dict[str, Any], desc: dict[str, Any], committed: bool
+                ) -> tuple[nn.Module, dict[str, Any]]:
+    """The trained base stored in `folder` and its base.json record; a damaged entry, or one whose record
+    names other settings than `desc` (the folder name is a short hash of them), is an error naming the way out."""
+    way_out = ("restore it from the repository (git checkout -- " + str(folder) + ") or delete it to train the base"
+               if committed else "delete that folder to train the base again, or run without the cache (--no-cache, "
+               "BaseConfig(use_cache=False))")
+    what = "committed" if committed else "cached"
+    model = create(model_name, **kw)
+    try:
+        model.load_state_dict(read_checked(folder / "model.pt"))
+        info = json.loads((folder / "base.json").read_text())
+    except (ValueError, RuntimeError, OSError) as e:  # a damaged entry is never replaced silently
+        raise ModelFileError(f"{str(e).splitlines()[0]}; the {what} base {folder} is damaged: {way_out}") from None
+    recorded = {k: info.get(k) for k in desc}
+    if json.loads(json.dumps(recorded, default=str)) != json.loads(json.dumps(desc, default=str)):
+        diff = sorted(k for k in desc if recorded[k] != desc[k])
+        raise ModelFileError(f"the {what} base {folder}: its base.json records other settings ({', '.join(diff)}) "
+                             f"than the base asked for; {way_out}")
+    return model, info
+
+
 def train_base(model_name: str, kw: dict[str, Any], loaders: Loaders, data_desc: dict[str, Any], epochs: int,
                lr: float, seed: int, cache_dir: str | os.PathLike | None = None, use_cache: bool = True,
                max_steps: int | None = None, device: str | torch.device | None = None, progress: bool = True,
-               log: Callable[[str], None] = print) -> tuple[nn.Module, dict[str, Any]]:
+               log: Callable[[str], None] = print, committed: Iterable[str | os.PathLike] = ()
+               ) -> tuple[nn.Module, dict[str, Any]]:
     """(trained base, info): reused from the cache (keyed by model, data, training settings and seed) or
     trained with `seed` set before the model is built, then cached. The same arguments give the same weights.
 
     With the cache on, the training writes a checkpoint after every epoch into `<entry>/partial/`; a training
     that was stopped (a session that ended, a killed job) continues from its last epoch the next time the same
     base is asked for, with the optimizer, schedule, RNG and data-order state it had, so the weights equal an
-    uninterrupted run's (the log says so). The checkpoints are removed once the base is cached."""
+    uninterrupted run's (the log says so). The checkpoints are removed once the base is cached.
+
+    `committed`: read-only folders of trained entries (a repository's `benchmarks/bases/`). When the cache has
+    no entry for these arguments and one of them holds an entry of the same name, that entry is read in place
+    (same checked loader; its base.json must record these very settings) and nothing is written."""
     t0 = time.perf_counter()
     desc = {"model": model_name, "kwargs": kw, "data": data_desc, "epochs": epochs, "lr": lr, "seed": seed,
             "max_steps": max_steps, "v": CACHE_VERSION}
     folder = cache_root(cache_dir) / f"{model_name}-{base_key(desc)}"
     weights = folder / "model.pt"
-    if use_cache and weights.exists() and (folder / "base.json").exists():
-        model = create(model_name, **kw)
-        try:
-            model.load_state_dict(read_checked(weights))
-            info = json.loads((folder / "base.json").read_text())
-        except (ValueError, RuntimeError, OSError) as e:  # a damaged entry is never replaced silently
-            raise ModelFileError(f"{str(e).splitlines()[0]}; the cached base {folder} is damaged: delete that "
-                                 "folder to train the base again, or run without the cache (--no-cache, "
-                                 "BaseConfig(use_cache=False))") from None
+    if use_cache and not _has_entry(folder):
+        # an entry committed with the sources stands in for a missing cache entry; it is never written to
+        folder = next((Path(c) / folder.name for c in committed if _has_entry(Path(c) / folder.name)), folder)
+    if use_cache and _has_entry(folder):
+        model, info = _read_entry(folder, model_name, kw, desc, committed=folder.parent != cache_root(cache_dir))
         log(f"base: reusing {folder} (trained {info.get('epochs')} epochs in {info.get('train_s', 0):.0f} s)")
         return model, {**info, "source": str(folder), "cached": True, "time_s": time.perf_counter() - t0}
     seed_everything(seed)
