@@ -2,6 +2,7 @@
 verify refuses an original the pruned model was not cut from."""
 import copy
 import json
+import re
 
 import pytest
 import torch
@@ -189,3 +190,33 @@ def test_channel_masks_run_the_same_checks():
     with pytest.raises(pk.PlanMismatchError, match="made for another model"):
         mask_channels(r32, pk.plan(r20, X, ratio=0.5))
     assert _same(before, _state(r32)) and not hasattr(r32.conv1, "parametrizations")
+
+
+@pytest.mark.parametrize("edit", ["drop", "index"])
+def test_a_hand_edited_plan_whose_group_lost_a_member_is_refused_by_name(tmp_path, edit):
+    """L58b: with the sha256 deleted (allowed for hand edits) and one member of a group removed, pk.apply
+    succeeded and the model failed later in forward; the plan now records each group's members."""
+    torch.manual_seed(0)
+    model = create("resnet20", num_classes=10, in_channels=1, width=0.25).eval()
+    data = json.loads(pk.plan(model, X, ratio=0.5).to_json())
+    del data["sha256"]
+    group = next(g for g in data["groups"] if len(g["members"]) > 2)
+    if edit == "drop":
+        group["members"].pop()
+    else:  # a member moved to other channel positions
+        group["members"][0]["index"] = group["members"][0]["index"][::-1]
+    before = _state(model)
+    with pytest.raises(pk.PlanMismatchError, match=rf"group '{re.escape(group['name'])}': its members \(\d+ tensor slices\) "
+                                                   "are not the ones recorded when the plan was made"):
+        pk.apply(model, data)
+    assert _same(before, _state(model))
+    # the documented hand edit, other kept channels, is still applied
+    data = json.loads(pk.plan(model, X, ratio=0.5).to_json())
+    del data["sha256"]
+    g = data["groups"][0]
+    g["kept"] = list(range(len(g["kept"])))
+    out = pk.apply(copy.deepcopy(model), data)
+    assert out(X).shape == (X.shape[0], 10)
+    # a plan written before groups were recorded (identity without them) is still read and applied
+    data["identity"].pop("groups")
+    assert pk.apply(copy.deepcopy(model), data)(X).shape == (X.shape[0], 10)

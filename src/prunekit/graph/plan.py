@@ -13,7 +13,7 @@ import numpy as np
 from ..errors import PlanFormatError
 from ..utils.fileio import atomic_write
 from .groups import ChannelGroup, DependencyGraph, Member
-from .plan_schema import PLAN_VERSION, model_identity, plan_digest, validate_plan_dict
+from .plan_schema import PLAN_VERSION, members_digest, model_identity, plan_digest, validate_plan_dict
 
 __all__ = ["GroupDecision", "PLAN_VERSION", "PlanFormatError", "PruningPlan", "model_identity"]
 
@@ -59,9 +59,12 @@ class PruningPlan:
                 continue
             decisions.append(GroupDecision(g.name, g.size, k, g.members, list(g.notes)))
             touched.update(m.key for m in g.members)
+        identity = None
+        if graph.shapes:
+            identity = {**model_identity(graph.shapes),
+                        "groups": {d.name: members_digest(d.members) for d in decisions}}
         plan = cls(decisions=decisions, shapes={k: list(graph.shapes[k]) for k in sorted(touched)},
-                   meta=dict(meta or {}),
-                   identity=model_identity(graph.shapes) if graph.shapes else None)
+                   meta=dict(meta or {}), identity=identity)
         plan.patches = _split_patches(graph, {d.name: set(d.kept) for d in decisions})
         return plan
 
@@ -111,7 +114,7 @@ class PruningPlan:
             ],
         }
         if self.identity is not None:
-            data["identity"] = dict(self.identity)
+            data["identity"] = json.loads(json.dumps(self.identity))
         return data
 
     def to_json(self, indent: int | None = None) -> str:
@@ -140,7 +143,7 @@ class PruningPlan:
         ident = data.get("identity")
         return cls(decisions=decisions, shapes={k: list(v) for k, v in data.get("shapes", {}).items()},
                    patches=[dict(p) for p in data.get("patches", [])], meta=dict(data.get("meta", {})),
-                   identity=dict(ident) if ident is not None else None)
+                   identity=json.loads(json.dumps(ident)) if ident is not None else None)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> "PruningPlan":

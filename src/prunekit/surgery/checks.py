@@ -12,7 +12,7 @@ from torch import nn
 
 from ..errors import PlanFormatError, PlanMismatchError
 from ..graph.plan import PruningPlan
-from ..graph.plan_schema import check_kept, model_identity
+from ..graph.plan_schema import check_kept, members_digest, model_identity
 
 PlanLike = Any  # PruningPlan | dict | JSON text | path to a plan file
 
@@ -124,6 +124,13 @@ def fitted_removals(model: nn.Module, plan: PlanLike, allow_unshaped: bool = Fal
             problems.append(f"the plan was made for another model ({plan.identity.get('tensors')} floating-point "
                             f"tensors with other names or shapes; this model has {have['tensors']}); set "
                             "plan.identity = None to apply it where only its own tensors are checked")
+    recorded = (plan.identity or {}).get("groups")
+    if not problems and recorded is not None:  # plans written before groups were recorded have none
+        for d in plan.decisions:
+            if d.removed and recorded.get(d.name) != members_digest(d.members):
+                problems.append(f"group {d.name!r}: its members ({len(d.members)} tensor slices) are not the ones "
+                                "recorded when the plan was made (a member was removed, added or changed), so it "
+                                "would not cut every tensor that shares its channels")
     if problems:
         more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
         raise PlanMismatchError("plan does not match this model: " + "; ".join(problems[:5]) + more)
