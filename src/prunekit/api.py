@@ -33,9 +33,9 @@ def plan(model: nn.Module, example_inputs: Any, config: PlanConfig | None = None
         scores: per-group channel scores to use instead of the criterion.
 
     Returns:
-        The PruningPlan; `plan.meta["config"]` records the config. ratio=0 (or None without a target) gives
-        an empty plan, which changes nothing. A target the guards cannot meet raises TargetError (with
-        strict=False: a warning and the most pruned plan).
+        The PruningPlan; `plan.meta["config"]` records the config. ratio=0 gives an empty plan, which
+        changes nothing; neither a ratio nor a target raises ValueError. A target the guards cannot meet
+        raises TargetError (with strict=False: a warning and the most pruned plan).
 
     Example:
         >>> plan = pk.plan(model, x, target=pk.Target(macs=0.5), policy="srr", min_channels=4)
@@ -47,6 +47,9 @@ def plan(model: nn.Module, example_inputs: Any, config: PlanConfig | None = None
         raise TypeError(f"pk.plan() got config= and keyword options {sorted(options)}; give one of them")
     elif not isinstance(config, PlanConfig):
         raise TypeError(f"pk.plan() config must be a PlanConfig, got {type(config).__name__}")
+    if config.target is None and config.ratio is None:  # an empty plan nobody asked for would pass silently
+        raise ValueError("pk.plan(): nothing to aim for: give ratio= (the fraction of every group's channels to "
+                         "remove; 0 for an empty plan) or target= (e.g. pk.Target(macs=0.5))")
     if graph is None:
         graph = trace_for(model, example_inputs, config)
     else:

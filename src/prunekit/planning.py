@@ -30,6 +30,8 @@ from .policies.base import max_removable
 TRACE_KEYS = ("ignore", "filter_fn", "round_to", "heads", "prune_outputs", "probe")
 TOLERANCE = 1e-9  # policies land on or below a target; this only absorbs float rounding
 LATENCY_TOLERANCE = 0.03  # measured latency is noisy: the auto policy corrects to within this share
+# what a target term is a fraction of, where its name alone does not say (messages and report.md name it)
+TERM_UNITS = {"size": "state-dict bytes"}
 
 
 class TargetError(ValueError):
@@ -105,7 +107,12 @@ class PlanConfig(Config):
                                 f"{sorted(self.criterion_kwargs)} would be ignored")
         else:
             get_criterion(self.criterion, **{"seed": self.seed, **self.criterion_kwargs})  # checks name and keys
-        self.policy_config()  # checks the policy name and its options
+        policy_config = self.policy_config()  # checks the policy name and its options
+        unread = getattr(policy_config, "unread", None)  # a policy config may say which given options go unread
+        msgs = unread(self.policy_kwargs, self.target) if callable(unread) else []
+        if msgs:
+            raise ValueError(f"{w}: policy {get_policy(self.policy).name!r}: {'; '.join(msgs)} (an option this "
+                             "plan would not read is refused, not ignored)")
 
     def policy_config(self) -> Any:
         """The policy's config dataclass, built from `policy_kwargs` (unknown keys raise TypeError)."""
@@ -199,7 +206,8 @@ def enforce_target(target: Target, achieved: dict[str, float], strict: bool, gua
     missed = missed_targets(goals, achieved)
     if not missed:
         return
-    what = ", ".join(f"{k}={goals[k]:g} (achieved {v:.4f})" for k, v in missed.items())
+    what = ", ".join(f"{k}={goals[k]:g} ({TERM_UNITS[k] + ', ' if k in TERM_UNITS else ''}achieved {v:.4f})"
+                     for k, v in missed.items())
     msg = (f"target {what} cannot be met within {guards}; the most pruned plan the guards allow keeps "
            f"{', '.join(f'{k}={v:.4f}' for k, v in achieved.items())}")
     if strict:

@@ -15,8 +15,10 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 def test_analyze_prints_table_and_writes_chart(tmp_path, capsys):
     assert main(["analyze", "--model", "resnet20", "--width", "0.25", "--dataset", "digits", "--out",
                  str(tmp_path), "--json"]) == 0
-    rows = json.loads(capsys.readouterr().out)
-    assert (tmp_path / "analyze.png").stat().st_size > 1000 and (tmp_path / "analysis.json").is_file()
+    printed = json.loads(capsys.readouterr().out)
+    assert (tmp_path / "analyze.png").stat().st_size > 1000
+    assert json.loads((tmp_path / "analysis.json").read_text()) == printed
+    rows = printed["groups"]
     by = {r["group"]: r for r in rows}
     assert by["fc"]["prunable"] is False and by["fc"]["redundancy"] is None
     prunable = [r for r in rows if r["prunable"]]

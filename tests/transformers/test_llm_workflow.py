@@ -57,6 +57,11 @@ def test_wanda_run_saves_a_from_pretrained_model(hf_folder, tmp_path):
                   if isinstance(m, torch.nn.Linear) and n.startswith("encoder.layer."))
     assert res.before["nonzero_params"] - res.after["nonzero_params"] == linears // 2
     assert res.after["params"] == res.before["params"] and res.after["latency_ms"] > 0
+    # what MACs and latency were measured at is recorded, and report.md's rows say it
+    assert res.report["extra"]["macs_input"] == {"batch": 1, "seq_len": 16}
+    md = (tmp_path / "w" / "report.md").read_text()
+    assert "| macs (batch 1 x 16 tokens) |" in md and "| latency_ms (batch 32 x 16 tokens, 1 thread) |" in md
+    assert f"| min_cosine | - | {res.after['min_cosine']:.4g} |" in md
     back = transformers.AutoModel.from_pretrained(str(tmp_path / "w" / "model"))
     w = back.encoder.layer[0].intermediate.dense.weight
     assert int((w == 0).sum()) == w.numel() // 2

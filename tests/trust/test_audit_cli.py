@@ -13,6 +13,9 @@ import torch
 
 import prunekit as pk
 from prunekit.cli import main
+from prunekit.cli_cmds.common import CliError, in_flags
+from prunekit.cli_cmds.prune import CHANNEL_FLAGS
+from prunekit.cli_cmds.prune_hf import HF_FLAGS
 from prunekit.utils.argtypes import count_or_fraction
 from prunekit.io import read_description
 from prunekit.models import create
@@ -69,7 +72,7 @@ def test_a_pruned_run_records_its_input_and_export_uses_it(tmp_path):
     assert main(["export", str(run), "-o", str(tmp_path / "m.onnx"), "--batches", "1", "--runs", "1"]) == 0
     assert _input_dims(tmp_path / "m.onnx") == ["batch", 1, 16, 16]
     assert main(["analyze", "--checkpoint", str(run), "--out", str(tmp_path / "an")]) == 0
-    rows = json.loads((tmp_path / "an" / "analysis.json").read_text())
+    rows = json.loads((tmp_path / "an" / "analysis.json").read_text())["groups"]
     assert (len(rows), rows[0]["group"], rows[0]["width"]) == (13, "conv1 (+3)", 2)  # the pruned widths
 
 
@@ -253,3 +256,64 @@ def test_a_missed_target_accepted_with_best_effort_is_stated_in_the_report(tmp_p
     met, md = runs["met"]
     assert met["extra"]["target"]["met"] is True and met["extra"]["target"]["planned"]["macs"] <= 0.6
     assert "the plan keeps macs" in md and ": met." in md
+
+
+def test_heads_on_a_model_without_attention_is_refused_before_training(tmp_path, capsys):
+    """Second audit: `prunekit prune --heads` on a CNN ran (exit 0) with the flag recorded and never read."""
+    out = tmp_path / "run"
+    assert main([*PRUNE_LENET, "--heads", "--out", str(out)]) == 2
+    printed = capsys.readouterr()
+    assert "prune.heads=True (--heads) removes whole attention heads, but lenet5 has none" in printed.err
+    assert "base: training" not in printed.out and not out.exists()
+
+
+def test_best_effort_with_a_ratio_accepts_an_empty_plan_and_errors_name_the_flags(tmp_path, capsys):
+    """Second audit: `--ratio` with `--best-effort` looked unread, and the errors said `strict=False` and
+    `min_channels=1` where the command line has --best-effort and --min-channels. --best-effort is read with a
+    ratio that removes no channel (documented in --help); the planner's errors speak in flags."""
+    argv = [a if a != "0.5" else "0.001" for a in PRUNE_LENET] + ["--finetune-epochs", "0"]
+    assert main([*argv, "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert ("ratio=0.001 removes no channel within --min-channels 1, --max-ratio 0.9, --round-to 1 (pass "
+            "--best-effort to accept an empty plan)") in err and "strict=False" not in err
+    with pytest.warns(UserWarning, match="ratio=0.001 removes no channel"):
+        assert main([*argv, "--best-effort", "--out", str(tmp_path / "b")]) == 0
+    assert json.loads((tmp_path / "b" / "report.json").read_text())["summary"]["macs_kept"] == 1.0
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["prune", "--help"])
+    assert "(with --ratio: a ratio that removes no channel gives the empty plan" in " ".join(
+        capsys.readouterr().out.split())
+
+
+def test_hf_option_flags_a_method_does_not_take_are_named_as_flags(capsys):
+    """Second audit: `--method wanda --remove-blocks 2` said `unexpected keyword argument 'remove'`, and depth's
+    own errors said `remove=5`."""
+    assert main(["prune", "--model", "hf:nowhere", "--method", "wanda", "--remove-blocks", "2"]) == 2
+    assert ("--remove-blocks: not read by --method wanda (it takes --sparsity, --nm; an option this run would not "
+            "read is refused, not ignored)") in capsys.readouterr().err
+    assert main(["prune", "--model", "hf:nowhere", "--method", "depth", "--sparsity", "0.5"]) == 2
+    assert "--sparsity: not read by --method depth (it takes --remove-blocks;" in capsys.readouterr().err
+    with pytest.raises(CliError, match=r"^--remove-blocks 5 but only 2 of 3 blocks may go$"):
+        with in_flags(HF_FLAGS):
+            raise ValueError("remove=5 but only 2 of 3 blocks may go")
+    with pytest.raises(ValueError, match="^prune.round_to=8 belong"):  # config paths and other errors pass as they are
+        with in_flags(CHANNEL_FLAGS):
+            raise ValueError("prune.round_to=8 belong to channel pruning")
+
+
+def test_info_refuses_timing_options_without_timing_and_names_a_channel_misfit(tmp_path, capsys):
+    """Second audit: `prunekit info --batches 4 --runs 0` ignored --batches; `info m.safetensors --in-channels 3`
+    on a 1-channel LeNet gave torch's raw shape error."""
+    model = tmp_path / "m.safetensors"
+    pk.save(create("lenet5", num_classes=10, in_channels=1), model)
+    for flags, named in ((["--batches", "4"], "--batches"), (["--threads", "2", "--device", "cpu"],
+                                                            "--threads, --device")):
+        assert main(["info", str(model), "--runs", "0", *flags]) == 2
+        assert (f"prunekit info: error: {named}: read only while timing latency, and --runs 0 skips timing"
+                in capsys.readouterr().err)
+    assert main(["info", str(model), "--runs", "0", "--in-channels", "3"]) == 2
+    err = capsys.readouterr().err
+    assert (f"--in-channels 3: {model} does not run on an input of shape [1, 3, 28, 28]; its first convolution conv1 "
+            "takes 1 channel(s) (torch: ") in err and "Traceback" not in err
+    assert main(["info", str(model), "--runs", "0", "--in-channels", "1"]) == 0

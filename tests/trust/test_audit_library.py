@@ -11,8 +11,12 @@ import pytest
 import torch
 
 import prunekit as pk
+from prunekit.graph.trace import declares_heads
+from prunekit.methods import Recovery
 from prunekit.models import create
+from prunekit.planning import PlanConfig
 from prunekit.train import TrainConfig, Trainer
+from prunekit.workflow import BaseConfig, PruneConfig, RecoverConfig, WorkflowConfig
 
 from .cli_helpers import snapshot
 
@@ -151,3 +155,74 @@ def test_save_refuses_an_arch_that_would_not_load(tmp_path):
     assert not (tmp_path / "m.safetensors").exists()
     good = pk.save(model, tmp_path / "m.safetensors", arch={"name": "lenet5", "kwargs": {"in_channels": 1}})
     assert torch.equal(pk.load(good)(X), model(X))
+
+
+@pytest.mark.parametrize("build, error, message", [
+    (lambda: PruneConfig(method="bogus", ratio=0.3), ValueError,
+     "PruneConfig: unknown method 'bogus'; choose one of: admm, coarse, deep_compression,"),
+    (lambda: PruneConfig(method="one-shoot", ratio=0.3), ValueError, "(did you mean 'oneshot'?)"),
+    (lambda: PruneConfig(target={}), ValueError, "PruneConfig: nothing to aim for (target={}, ratio=None): give a "
+                                                 "target"),
+    (lambda: WorkflowConfig(model={"name": "lenet5"}), ValueError, "WorkflowConfig: no prune section: give a target"),
+    (lambda: RecoverConfig(temperature=2.0), ValueError, "RecoverConfig: temperature=2.0 needs distill=True"),
+    (lambda: RecoverConfig(distill_weight=0.3), ValueError, "distill_weight=0.3 needs distill=True"),
+    (lambda: RecoverConfig(scratch_epochs=2), ValueError, "scratch_epochs=2 needs from_scratch=True"),
+    (lambda: Recovery(temperature=2.0), ValueError, "Recovery: temperature=2.0 needs distill=True"),
+    (lambda: Recovery(scratch_lr=0.5), ValueError, "scratch_lr=0.5 needs from_scratch=True"),
+    (lambda: BaseConfig(path="m.safetensors", epochs=3, use_cache=False), ValueError,
+     "BaseConfig: epochs=3, use_cache=False would not be read: they set how the base is trained"),
+])
+def test_python_configs_refuse_what_the_cli_refuses(build, error, message):
+    """Second audit: RecoverConfig(temperature=...) without distillation, PruneConfig(method="bogus") and
+    PruneConfig(target={}) built, and failed (or were ignored) only inside run_workflow; --temperature without
+    --distill and an unknown --method were refused by the CLI alone."""
+    with pytest.raises(error) as e:
+        build()
+    assert message in str(e.value)
+
+
+def test_python_configs_take_what_they_read():
+    """The same settings where they are read: distillation on, from scratch on, a target or a ratio."""
+    assert RecoverConfig(distill=True, temperature=2.0, distill_weight=0.3).temperature == 2.0
+    assert RecoverConfig(from_scratch=True, scratch_epochs=2).scratch_epochs == 2
+    assert PruneConfig(method="Deep-Compression", options={"sparsity": 0.9}).method == "deep_compression"
+    assert PruneConfig(target={"macs": 0.5}).goal() == {"macs": 0.5}
+    cfg = WorkflowConfig(model={"name": "lenet5"}, prune=PruneConfig(ratio=0.3))
+    assert WorkflowConfig.from_json(cfg.to_json()) == cfg  # target {} (none) and a ratio still round-trip
+
+
+def test_plan_without_ratio_or_target_is_refused():
+    """Second audit: pk.plan(m, x) with neither ratio nor target returned an empty plan; ratio=0 still gives
+    one (documented: it changes nothing)."""
+    with pytest.raises(ValueError, match=r"pk.plan\(\): nothing to aim for: give ratio= .* or target="):
+        pk.plan(_lenet(), X)
+    with pytest.raises(ValueError, match="nothing to aim for"):
+        pk.plan(_lenet(), X, PlanConfig())
+    assert pk.plan(_lenet(), X, ratio=0).is_empty()
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"target": pk.Target(macs=0.5), "latency_batch": 8}, "latency_batch times the latency model, built only for a "
+                                                          "latency target or hw_widths=True"),
+    ({"ratio": 0.3, "policy_kwargs": {"latency_threads": 2, "verify_latency": False}},
+     "latency_threads times the latency model"),
+    ({"ratio": 0.3, "latency_tolerance": 0.1}, "latency_tolerance checks a latency target, and none is given"),
+    ({"target": pk.Target(latency=0.5), "hw_widths": False, "hw_tolerance": 0.1}, "hw_tolerance is read only with "
+                                                                                  "hw_widths"),
+])
+def test_latency_options_of_auto_without_a_latency_target_are_refused(options, message):
+    """Second audit: latency keys in policy_kw (latency_batch, ...) were accepted, and dropped, for a MACs
+    target or a ratio."""
+    with pytest.raises(ValueError) as e:
+        pk.plan(_lenet(), X, policy="auto", **options)
+    assert "PlanConfig: policy 'auto': " in str(e.value) and message in str(e.value)
+    assert "(an option this plan would not read is refused, not ignored)" in str(e.value)
+    # where they are read: a latency target, or hw_widths (its widths are timed) for a MACs target
+    PlanConfig(target=pk.Target(latency=0.5), policy="auto", policy_kwargs={"latency_batch": 8, "hw_tolerance": 0.1})
+    PlanConfig(target=pk.Target(macs=0.5), policy="auto", policy_kwargs={"hw_widths": True, "latency_batch": 8})
+
+
+def test_models_declare_their_attention_heads():
+    """What `heads=True` (--heads) is refused on: a model with no module declaring a head count."""
+    assert not declares_heads(_lenet())
+    assert declares_heads(torch.nn.Sequential(torch.nn.MultiheadAttention(8, num_heads=2)))

@@ -72,3 +72,34 @@ def test_methods_hold_to_the_target():
         _, res = run_method("iterative", net(), loader, None, ex, target=pk.Target(macs=0.01), steps=2,
                             step_epochs=0, finetune_epochs=0, strict=False)
     assert res.macs_kept == pytest.approx(e.value.achieved["macs"], rel=1e-9)
+
+
+def test_a_size_target_is_a_fraction_of_the_state_dicts_bytes_and_says_so(resnet, tmp_path):
+    """Second audit: `--target-size 0.3` is met on the state dict's safetensors bytes (what size_bytes and
+    size_kept measure), while a pk.save file also carries the model's description and plan; the help, the
+    missed-target message and report.md name the state-dict bytes."""
+    from prunekit.cli import build_parser
+    from prunekit.measure import serialized_size
+    from prunekit.report import render_markdown
+
+    model, graph = resnet
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # auto without data scores by a magnitude proxy, and says so
+        plan = pk.plan(model, X, target=pk.Target(size=0.3), policy="auto", graph=graph,
+                       policy_kwargs={"evaluations": 12})
+    pruned = pk.apply(create("resnet20", num_classes=10, in_channels=1, width=0.25), plan)
+    kept = serialized_size(pruned) / serialized_size(model)
+    assert kept <= 0.3 and kept == pytest.approx(plan.meta["achieved"]["size"], rel=1e-2)  # header digits aside
+    files = pk.save(pruned, tmp_path / "p.safetensors", plan=plan), pk.save(model, tmp_path / "d.safetensors")
+    assert files[0].stat().st_size / files[1].stat().st_size > kept  # the file also holds the plan: not the target
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(pk.TargetError, match=r"target size=0\.01 \(state-dict bytes, achieved 0\.\d{4}\) can"):
+            pk.plan(model, X, target=pk.Target(size=0.01), policy="auto", graph=graph, policy_kwargs={"evaluations": 4})
+    md = render_markdown({"model": {"name": "resnet20"}, "data": {}, "metrics": {},
+                          "extra": {"target": {"asked": {"size": 0.3}, "planned": {"size": kept}, "met": True}}})
+    assert f"kept): size 0.3 (state-dict bytes); the plan keeps size {kept:.4f}: met." in md
+    prune = build_parser()._subparsers._group_actions[0].choices["prune"]
+    (flag,) = [a for a in prune._actions if a.dest == "target_size"]
+    assert flag.help == "fraction of the state-dict bytes (--policy auto)"

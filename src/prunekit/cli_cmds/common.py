@@ -3,7 +3,9 @@ range-checked, see argtypes), the data loaders of `train`, and re-exports of the
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import contextlib
+import re
+from typing import Any, Callable, Iterator, Mapping
 
 import yaml
 
@@ -30,6 +32,25 @@ def key_values(items: list[str], flag: str) -> dict[str, Any]:
         except yaml.YAMLError as e:
             raise CliError(f"{flag} {item!r}: the value is not valid YAML ({str(e).splitlines()[0]})") from None
     return out
+
+
+def given_options(args: argparse.Namespace, add_arguments: Callable[[argparse.ArgumentParser], None]) -> set[str]:
+    """The dests of the options given on the command line (`args._argv`, set by `prunekit.cli.main`), even
+    those given their default value (`--quantile 0.05`), so that an option the command would not read can be
+    refused; without a command line (a namespace built in code), the options whose value is not the default.
+
+    Args:
+        args: the parsed namespace.
+        add_arguments: the subcommand's `add_<name>_arguments`, which declares its options.
+    """
+    probe = argparse.ArgumentParser(add_help=False)
+    add_arguments(probe)
+    argv = getattr(args, "_argv", None)
+    if argv is None:
+        return {a.dest for a in probe._actions if getattr(args, a.dest, a.default) != a.default}
+    for action in probe._actions:
+        action.default = argparse.SUPPRESS  # only the options that were parsed land in the namespace
+    return set(vars(probe.parse_known_args(argv)[0]))
 
 
 def add_model_args(p: argparse.ArgumentParser, required: bool = False) -> None:
@@ -68,3 +89,24 @@ def build_loaders(args: argparse.Namespace, distributed: bool = False) -> tuple[
                           seed=args.seed, subset=args.subset, augment=args.augment, num_workers=args.workers,
                           image_size=size, distributed=distributed)
     return info, loaders
+
+
+@contextlib.contextmanager
+def in_flags(words: Mapping[str, str]) -> Iterator[None]:
+    """Re-raise a ValueError / TypeError of the library whose message names its keywords (`strict=False`,
+    `remove=3`) as a CliError naming the command's flags instead (`--best-effort`, `--remove-blocks 3`).
+
+    Args:
+        words: regular expression -> replacement, applied in order; an error none of them matches passes
+            through unchanged.
+    """
+    try:
+        yield
+    except (ValueError, TypeError) as e:
+        text = str(e)
+        worded = text
+        for pattern, flag in words.items():
+            worded = re.sub(pattern, flag, worded)
+        if worded == text:
+            raise
+        raise CliError(worded) from e

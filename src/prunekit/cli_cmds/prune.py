@@ -21,7 +21,8 @@ from ..report.console import before_after_rows, print_before_after
 from ..workflow import (BaseConfig, DataConfig, ModelConfig, PruneConfig, QuantizeConfig, RecoverConfig, WorkflowConfig,
                         run_workflow, workflow_methods)
 from . import argtypes as T
-from .common import CliError, add_data_args, add_model_args, add_output_args, key_values
+from .common import (CliError, add_data_args, add_model_args, add_output_args, given_options, in_flags,
+                     key_values)
 from .prune_hf import add_hf_prune_arguments, hf_only_flags, is_hf, run_hf
 
 
@@ -39,9 +40,11 @@ def add_prune_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target-params", type=T.keep_fraction, default=None, help="fraction of parameters to keep")
     p.add_argument("--target-latency", type=T.keep_fraction, default=None,
                    help="fraction of the dense latency measured here (batch of the example input; --policy auto)")
-    p.add_argument("--target-size", type=T.keep_fraction, default=None, help="fraction of the file size (--policy auto)")
+    p.add_argument("--target-size", type=T.keep_fraction, default=None,
+                   help="fraction of the state-dict bytes (--policy auto)")
     p.add_argument("--best-effort", action="store_true",
-                   help="a target the guards cannot meet gives the most pruned plan with a warning, not an error")
+                   help="a target the guards cannot meet gives the most pruned plan with a warning, not an error "
+                        "(with --ratio: a ratio that removes no channel gives the empty plan with a warning)")
     p.add_argument("--ratio", type=T.fraction, default=None, help="fraction of channels to remove, in [0, 1) (no target)")
     p.add_argument("--ignore", action="append", default=[], metavar="NAME",
                    help="module name or state_dict key to leave untouched (repeatable)")
@@ -74,19 +77,6 @@ def add_prune_arguments(p: argparse.ArgumentParser) -> None:
     add_output_args(p, "runs/prune")
     p.add_argument("--no-progress", action="store_true")
     add_hf_prune_arguments(p)
-
-
-def _given_flags(args: argparse.Namespace) -> set[str]:
-    """The options given on the command line, even those given their default value (`--seed 0`); without the
-    command line (a namespace built in code), the options whose value differs from the default."""
-    probe = argparse.ArgumentParser(add_help=False)
-    add_prune_arguments(probe)
-    argv = getattr(args, "_argv", None)
-    if argv is None:
-        return {a.dest for a in probe._actions if getattr(args, a.dest, a.default) != a.default}
-    for action in probe._actions:
-        action.default = argparse.SUPPRESS  # parsed options only
-    return set(vars(probe.parse_known_args(argv)[0]))
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -134,7 +124,7 @@ def apply_recipe(args: argparse.Namespace, parser_defaults: dict[str, Any]) -> d
         return key_values(args.method_arg, "--method-arg")
     path = Path(args.recipe)
     data = read_recipe(path)
-    given = _given_flags(args)
+    given = given_options(args, add_prune_arguments)
     recipe_extra = {}
     for key, value in data.items():
         dest = str(key).replace("-", "_")
@@ -179,6 +169,13 @@ def config_from_args(args: argparse.Namespace, extra: dict[str, Any] | None = No
         quantize=QuantizeConfig(scheme=args.quantize, calib_batches=args.calib_batches) if args.quantize else None,
         seed=args.seed, device=args.device, max_steps_per_epoch=args.max_steps_per_epoch,
         latency_runs=args.latency_runs, out=args.out, overwrite=args.overwrite, progress=not args.no_progress)
+
+
+# Planner keywords that error messages name (`pass strict=False ...`, `within min_channels=1, ...`) -> the flags
+# that set them, for errors raised under `prunekit prune` (see common.in_flags); a dotted config path such as
+# `prune.round_to=8` is left as it is
+CHANNEL_FLAGS = {r"(?<![\w.])strict=False\b": "--best-effort", r"(?<![\w.])min_channels=": "--min-channels ",
+                 r"(?<![\w.])max_ratio=": "--max-ratio ", r"(?<![\w.])round_to=": "--round-to "}
 
 
 # Options read only together with another one: (dest, the flag(s) it needs, why), checked on the options set on
@@ -230,7 +227,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     add_prune_arguments(parser)
     defaults = {a.dest: a.default for a in parser._actions if a.dest != "help"}
     extra = apply_recipe(args, defaults)
-    given = _given_flags(args) | getattr(args, "_recipe_set", set())
+    given = given_options(args, add_prune_arguments) | getattr(args, "_recipe_set", set())
     if is_hf(args):
         return run_hf(args, extra, defaults, given)
     unread = unread_flags(args, given)
@@ -241,7 +238,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
         verb = "is" if len(dropped) == 1 else "are"
         raise CliError(f"{', '.join(dropped)} {verb} for --model hf:<model> only; {args.model or 'this model'} is "
                        "pruned by channels (--ratio or a --target-*), see prunekit prune --help")
-    result = run_workflow(config_from_args(args, extra))
+    with in_flags(CHANNEL_FLAGS):  # the planner's keywords in its messages, said as this command's flags
+        result = run_workflow(config_from_args(args, extra))
     report = result.report
     print_before_after(f"{report['model']['name']} on {report['data']['dataset']}: {result.config.prune.method} "
                        f"-> {args.out}", before_after_rows(result.before, result.after))

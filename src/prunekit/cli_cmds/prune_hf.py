@@ -7,9 +7,15 @@ import argparse
 from typing import Any
 
 from ..transformers.distill import DistillConfig
+from ..transformers.methods import CALIBRATION_METHODS
 from ..workflow import HFWorkflowConfig, TextConfig, run_hf_workflow
 from ..utils import argtypes as T
-from .common import CliError
+from .common import CliError, in_flags
+
+# the hf: flags that set a calibration method's option -> that option (the method's config field)
+OPTION_FLAGS = {"--sparsity": "sparsity", "--nm": "nm", "--ratio": "ratio", "--remove-blocks": "remove"}
+# error messages naming those options by keyword (`remove=3 but only ...`) are said with the flag instead
+HF_FLAGS = {r"(?<![\w.])remove=": "--remove-blocks "}
 
 
 def add_hf_prune_arguments(p: argparse.ArgumentParser) -> None:
@@ -56,6 +62,13 @@ def config_from_hf_args(args: argparse.Namespace, extra: dict[str, Any]) -> HFWo
     """The HFWorkflowConfig the flags describe: --sparsity, --nm, --ratio and --remove-blocks join the method's
     options (over --method-arg / recipe values), which its registered config type checks."""
     flags = {"sparsity": args.sparsity, "nm": args.nm, "ratio": args.ratio, "remove": args.remove_blocks}
+    takes = CALIBRATION_METHODS.config_type(args.method).field_names()  # an unknown method lists the known ones
+    stray = [f for f, k in OPTION_FLAGS.items() if flags[k] is not None and k not in takes]
+    if stray:  # named by flag here, rather than by the method's keyword in its unknown-keyword error
+        own = [f for f, k in OPTION_FLAGS.items() if k in takes]
+        raise CliError(f"{', '.join(stray)}: not read by --method {args.method} (it takes "
+                       f"{', '.join(own) or 'none of --sparsity, --nm, --ratio, --remove-blocks'}; an option this run "
+                       "would not read is refused, not ignored)")
     options = {**extra, **{k: v for k, v in flags.items() if v is not None}}
     distill = (DistillConfig(steps=args.distill_steps, loss="auto", lora=args.lora, seed=args.seed)
                if args.distill_steps else None)
@@ -77,7 +90,8 @@ def run_hf(args: argparse.Namespace, extra: dict[str, Any], defaults: dict[str, 
     if args.lora and not args.distill_steps:
         raise CliError("--lora trains LoRA adapters during distillation: give --distill-steps N (> 0) too")
     log = (lambda _line: None) if args.no_progress else print
-    res = run_hf_workflow(config_from_hf_args(args, extra), log=log)
+    with in_flags(HF_FLAGS):
+        res = run_hf_workflow(config_from_hf_args(args, extra), log=log)
     after = res.after
     shown = {k: after[k] for k in ("mean_cosine", "spearman", "perplexity") if k in after}
     if res.before.get("latency_ms") and after.get("latency_ms"):

@@ -50,6 +50,19 @@ def _head_sources(mod) -> list:
     return [mod, cfg] if cfg is not None and named_attention else [mod]
 
 
+def declares_heads(model: nn.Module) -> bool:
+    """Whether a module of `model` declares a head count above 1 (HEADS_ATTRS, on the module or on an attention
+    module's config): the modules whose views `heads=True` cuts into whole heads. Without one, heads=True
+    changes nothing, so callers that take it as an option refuse it."""
+    for mod in model.modules():
+        for src in _head_sources(mod):
+            for attr in HEADS_ATTRS:
+                h = getattr(src, attr, None)
+                if isinstance(h, int) and not isinstance(h, bool) and h > 1:
+                    return True
+    return False
+
+
 class TraceContext:
     def __init__(self, model: nn.Module, heads: bool = False) -> None:
         self.uf = UnionFind()

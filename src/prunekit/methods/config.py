@@ -71,6 +71,14 @@ class Recovery(Config):
         check_int(w, "seed", self.seed)
         if self.device is not None and not isinstance(self.device, str):
             self.device = str(self.device)
+        # settings of a recovery mode that is off would be recorded but never read: refused
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        needs = {"temperature": "distill", "distill_weight": "distill", "scratch_epochs": "from_scratch",
+                 "scratch_lr": "from_scratch"}
+        unread = [f"{k}={getattr(self, k)!r} needs {flag}=True" for k, flag in needs.items()
+                  if not getattr(self, flag) and getattr(self, k) != defaults[k]]
+        if unread:
+            raise ValueError(f"{w}: {'; '.join(unread)} (a setting that would not be read is refused, not ignored)")
 
     def config(self, epochs: int, lr: float, **over: Any) -> TrainConfig:
         """The TrainConfig of one phase: train_config's settings with this phase's epochs, lr and seed."""

@@ -1,4 +1,5 @@
-"""Policy `auto`: search per-group keep ratios that meet a target (MACs, parameters, measured latency, file size).
+"""Policy `auto`: search per-group keep ratios that meet a target (MACs, parameters, measured latency, size: the
+safetensors bytes of the state dict, which a saved model file exceeds by its description and plan).
 
 The search is evolutionary over one "prunability" p_g in (0, 1] per group. A vector maps to removal counts by a
 single scale alpha: group g loses min(1, alpha * p_g) of what it may lose, with alpha bisected so the candidate
@@ -20,7 +21,7 @@ import random
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -154,6 +155,12 @@ def magnitude_proxy(graph: DependencyGraph, scores: dict[str, torch.Tensor]) -> 
     return proxy
 
 
+# AutoConfig fields read only when a latency model is built (a latency target or hw_widths), and only for a
+# latency target; `AutoConfig.unread` refuses them otherwise
+LATENCY_MODEL_KEYS = ("latency_model", "latency_batch", "latency_device", "latency_threads")
+LATENCY_TARGET_KEYS = ("verify_latency", "latency_tolerance")
+
+
 @dataclass
 class AutoConfig(Config):
     """Policy `auto`: the search budget, how candidates are scored and how latency is measured.
@@ -208,6 +215,20 @@ class AutoConfig(Config):
         check_int(w, "latency_threads", self.latency_threads, lo=1, optional=True)
         if self.latency_model is not None and not isinstance(self.latency_model, (LatencyModel, dict)):
             raise TypeError(f"{w}: latency_model must be a LatencyModel or a dict of LatencyModel.build keywords")
+
+    def unread(self, given: Iterable[str], target: Target | None) -> list[str]:
+        """Messages for the options in `given` (the keys the caller set) that a search toward `target` would not
+        read: the latency model's settings without a latency target or hw_widths, verify_latency /
+        latency_tolerance without a latency target, hw_tolerance when hw_widths is off. A ratio (target None)
+        is searched as a MACs target."""
+        latency = target is not None and target.latency is not None
+        hw = latency if self.hw_widths is None else self.hw_widths
+        why = {**{k: "times the latency model, built only for a latency target or hw_widths=True"
+                  for k in LATENCY_MODEL_KEYS if not (latency or hw)},
+               **{k: "checks a latency target, and none is given" for k in LATENCY_TARGET_KEYS if not latency},
+               **({"hw_tolerance": "is read only with hw_widths (on by default for a latency target)"}
+                  if not hw else {})}
+        return [f"{k} {why[k]}" for k in given if k in why]
 
 
 @register_policy("auto", AutoConfig)

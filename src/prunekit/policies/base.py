@@ -23,7 +23,7 @@ class Target:
     macs: float | None = None
     params: float | None = None
     latency: float | None = None
-    size: float | None = None
+    size: float | None = None  # safetensors bytes of the state dict (a pk.save file adds its description and plan)
 
     def __post_init__(self) -> None:
         named = {k: v for k, v in asdict(self).items() if v is not None}
@@ -184,7 +184,7 @@ def target_fraction(graph: DependencyGraph, counts: dict[str, int], target: Targ
         if k in ("macs", "params"):
             worst = max(worst, now[k] / max(1.0, base[k]) / v)
         else:
-            raise ValueError(f"target {k!r} needs the 'auto' policy (measured latency / file size)")
+            raise ValueError(f"target {k!r} needs the 'auto' policy (measured latency / state-dict bytes)")
     return worst
 
 

@@ -156,8 +156,8 @@ def _report_html(report: dict[str, Any]) -> str:
             parts.append(f"<h3>{key}</h3>" + html_table([[k, v] for k, v in block.items()], ["key", "value"]))
     metrics = report.get("metrics") or {}
     if isinstance(metrics.get("before"), dict):
-        parts.append("<h3>metrics</h3>" + html_table(metrics_rows(metrics["before"], metrics.get("after")),
-                                                     ["metric", "before", "after", "change"]))
+        rows = metrics_rows(metrics["before"], metrics.get("after"), report)
+        parts.append("<h3>metrics</h3>" + html_table(rows, ["metric", "before", "after", "change"]))
     timings = report.get("timings") or {}
     if timings:
         parts.append("<h3>timings</h3>" + html_table([[k, f"{float(v):.2f}"] for k, v in timings.items()],

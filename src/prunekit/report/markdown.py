@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..planning import TERM_UNITS
 from ..quantize.compare import int8_table
 from .schema import METRIC_KEYS, atomic_write_text, compare_metrics, complete_report, validate_report
 
@@ -75,10 +76,80 @@ def _metric_text(key: str, v: Any) -> str:
     return format_value(v)
 
 
-def metrics_rows(before: dict[str, Any], after: dict[str, Any] | None) -> list[list[str]]:
-    """Rows [metric, before, after, change] for the Metrics keys present."""
-    extra = ("top5", "nonzero_params", "perplexity", "mean_cosine", "spearman")  # text models: quality of the result
+def _threads(n: Any) -> str:
+    return f"{n} thread" + ("" if n == 1 else "s")
+
+
+def _latency_entries(block: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """A Metrics block's per-batch LatencyResult dicts ("latency"), keyed by batch as text."""
+    lat = (block or {}).get("latency")
+    return {str(b): r for b, r in lat.items() if isinstance(r, dict)} if isinstance(lat, dict) else {}
+
+
+def _head_batch(entries: dict[str, dict[str, Any]]) -> str | None:
+    """The batch whose median is `latency_ms`: 1 when measured, else the first (as measure.model_metrics does)."""
+    return "1" if "1" in entries else next(iter(entries), None)
+
+
+def _latency_setting(r: dict[str, Any]) -> str:
+    """'batch 64, 4 threads, cpu' from one LatencyResult dict (threads are not fixed on CUDA: left out)."""
+    parts = [f"batch {r.get('batch')}"]
+    if r.get("threads") is not None:
+        parts.append(_threads(r["threads"]))
+    return ", ".join(parts + ([str(r["device"])] if r.get("device") else []))
+
+
+def measured_at(report: dict[str, Any]) -> dict[str, str]:
+    """What the metric rows were measured at, for their labels: "macs" (batch 1, or batch 1 x seq_len tokens for
+    hf runs), "latency_ms" (its batch, thread count and device from metrics.*.latency, or batch x seq_len and
+    threads from extra.latency for hf runs) and "size_bytes" (the state dict's safetensors bytes; after Deep
+    Compression, the compressed file's)."""
+    metrics, extra = report.get("metrics") or {}, report.get("extra") or {}
+    at = {"macs": "batch 1", "size_bytes": TERM_UNITS["size"]}
+    if extra.get("deep_compression"):  # its result is the compressed file (the Huffman stage), measured as such
+        at["size_bytes"] = f"{TERM_UNITS['size']} / compressed file bytes"
+    seq = (extra.get("macs_input") or {}).get("seq_len") or (report.get("data") or {}).get("seq_len")
+    if seq:  # hf runs count MACs on one window of seq_len tokens
+        at["macs"] = f"batch 1 x {seq} tokens"
+    hf_lat = extra.get("latency")
+    if isinstance(hf_lat, dict) and hf_lat.get("seq_len"):
+        threads = _threads(hf_lat.get("threads"))
+        at["latency_ms"] = f"batch {hf_lat.get('batch')} x {hf_lat['seq_len']} tokens, {threads}"
+        return at
+    settings = []
+    for side in ("before", "after"):
+        entries = _latency_entries(metrics.get(side))
+        head = _head_batch(entries)
+        if head is not None and _latency_setting(entries[head]) not in settings:
+            settings.append(_latency_setting(entries[head]))
+    if settings:
+        at["latency_ms"] = " / ".join(settings)
+    elif any((metrics.get(side) or {}).get("latency_ms") is not None for side in ("before", "after")):
+        at["latency_ms"] = "batch 1"  # a time without its LatencyResult: the schema defines latency_ms at batch 1
+    return at
+
+
+def _other_batch_rows(before: dict[str, Any], after: dict[str, Any] | None) -> list[list[str]]:
+    """latency_ms rows for the batches measured besides the head one (e.g. batch 64), with their speedup."""
+    b_entries, a_entries = _latency_entries(before), _latency_entries(after)
+    head = _head_batch(b_entries) or _head_batch(a_entries)
+    rows = []
+    for batch in [b for b in {**b_entries, **a_entries} if b != head]:
+        b, a = b_entries.get(batch) or {}, a_entries.get(batch) or {}
+        bm, am = b.get("median_ms"), a.get("median_ms")
+        change = f"{bm / am:.2f}x faster" if bm and am else ""
+        rows.append([f"latency_ms ({_latency_setting(b or a)})", _metric_text("latency_ms", bm),
+                     _metric_text("latency_ms", am), change])
+    return rows
+
+
+def metrics_rows(before: dict[str, Any], after: dict[str, Any] | None,
+                 report: dict[str, Any] | None = None) -> list[list[str]]:
+    """Rows [metric, before, after, change] for the Metrics keys present; each label says what the value was
+    measured at (see `measured_at`; `report` is the whole report.json, which records it)."""
+    extra = ("top5", "nonzero_params", "perplexity", "mean_cosine", "min_cosine", "spearman")  # text models' quality
     keys = [k for k in (*METRIC_KEYS, *extra) if k in before or (after and k in after)]
+    at = measured_at(report if report is not None else {"metrics": {"before": before, "after": after}})
     summary = compare_metrics(before, after) if after else {}
     change = {"top1": summary.get("top1_delta"), "params": summary.get("params_kept"),
               "macs": summary.get("macs_kept"), "size_bytes": summary.get("size_kept"),
@@ -94,7 +165,10 @@ def metrics_rows(before: dict[str, Any], after: dict[str, Any] | None) -> list[l
             text = f"{c:.2f}x faster"
         else:
             text = f"{100 * c:.1f}% kept"
-        rows.append([k, _metric_text(k, before.get(k)), _metric_text(k, (after or {}).get(k)), text])
+        label = f"{k} ({at[k]})" if k in at else k
+        rows.append([label, _metric_text(k, before.get(k)), _metric_text(k, (after or {}).get(k)), text])
+        if k == "latency_ms":
+            rows += _other_batch_rows(before, after)
     return rows
 
 
@@ -112,11 +186,12 @@ def render_markdown(report: dict[str, Any]) -> str:
         out += ["## Method", "", markdown_table([[k, method[k]] for k in method], ["key", "value"])]
     metrics = report.get("metrics", {})
     if metrics.get("before"):
-        out += ["## Metrics", "", markdown_table(metrics_rows(metrics["before"], metrics.get("after")),
+        out += ["## Metrics", "", markdown_table(metrics_rows(metrics["before"], metrics.get("after"), report),
                                                  ["metric", "before", "after", "change"])]
     target = (report.get("extra") or {}).get("target") or {}
     if target.get("asked"):  # the fractions asked for and those the plan keeps: a missed target is stated
-        asked = ", ".join(f"{k} {v:g}" for k, v in target["asked"].items())
+        asked = ", ".join(f"{k} {v:g}" + (f" ({TERM_UNITS[k]})" if k in TERM_UNITS else "")
+                          for k, v in target["asked"].items())
         planned = ", ".join(f"{k} {float(v):.4f}" for k, v in (target.get("planned") or {}).items())
         verdict = "met" if target.get("met") else ("**not met** (accepted with --best-effort / strict=False: the "
                                                    "most pruned plan the guards allow)")

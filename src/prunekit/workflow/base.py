@@ -19,6 +19,7 @@ from ..data.provenance import data_read
 from ..models import create, spec_of
 from ..train import TrainConfig, Trainer, seed_everything
 from ..errors import ModelFileError
+from ..graph.trace import HEADS_ATTRS, declares_heads
 from ..train.checkpoint import atomic_torch_save, read_checked
 from ..utils import atomic_write
 from .config import DataConfig, WorkflowConfig
@@ -184,6 +185,14 @@ def data_description(cfg: WorkflowConfig) -> dict[str, Any]:
             **({"test_subset": d.test_subset} if d.test_subset else {})}
 
 
+def check_heads(cfg: WorkflowConfig, model: nn.Module, name: str) -> None:
+    """Refuse prune.heads (--heads) for a model with no attention heads to remove (it would not be read)."""
+    if cfg.prune.heads and not declares_heads(model):
+        raise ValueError(f"prune.heads=True (--heads) removes whole attention heads, but {name} has none (no module "
+                         f"declares {', '.join(HEADS_ATTRS[:3])}, ...); an option this run would not read is "
+                         "refused, not ignored: drop it")
+
+
 def get_base(cfg: WorkflowConfig, data: RunData, log: Callable[[str], None] = print
              ) -> tuple[nn.Module, str, dict[str, Any], dict[str, Any]]:
     """(base model, its registry name, its constructor keywords, info) for a run.
@@ -209,12 +218,15 @@ def get_base(cfg: WorkflowConfig, data: RunData, log: Callable[[str], None] = pr
         name = spec.name if spec is not None else m.name
         kw = dict(spec.kwargs) if spec is not None else {}
         check_fits_data(kw, data.info, f"--base {cfg.base.path}")
+        check_heads(cfg, model, f"--base {cfg.base.path}")
         return model, name, kw, {"source": str(cfg.base.path), "time_s": time.perf_counter() - t0}
     info = data.info
     h, w = info.image_size
     kw = model_kwargs(m.name, m.num_classes or info.num_classes, m.in_channels or info.in_channels, m.width,
                       m.input_size or (h if h == w else None))
     check_fits_data(kw, info, "--num-classes/--in-channels")
+    if cfg.prune.heads:  # refused before the base is trained: the architecture alone tells
+        check_heads(cfg, create(m.name, **kw), m.name)
     model, base_info = train_base(m.name, kw, data.loaders, data_description(cfg), cfg.base.epochs, cfg.base.lr,
                                   cfg.seed, cfg.base.cache_dir, cfg.base.use_cache,
                                   cfg.max_steps_per_epoch if cfg.base.max_steps_per_epoch is None
@@ -231,6 +243,7 @@ def given_base(cfg: WorkflowConfig, model: nn.Module, any_module: bool = False
     is taken only when `any_module` (the caller gave the example inputs, so nothing is derived from a
     registry entry); it is named by `model.name`."""
     spec = spec_of(model)
+    check_heads(cfg, model, f"base_model ({type(model).__name__})")
     if spec is None:
         if any_module:
             return model, str(cfg.model.name), {}, {"source": "memory", "time_s": 0.0}

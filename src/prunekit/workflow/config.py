@@ -11,6 +11,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import math
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ import torch
 
 from ..config import json_data
 from ..data import canonical_name
+from ..methods import METHODS
 from ..registry import Registry
 
 TARGET_KEYS = ("macs", "params", "latency", "size")
@@ -47,6 +49,12 @@ def _num(v: Any) -> bool:
 
 def _opt_count(v: Any, lo: int) -> bool:
     return v is None or (_int(v) and v >= lo)
+
+
+def _changed(obj: Any, names: tuple[str, ...]) -> list[str]:
+    """`name=value` for each of the dataclass fields `names` of `obj` whose value is not the field's default."""
+    defaults = {f.name: f.default for f in dataclasses.fields(obj)}
+    return [f"{n}={getattr(obj, n)!r}" for n in names if getattr(obj, n) != defaults[n]]
 
 
 def from_mapping(cls: type, data: dict[str, Any]) -> Any:
@@ -127,11 +135,18 @@ class BaseConfig:
         if self.path is not None and self.max_steps_per_epoch is not None:
             _fail(BaseConfig, f"max_steps_per_epoch caps the base's training; a base loaded from {self.path} is not "
                               "trained (leave it None)")
+        if self.path is not None:  # the training settings are not read for a loaded base: refuse them
+            unread = _changed(self, ("epochs", "lr", "use_cache"))
+            if unread:
+                _fail(BaseConfig, f"{', '.join(unread)} would not be read: they set how the base is trained, and "
+                                  f"a base loaded from {self.path} is not trained (leave them at their defaults)")
 
 
 @dataclass
 class PruneConfig:
-    """The method (by registered name) and what it aims for: a target (fractions kept) or a ratio removed."""
+    """The method (by registered name) and what it aims for: a target (fractions kept) or a ratio removed.
+    An unknown method, or neither a target nor a ratio (nor, for deep_compression, options["sparsity"]), raises
+    ValueError when the config is built."""
 
     method: str = "oneshot"
     criterion: str | None = None     # default: the method's
@@ -150,6 +165,11 @@ class PruneConfig:
     def __post_init__(self) -> None:
         _check(self, "method", isinstance(self.method, str) and self.method.strip() != "", "a method name")
         self.method = self.method.strip().lower().replace("-", "_")
+        known = sorted([*METHODS.names(), *UNSTRUCTURED_METHODS])
+        if self.method not in known:  # named here, not first inside run_workflow
+            near = difflib.get_close_matches(self.method, known, n=1, cutoff=0.6)
+            _fail(PruneConfig, f"unknown method {self.method!r}; choose one of: {', '.join(known)}"
+                               + (f" (did you mean {near[0]!r}?)" if near else ""))
         if not isinstance(self.target, dict):
             _fail(PruneConfig, f"target must be a mapping of {', '.join(TARGET_KEYS)} to fractions")
         bad = sorted(set(self.target) - set(TARGET_KEYS))
@@ -171,6 +191,7 @@ class PruneConfig:
         _check(self, "score_batches", _int(self.score_batches) and self.score_batches >= 1, "an integer >= 1")
         if not isinstance(self.options, dict):
             _fail(PruneConfig, "options must be a mapping of the method's keyword arguments")
+        self.goal()  # nothing to aim for (no target, an empty one, no ratio) is refused here, naming what to give
 
     def goal(self) -> dict[str, float]:
         """The target, or {"ratio": r} (for an unstructured method also {"sparsity": its option}); a ValueError
@@ -181,13 +202,14 @@ class PruneConfig:
             return {"ratio": self.ratio}
         if self.method in UNSTRUCTURED_METHODS and self.options.get("sparsity") is not None:
             return {"sparsity": self.options["sparsity"]}
-        raise ValueError("give a target (--target-macs, --target-params, --target-latency, --target-size) "
-                         "or a ratio (--ratio)")
+        raise ValueError(f"PruneConfig: nothing to aim for (target={self.target}, ratio=None): give a target "
+                         "(--target-macs, --target-params, --target-latency, --target-size) or a ratio (--ratio)")
 
 
 @dataclass
 class RecoverConfig:
-    """Fine-tuning after pruning (or training the pruned architecture from scratch)."""
+    """Fine-tuning after pruning (or training the pruned architecture from scratch). temperature and
+    distill_weight are read only with distill, scratch_epochs only with from_scratch: set otherwise, they raise."""
 
     finetune_epochs: int = 3
     lr: float = 0.01
@@ -204,6 +226,13 @@ class RecoverConfig:
         _check(self, "distill_weight", _num(self.distill_weight) and 0 <= self.distill_weight <= 1,
                "a weight in [0, 1]")
         _check(self, "scratch_epochs", _opt_count(self.scratch_epochs, 0), "an integer >= 0 or None")
+        # settings of a recovery mode that is off would be recorded in report.json but never read: refused
+        unread = ([f"{x} needs distill=True" for x in _changed(self, ("temperature", "distill_weight"))]
+                  if not self.distill else [])
+        unread += [f"{x} needs from_scratch=True" for x in _changed(self, ("scratch_epochs",))] \
+            if not self.from_scratch else []
+        if unread:
+            _fail(RecoverConfig, f"{'; '.join(unread)} (a setting that would not be read is refused, not ignored)")
 
 
 # Quantizers after pruning, by scheme name: fn(model, example_inputs, calibration_loader, QuantizeConfig,
@@ -243,7 +272,7 @@ class WorkflowConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     base: BaseConfig = field(default_factory=BaseConfig)
-    prune: PruneConfig = field(default_factory=PruneConfig)
+    prune: PruneConfig | None = None        # required: None is refused (a PruneConfig must name its goal)
     recover: RecoverConfig = field(default_factory=RecoverConfig)
     quantize: QuantizeConfig | None = None
     seed: int = 0
@@ -258,6 +287,9 @@ class WorkflowConfig:
     def __post_init__(self) -> None:
         for name, cls in _SECTIONS.items():
             value = getattr(self, name)
+            if name == "prune" and value is None:
+                raise ValueError("WorkflowConfig: no prune section: give a target (--target-macs, --target-params, "
+                                 "--target-latency, --target-size) or a ratio (--ratio) in prune=PruneConfig(...)")
             if isinstance(value, dict):
                 setattr(self, name, from_mapping(cls, value))
             elif not (isinstance(value, cls) or (name == "quantize" and value is None)):
@@ -275,7 +307,6 @@ class WorkflowConfig:
             self.out = str(self.out)
         if self.model.name is None and self.base.path is None:
             _fail(WorkflowConfig, "give model.name (--model) or base.path (--base)")
-        self.prune.goal()  # a run without a target or ratio fails before any training
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON values (the inverse of `from_dict`); live objects in `prune.options` (a validation loader

@@ -248,7 +248,7 @@ def run_hf_workflow(config: HFWorkflowConfig, *, log: Callable[[str], None] = pr
         "metrics": {"before": before, "after": after}, "timings": timings,
         "extra": {"method_report": {k: v for k, v in result.to_dict().items() if k not in ("plan", "timings")},
                   "distill": distilled.to_dict() if distilled is not None else None, "latency": latency,
-                  "saved": None}}
+                  "macs_input": {"batch": 1, "seq_len": t.seq_len}, "saved": None}}  # MACs: counted on `example`
     if out is not None:
         report["extra"]["saved"] = _save(model, pre, out, result)
     timings["total"] = time.perf_counter() - t_start

@@ -105,6 +105,23 @@ def load_model(path: str | os.PathLike) -> nn.Module:
     return load_model_with_shape(path)[0]
 
 
+def model_file_of(path: str | os.PathLike) -> Path:
+    """The file a model path names: the path itself, or in a run folder the first of MODEL_FILES it holds.
+
+    Raises:
+        ModelSourceError: no such file, or a folder without a model.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise ModelSourceError(f"no such file or folder: {p}")
+    if not p.is_dir():
+        return p
+    found = [p / n for n in MODEL_FILES if (p / n).exists()]
+    if not found:
+        raise ModelSourceError(f"{p} holds no {', '.join(MODEL_FILES[:-1])} or {MODEL_FILES[-1]}")
+    return found[0]
+
+
 def load_model_with_shape(path: str | os.PathLike) -> tuple[nn.Module, list[int] | None]:
     """(model, the (C, H, W) input recorded in model.json or None); see `load_model`.
 
@@ -112,15 +129,7 @@ def load_model_with_shape(path: str | os.PathLike) -> tuple[nn.Module, list[int]
         ModelSourceError: no such file, or a folder without a model.
         ValueError: (ModelFileError included) a file that is not a readable model, naming it.
     """
-    p = Path(path)
-    if not p.exists():
-        raise ModelSourceError(f"no such file or folder: {p}")
-    ckpt = p
-    if p.is_dir():
-        found = [p / n for n in MODEL_FILES if (p / n).exists()]
-        if not found:
-            raise ModelSourceError(f"{p} holds no {', '.join(MODEL_FILES[:-1])} or {MODEL_FILES[-1]}")
-        ckpt = found[0]
+    ckpt = model_file_of(path)
     spec_file = _model_file(ckpt.parent)
     desc = read_json(spec_file, "model description") if spec_file else {}
     shape = desc.get("input_shape") if isinstance(desc, dict) else None
