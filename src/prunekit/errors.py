@@ -9,10 +9,15 @@ class ModelFileError(ValueError):
     does not fit the model it is loaded into. The message names the file and what is wrong."""
 
 
+def plain_text(exc: BaseException) -> str:
+    """The exception's message without ANSI colour codes (torch and transformers colour some of theirs)."""
+    return re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+
+
 def pickled_globals(exc: BaseException) -> str:
     """" (mod.name, ...)": the globals torch's weights_only unpickler refused, as its message names them (ANSI
     colour codes removed); "" when it names none."""
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    text = plain_text(exc)
     names = sorted(set(re.findall(r"GLOBAL ([\w.]+)", text)))
     return f" ({', '.join(names)})" if names else ""
 

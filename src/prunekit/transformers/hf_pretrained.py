@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import pickle
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ from typing import Any
 from torch import nn
 
 from ..data.text import load_tokenizer
-from ..errors import pickled_globals
+from ..errors import pickled_globals, plain_text
 
 PREFIX = "hf:"
 
@@ -70,7 +69,7 @@ def load_pretrained(spec: str) -> Pretrained:
         raise ValueError(f"{folder}: its weights file holds pickled Python objects{pickled_globals(e)}, not only "
                          "tensors; prunekit does not load them, since unpickling can run code") from None
     except (OSError, ValueError, RuntimeError, KeyError) as e:
-        first = (re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip().splitlines() or [""])[0][:300]
+        first = (plain_text(e).strip().splitlines() or [""])[0][:300]
         raise ValueError(f"{folder}: transformers could not load the model's weights ({type(e).__name__}: "
                          f"{first})") from None
     return Pretrained(folder, load_tokenizer(folder), model, causal)
