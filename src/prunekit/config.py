@@ -31,6 +31,13 @@ def unknown_keywords(where: str, given: Iterable[str], valid: Iterable[str]) -> 
                     f"valid keywords: {', '.join(valid) or '(none)'}")
 
 
+def changed_fields(obj: Any, names: Iterable[str]) -> list[str]:
+    """`name=value` for each dataclass field in `names` of `obj` whose value is not the field's default (a
+    setting given to its default value cannot be told from one not given)."""
+    defaults = {f.name: f.default for f in dataclasses.fields(obj)}
+    return [f"{n}={getattr(obj, n)!r}" for n in names if getattr(obj, n) != defaults[n]]
+
+
 def json_data(value: Any) -> Any:
     """`value` as JSON data: configs and dataclasses as dicts, tuples as lists, live objects as GIVEN."""
     if isinstance(value, Config):

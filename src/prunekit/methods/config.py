@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Mapping
 
-from ..config import Config, check_bool, check_float, check_int, unknown_keywords
+from ..config import Config, changed_fields, check_bool, check_float, check_int, unknown_keywords
 from ..planning import TRACE_KEYS, PlanConfig
 from ..train import TrainConfig
 
@@ -24,6 +24,19 @@ def _train_config(d: Any) -> TrainConfig:
         return d
     unknown_keywords("TrainConfig", d, [f.name for f in dataclasses.fields(TrainConfig)])
     return TrainConfig(**d)
+
+
+# Recovery settings read only in one mode -> the switch of that mode (Recovery and workflow.RecoverConfig)
+MODE_SETTINGS = {"temperature": "distill", "distill_weight": "distill", "scratch_epochs": "from_scratch",
+                 "scratch_lr": "from_scratch"}
+
+
+def unread_mode_settings(cfg: Any) -> str:
+    """The settings of `cfg` (a recovery config) that its switched-off modes would record but never read, as
+    one message; "" when there are none."""
+    unread = [f"{x} needs {switch}=True" for name, switch in MODE_SETTINGS.items()
+              if hasattr(cfg, name) and not getattr(cfg, switch) for x in changed_fields(cfg, (name,))]
+    return f"{'; '.join(unread)} (a setting that would not be read is refused, not ignored)" if unread else ""
 
 
 @dataclass
@@ -71,14 +84,9 @@ class Recovery(Config):
         check_int(w, "seed", self.seed)
         if self.device is not None and not isinstance(self.device, str):
             self.device = str(self.device)
-        # settings of a recovery mode that is off would be recorded but never read: refused
-        defaults = {f.name: f.default for f in dataclasses.fields(self)}
-        needs = {"temperature": "distill", "distill_weight": "distill", "scratch_epochs": "from_scratch",
-                 "scratch_lr": "from_scratch"}
-        unread = [f"{k}={getattr(self, k)!r} needs {flag}=True" for k, flag in needs.items()
-                  if not getattr(self, flag) and getattr(self, k) != defaults[k]]
+        unread = unread_mode_settings(self)
         if unread:
-            raise ValueError(f"{w}: {'; '.join(unread)} (a setting that would not be read is refused, not ignored)")
+            raise ValueError(f"{w}: {unread}")
 
     def config(self, epochs: int, lr: float, **over: Any) -> TrainConfig:
         """The TrainConfig of one phase: train_config's settings with this phase's epochs, lr and seed."""

@@ -10,16 +10,16 @@ target, a policy, heads, round_to, distillation, int8 after pruning) are refused
 """
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any, Callable
 
 from torch import nn
 
+from ..config import changed_fields
 from ..methods.deep_compression import DeepCompressionConfig, DeepCompressionResult, deep_compression
 from ..surgery.masks import FilterFn, default_filter
 from ..train import TrainConfig
-from .config import UNSTRUCTURED_METHODS, PruneConfig, WorkflowConfig
+from .config import UNSTRUCTURED_METHODS, WorkflowConfig
 
 (METHOD,) = UNSTRUCTURED_METHODS  # the one unstructured method run_workflow runs
 FILE = "model.pkz"
@@ -37,9 +37,8 @@ CHANNEL_ONLY = ("policy", "heads", "round_to", "min_channels", "max_ratio", "sco
 def check_config(cfg: WorkflowConfig) -> None:
     """Refuse, before any work, the settings Deep Compression would not read and options it does not take."""
     p, r = cfg.prune, cfg.recover
-    default = {f.name: f.default for f in dataclasses.fields(PruneConfig)}
     unread = [f"prune.target={p.target}"] if p.target else []
-    unread += [f"prune.{k}={getattr(p, k)!r}" for k in CHANNEL_ONLY if getattr(p, k) != default[k]]
+    unread += [f"prune.{x}" for x in changed_fields(p, CHANNEL_ONLY)]
     unread += [f"recover.{k}=True" for k in ("distill", "from_scratch") if getattr(r, k)]
     if cfg.quantize is not None:
         unread.append(f"quantize={cfg.quantize.scheme!r}")

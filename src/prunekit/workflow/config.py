@@ -19,9 +19,10 @@ from typing import Any, Callable
 
 import torch
 
-from ..config import json_data
+from ..config import changed_fields, json_data
 from ..data import canonical_name
 from ..methods import METHODS
+from ..methods.config import unread_mode_settings
 from ..registry import Registry
 
 TARGET_KEYS = ("macs", "params", "latency", "size")
@@ -49,12 +50,6 @@ def _num(v: Any) -> bool:
 
 def _opt_count(v: Any, lo: int) -> bool:
     return v is None or (_int(v) and v >= lo)
-
-
-def _changed(obj: Any, names: tuple[str, ...]) -> list[str]:
-    """`name=value` for each of the dataclass fields `names` of `obj` whose value is not the field's default."""
-    defaults = {f.name: f.default for f in dataclasses.fields(obj)}
-    return [f"{n}={getattr(obj, n)!r}" for n in names if getattr(obj, n) != defaults[n]]
 
 
 def from_mapping(cls: type, data: dict[str, Any]) -> Any:
@@ -136,7 +131,7 @@ class BaseConfig:
             _fail(BaseConfig, f"max_steps_per_epoch caps the base's training; a base loaded from {self.path} is not "
                               "trained (leave it None)")
         if self.path is not None:  # the training settings are not read for a loaded base: refuse them
-            unread = _changed(self, ("epochs", "lr", "use_cache"))
+            unread = changed_fields(self, ("epochs", "lr", "use_cache"))
             if unread:
                 _fail(BaseConfig, f"{', '.join(unread)} would not be read: they set how the base is trained, and "
                                   f"a base loaded from {self.path} is not trained (leave them at their defaults)")
@@ -226,13 +221,9 @@ class RecoverConfig:
         _check(self, "distill_weight", _num(self.distill_weight) and 0 <= self.distill_weight <= 1,
                "a weight in [0, 1]")
         _check(self, "scratch_epochs", _opt_count(self.scratch_epochs, 0), "an integer >= 0 or None")
-        # settings of a recovery mode that is off would be recorded in report.json but never read: refused
-        unread = ([f"{x} needs distill=True" for x in _changed(self, ("temperature", "distill_weight"))]
-                  if not self.distill else [])
-        unread += [f"{x} needs from_scratch=True" for x in _changed(self, ("scratch_epochs",))] \
-            if not self.from_scratch else []
+        unread = unread_mode_settings(self)  # recorded in report.json but never read: refused
         if unread:
-            _fail(RecoverConfig, f"{'; '.join(unread)} (a setting that would not be read is refused, not ignored)")
+            _fail(RecoverConfig, unread)
 
 
 # Quantizers after pruning, by scheme name: fn(model, example_inputs, calibration_loader, QuantizeConfig,
