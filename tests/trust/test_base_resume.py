@@ -61,7 +61,7 @@ def test_without_the_cache_nothing_is_written(tmp_path):
     assert not (tmp_path / "c").exists()
 
 
-@pytest.mark.parametrize("damage", ["weights", "record"])
+@pytest.mark.parametrize("damage", ["weights", "record", "not an object"])
 def test_a_damaged_cache_entry_is_refused_with_the_way_out(tmp_path, damage):
     """A flipped byte in the cached model.pt (or a broken base.json) failed every later run with a bare
     "checksum mismatch"; the error now names the entry and how to retrain, and nothing is replaced silently."""
@@ -72,7 +72,7 @@ def test_a_damaged_cache_entry_is_refused_with_the_way_out(tmp_path, damage):
         raw[len(raw) // 2] ^= 0xFF
         (entry / "model.pt").write_bytes(bytes(raw))
     else:
-        (entry / "base.json").write_text("{broken")
+        (entry / "base.json").write_text("{broken" if damage == "record" else "[8, 0.1]")
     before = {p.name: p.read_bytes() for p in entry.iterdir()}
     with pytest.raises(ValueError, match=f"the cached base {entry} is damaged: delete that folder"):
         _train(tmp_path / "d", [])

@@ -114,11 +114,13 @@ def _read_entry(folder: Path, model_name: str, kw: dict[str, Any], desc: dict[st
     try:
         model.load_state_dict(read_checked(folder / "model.pt"))
         info = json.loads((folder / "base.json").read_text())
+        if not isinstance(info, dict):
+            raise ValueError(f"{folder / 'base.json'} is not a JSON object")
     except (ValueError, RuntimeError, OSError) as e:  # a damaged entry is never replaced silently
         raise ModelFileError(f"{str(e).splitlines()[0]}; the {what} base {folder} is damaged: {way_out}") from None
-    recorded = {k: info.get(k) for k in desc}
-    if json.loads(json.dumps(recorded, default=str)) != json.loads(json.dumps(desc, default=str)):
-        diff = sorted(k for k in desc if recorded[k] != desc[k])
+    asked = json.loads(json.dumps(desc, default=str))  # as base.json holds it (tuples as lists)
+    diff = sorted(k for k in asked if info.get(k) != asked[k])
+    if diff:
         raise ModelFileError(f"the {what} base {folder}: its base.json records other settings ({', '.join(diff)}) "
                              f"than the base asked for; {way_out}")
     return model, info
