@@ -1,6 +1,7 @@
 """PruningPlan: which channels of which group are kept. A JSON-able decision, separate from surgery."""
 from __future__ import annotations
 
+import copy
 import json
 import os
 from dataclasses import dataclass, field
@@ -114,7 +115,7 @@ class PruningPlan:
             ],
         }
         if self.identity is not None:
-            data["identity"] = json.loads(json.dumps(self.identity))
+            data["identity"] = copy.deepcopy(self.identity)
         return data
 
     def to_json(self, indent: int | None = None) -> str:
@@ -143,7 +144,7 @@ class PruningPlan:
         ident = data.get("identity")
         return cls(decisions=decisions, shapes={k: list(v) for k, v in data.get("shapes", {}).items()},
                    patches=[dict(p) for p in data.get("patches", [])], meta=dict(data.get("meta", {})),
-                   identity=json.loads(json.dumps(ident)) if ident is not None else None)
+                   identity=copy.deepcopy(ident) if ident is not None else None)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> "PruningPlan":

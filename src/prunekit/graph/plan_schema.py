@@ -65,6 +65,13 @@ def _list(v: Any, field: str) -> list:
     return v
 
 
+def _hex(v: Any, field: str, digits: int) -> str:
+    v = _str(v, field)
+    if len(v) != digits or any(c not in "0123456789abcdef" for c in v):
+        raise PlanFormatError(f"plan field {field} must be {digits} lowercase hex digits, got {v[:70]!r}")
+    return v
+
+
 def _obj(v: Any, field: str, allowed: set[str] | None = None, required: tuple[str, ...] = ()) -> dict:
     if not isinstance(v, dict):
         raise PlanFormatError(f"plan field {field} must be a JSON object, got {type(v).__name__}")
@@ -164,14 +171,9 @@ def validate_plan_dict(data: Any) -> None:
     if "identity" in data:
         ident = _obj(data["identity"], "identity", {"tensors", "sha256", "groups"}, ("tensors", "sha256"))
         _int(ident["tensors"], "identity.tensors")
-        sha = _str(ident["sha256"], "identity.sha256")
-        if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
-            raise PlanFormatError(f"plan field identity.sha256 must be 64 lowercase hex digits, got {sha[:70]!r}")
+        _hex(ident["sha256"], "identity.sha256", 64)
         for name, dig in _obj(ident.get("groups", {}), "identity.groups").items():
-            dig = _str(dig, f"identity.groups[{name!r}]")
-            if len(dig) != 16 or any(c not in "0123456789abcdef" for c in dig):
-                raise PlanFormatError(f"plan field identity.groups[{name!r}] must be 16 lowercase hex digits, "
-                                      f"got {dig[:70]!r}")
+            _hex(dig, f"identity.groups[{name!r}]", 16)
     if "sha256" in data:
         _str(data["sha256"], "sha256")
     for i, p in enumerate(_list(data.get("patches", []), "patches")):

@@ -50,17 +50,20 @@ def _head_sources(mod) -> list:
     return [mod, cfg] if cfg is not None and named_attention else [mod]
 
 
+def declared_heads(mod) -> int | None:
+    """The head count above 1 that `mod` (or its config, for an attention module) declares (HEADS_ATTRS), or None."""
+    for src in _head_sources(mod):
+        for attr in HEADS_ATTRS:
+            h = getattr(src, attr, None)
+            if isinstance(h, int) and not isinstance(h, bool) and h > 1:
+                return h
+    return None
+
+
 def declares_heads(model: nn.Module) -> bool:
-    """Whether a module of `model` declares a head count above 1 (HEADS_ATTRS, on the module or on an attention
-    module's config): the modules whose views `heads=True` cuts into whole heads. Without one, heads=True
-    changes nothing, so callers that take it as an option refuse it."""
-    for mod in model.modules():
-        for src in _head_sources(mod):
-            for attr in HEADS_ATTRS:
-                h = getattr(src, attr, None)
-                if isinstance(h, int) and not isinstance(h, bool) and h > 1:
-                    return True
-    return False
+    """Whether a module of `model` declares a head count above 1: the modules whose views `heads=True` cuts
+    into whole heads. Without one, heads=True changes nothing, so callers that take it as an option refuse it."""
+    return any(declared_heads(mod) is not None for mod in model.modules())
 
 
 class TraceContext:
@@ -198,13 +201,10 @@ class TraceContext:
         """(name, head count, head size or None) of the innermost module on the stack with a head-count attribute."""
         for name, _typ in reversed(self.stack):
             mod = self.modules.get(name)
-            for src in _head_sources(mod):
-                for attr in HEADS_ATTRS:
-                    h = getattr(src, attr, None)
-                    if isinstance(h, int) and not isinstance(h, bool) and h > 1:
-                        d = next((getattr(mod, a) for a in HEAD_DIM_ATTRS if isinstance(getattr(mod, a, None), int)),
-                                 None)
-                        return name, h, d
+            h = declared_heads(mod)
+            if h is not None:
+                d = next((getattr(mod, a) for a in HEAD_DIM_ATTRS if isinstance(getattr(mod, a, None), int)), None)
+                return name, h, d
         return None
 
     def kv_heads(self, name: str) -> list[int]:
