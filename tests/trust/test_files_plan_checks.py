@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import prunekit as pk
-from prunekit.graph.plan import GroupDecision
+from prunekit.graph.plan import GroupDecision, PruningPlan
 from prunekit.models import create
 
 from .files_helpers import X, pruned_lenet
@@ -220,3 +220,20 @@ def test_a_hand_edited_plan_whose_group_lost_a_member_is_refused_by_name(tmp_pat
     # a plan written before groups were recorded (identity without them) is still read and applied
     data["identity"].pop("groups")
     assert pk.apply(copy.deepcopy(model), data)(X).shape == (X.shape[0], 10)
+
+
+def test_probe_plans_skip_member_digests_but_keep_the_model_identity():
+    """Throw-away plans (the forward probes) leave out the per-group digests; the model check still holds and a
+    plan from pk.plan records a digest for every group it cuts."""
+    torch.manual_seed(0)
+    r20 = create("resnet20", num_classes=10, in_channels=1, width=0.25).eval()
+    r32 = create("resnet32", num_classes=10, in_channels=1, width=0.25).eval()
+    full = pk.plan(r20, X, ratio=0.5)
+    graph = pk.trace(r20, X)
+    quick = PruningPlan.from_kept(graph, full.kept(), member_digests=False)
+    assert "groups" not in quick.identity and quick.identity == {k: full.identity[k] for k in ("tensors", "sha256")}
+    assert sorted(full.identity["groups"]) == sorted(d.name for d in full.decisions if d.removed)
+    a, b = pk.apply(copy.deepcopy(r20), quick), pk.apply(copy.deepcopy(r20), full)
+    assert torch.equal(a(X), b(X))
+    with pytest.raises(pk.PlanMismatchError, match="made for another model"):
+        pk.apply(r32, quick)

@@ -44,8 +44,13 @@ class PruningPlan:
     identity: dict | None = None  # model_identity() of the model the plan was made for
 
     @classmethod
-    def from_kept(cls, graph: DependencyGraph, kept: dict[str, list[int]], meta: dict | None = None) -> "PruningPlan":
-        """Build a plan from {group name: kept channel indices}; groups not named keep everything."""
+    def from_kept(cls, graph: DependencyGraph, kept: dict[str, list[int]], meta: dict | None = None,
+                  member_digests: bool = True) -> "PruningPlan":
+        """Build a plan from {group name: kept channel indices}; groups not named keep everything.
+
+        `member_digests=False` leaves out the per-group member digests of ``identity["groups"]`` (the model's
+        identity is still recorded): for throw-away plans applied straight to a copy of the traced model, such as
+        the forward probes, where a hand edit cannot happen and the digests would cost a hash per group twice."""
         decisions = []
         touched = set()
         for g in graph.groups:
@@ -62,8 +67,9 @@ class PruningPlan:
             touched.update(m.key for m in g.members)
         identity = None
         if graph.shapes:
-            identity = {**model_identity(graph.shapes),
-                        "groups": {d.name: members_digest(d.members) for d in decisions}}
+            identity = model_identity(graph.shapes)
+            if member_digests:
+                identity["groups"] = {d.name: members_digest(d.members) for d in decisions}
         plan = cls(decisions=decisions, shapes={k: list(graph.shapes[k]) for k in sorted(touched)},
                    meta=dict(meta or {}), identity=identity)
         plan.patches = _split_patches(graph, {d.name: set(d.kept) for d in decisions})
