@@ -97,7 +97,7 @@ def test_cli_export_of_compressed_file(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "max |PyTorch - onnxruntime|" in text and "onnxruntime latency, batch 1" in text
     assert main(argv) == 2
-    assert f"--out {out} exists; pass --overwrite to replace it" in capsys.readouterr().err  # before any work
+    assert f"--out {out} exists; pass overwrite=True (--overwrite) to replace it" in capsys.readouterr().err  # before any work
     assert main(argv + ["--overwrite", "--atol", "0"]) in (0, 1)      # 0 only if bit-identical
     assert main(["export", str(tmp_path / "m.pkz"), "--out", str(tmp_path / "n.onnx")]) == 2
     assert "records no input shape; pass --input-shape C,H,W" in capsys.readouterr().err

@@ -163,7 +163,7 @@ def test_save_refuses_an_arch_that_would_not_load(tmp_path):
     (lambda: PruneConfig(method="one-shoot", ratio=0.3), ValueError, "(did you mean 'oneshot'?)"),
     (lambda: PruneConfig(target={}), ValueError, "PruneConfig: nothing to aim for (target={}, ratio=None): give a "
                                                  "target"),
-    (lambda: WorkflowConfig(model={"name": "lenet5"}), ValueError, "WorkflowConfig: no prune section: give a target"),
+    (lambda: WorkflowConfig(model={"name": "lenet5"}), ValueError, "WorkflowConfig: no prune section: give prune=PruneConfig(target=...) or PruneConfig(ratio=...)"),
     (lambda: RecoverConfig(temperature=2.0), ValueError, "RecoverConfig: temperature=2.0 needs distill=True"),
     (lambda: RecoverConfig(distill_weight=0.3), ValueError, "distill_weight=0.3 needs distill=True"),
     (lambda: RecoverConfig(scratch_epochs=2), ValueError, "scratch_epochs=2 needs from_scratch=True"),

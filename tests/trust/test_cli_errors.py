@@ -38,7 +38,7 @@ def test_bad_device_is_an_argparse_error(capsys, tmp_path):
 def test_nan_loss_names_the_step(capsys, tmp_path):
     data = tiny_fmnist(tmp_path / "data")
     err = one_line_error(capsys, train_argv(data, tmp_path / "run", "--lr", "1e30"))
-    assert err.startswith("prunekit train: error: loss became ") and "lower --lr" in err
+    assert err.startswith("prunekit train: error: loss became ") and "lower the learning rate (TrainConfig.lr, --lr)" in err
     step = int(err.split(" at step ")[1].split()[0])
     assert 1 <= step <= 6  # 50 training images in batches of 8: the first epoch has 7 steps
     assert not (tmp_path / "run" / "model.safetensors").exists()

@@ -32,8 +32,8 @@ def refused(capsys, argv: list[str], folder, text: str) -> None:
 def test_prune_into_a_train_run_is_refused(capsys, tmp_path, runs):
     _, t1 = runs
     refused(capsys, prune_argv(t1, tmp_path / "cache", "--ratio", "0.3"), t1,
-            f"--out {t1} holds an earlier run (best.pt, last.pt, model.json, model.safetensors, report.json, "
-            "report.md already exist); pass --overwrite")
+            f"out (--out) {t1} holds an earlier run (best.pt, last.pt, model.json, model.safetensors, report.json, "
+            "report.md already exist); pass overwrite=True (--overwrite)")
 
 
 def test_out_equal_inside_or_containing_the_base_is_refused_even_with_overwrite(capsys, tmp_path, runs):
@@ -41,10 +41,10 @@ def test_out_equal_inside_or_containing_the_base_is_refused_even_with_overwrite(
     base = ["--base", str(t1), "--dataset", "fashion-mnist", "--data-dir", str(data), "--ratio", "0.3",
             "--latency-runs", "0", "--overwrite"]
     for out, how in ((t1, "is"), (t1 / "pruned", "is inside"), (t1.parent, "contains")):
-        refused(capsys, ["prune", "--out", str(out), *base], t1, f"--out {out} {how} the folder of the input {t1}")
+        refused(capsys, ["prune", "--out", str(out), *base], t1, f"out (--out) {out} {how} the folder of the input {t1}")
     model_file = t1 / "model.safetensors"
     refused(capsys, ["prune", "--out", str(t1), *base[:1], str(model_file), *base[2:]], t1,
-            f"--out {t1} is the folder of the input {model_file}")
+            f"out (--out) {t1} is the folder of the input {model_file}")
 
 
 def test_train_into_a_prune_run_is_refused(capsys, tmp_path, runs):
@@ -92,7 +92,7 @@ def test_analyze_report_decompress_and_compress_refuse_earlier_outputs(capsys, t
     assert main(argv + ["--overwrite"]) == 0
     capsys.readouterr()
     assert main(["report", str(out)]) == 0
-    refused(capsys, ["report", str(out)], out, f"--out {out / 'report.html'} exists; pass --overwrite")
+    refused(capsys, ["report", str(out)], out, f"--out {out / 'report.html'} exists; pass overwrite=True (--overwrite)")
     pkz = tmp_path / "m.pkz"
     assert main(["compress", str(t1 / "model.safetensors"), "-o", str(pkz), "--bits-conv", "0", "--bits-linear",
                  "0"]) == 0

@@ -50,7 +50,7 @@ def test_config_round_trips_through_json():
      "num_classes must be an integer >= 2 or None"),
     ({"model": {"name": "lenet5"}, "prune": {"ratio": 0.3}, "data": {"dataset": "mnist-ish"}}, ValueError,
      "unknown dataset 'mnist-ish'"),
-    ({"model": {"name": "lenet5"}}, ValueError, "give a target (--target-macs"),
+    ({"model": {"name": "lenet5"}}, ValueError, "give prune=PruneConfig(target=...) or PruneConfig(ratio=...) (--target-macs"),
     ({"prune": {"ratio": 0.3}}, ValueError, "give model.name (--model) or base.path (--base)"),
     ({"model": {"name": "lenet5"}, "prune": {"ratio": 0.3}, "device": "nonsense"}, ValueError,
      "device must be a torch device string"),
@@ -126,10 +126,11 @@ def test_base_of_another_architecture_is_refused(capsys, tmp_path):
             "--finetune-epochs", "1", "--max-steps-per-epoch", "2", "--latency-runs", "0", "--no-progress"]
     assert main([*argv, "--model", "resnet20", "--out", str(tmp_path / "p1")]) == 2
     err = capsys.readouterr().err
-    assert f"--base {run} holds a lenet5" in err and "not the --model resnet20" in err
+    assert f"base.path (--base) {run} holds a lenet5" in err and "not the model.name (--model) resnet20" in err
     assert not (tmp_path / "p1" / "report.json").exists()
     assert main([*argv, "--width", "0.5", "--out", str(tmp_path / "p1")]) == 2
-    assert f"--base {run} is built already: --width 0.5 (the base has 1.0)" in capsys.readouterr().err
+    assert (f"base.path (--base) {run} is built already: model.width (--width) 0.5 (the base has 1.0)"
+            in capsys.readouterr().err)
     assert main(["analyze", "--checkpoint", str(run), "--model", "vgg11", "--out", str(tmp_path / "a")]) == 2
     assert f"--checkpoint {run} holds a lenet5, not the --model vgg11" in capsys.readouterr().err
     assert main([*argv, "--out", str(tmp_path / "p2")]) == 0  # without --model: the base's own name

@@ -239,7 +239,7 @@ class Trainer:
     def _diverged(self, step: int, epoch: int, value: float) -> None:
         what = "NaN" if math.isnan(value) else "infinite"
         raise TrainingDivergedError(f"loss became {what} at step {step} (epoch {epoch + 1}, lr "
-                                    f"{self.config.lr:g}); lower --lr (the learning rate)")
+                                    f"{self.config.lr:g}); lower the learning rate (TrainConfig.lr, --lr)")
 
     @property
     def lr(self) -> float:
@@ -290,20 +290,21 @@ class Trainer:
             extra, missing = sorted(set(theirs) - set(ours)), sorted(set(ours) - set(theirs))
             raise ResumeMismatchError(
                 f"{path} holds another model: {len(extra)} tensor(s) not in this one ({', '.join(extra[:3])}), "
-                f"{len(missing)} missing ({', '.join(missing[:3])}); resume with the same --model and options, "
-                "or pass --overwrite to start afresh")
+                f"{len(missing)} missing ({', '.join(missing[:3])}); resume with the same model and options, "
+                "or pass overwrite=True (--overwrite) to start afresh")
         for key, t in ours.items():
             if tuple(theirs[key].shape) != tuple(t.shape):
                 raise ResumeMismatchError(f"{path} holds another model: {key} is {list(theirs[key].shape)} there, "
-                                          f"{list(t.shape)} here; resume with the same --model and options, "
-                                          "or pass --overwrite to start afresh")
+                                          f"{list(t.shape)} here; resume with the same model and options, "
+                                          "or pass overwrite=True (--overwrite) to start afresh")
         saved = state.get("config") or {}
         now = dataclasses.asdict(self.config)
         changed = [f"{k} {saved[k]!r} -> {now[k]!r}" for k in now
                    if k in saved and k not in RESUMABLE_CHANGES and _plain(saved[k]) != _plain(now[k])]
         if changed:
             raise ResumeMismatchError(f"{path} was written with another training configuration ({'; '.join(changed)}); "
-                                      "a resumed run may only change epochs; pass --overwrite to start afresh")
+                                      "a resumed run may only change epochs; pass overwrite=True (--overwrite) to start "
+                                      "afresh")
 
     @staticmethod
     def _stamp(path: Path) -> tuple[int, int]:

@@ -207,26 +207,28 @@ def get_base(cfg: WorkflowConfig, data: RunData, log: Callable[[str], None] = pr
         model = load_model(cfg.base.path).cpu()
         spec = spec_of(model)
         if spec is not None and m.name and spec.name != m.name:
-            raise ValueError(f"--base {cfg.base.path} holds a {spec.name} ({spec.kwargs}), not the --model "
-                             f"{m.name}; drop --model or give a base of that architecture")
+            raise ValueError(f"base.path (--base) {cfg.base.path} holds a {spec.name} ({spec.kwargs}), not the "
+                             f"model.name (--model) {m.name}; drop model.name or give a base of that architecture")
         if spec is None and not m.name:
-            raise ValueError(f"{cfg.base.path}: cannot tell its registry model; pass --model")
+            raise ValueError(f"base.path (--base) {cfg.base.path}: cannot tell its registry model; give model.name "
+                             "(--model)")
         given = {"num_classes": m.num_classes, "in_channels": m.in_channels,
                  "width": None if m.width == 1.0 else m.width}  # sizes the user set, compared with the base's
-        clash = [f"--{k.replace('_', '-')} {v} (the base has {spec.kwargs.get(k)})" for k, v in given.items()
+        clash = [f"model.{k} (--{k.replace('_', '-')}) {v} (the base has {spec.kwargs.get(k)})" for k, v in given.items()
                  if v is not None and spec is not None and spec.kwargs.get(k) != v]
         if clash:
-            raise ValueError(f"--base {cfg.base.path} is built already: {', '.join(clash)}; drop the option")
+            raise ValueError(f"base.path (--base) {cfg.base.path} is built already: {', '.join(clash)}; drop the "
+                             "setting")
         name = spec.name if spec is not None else m.name
         kw = dict(spec.kwargs) if spec is not None else {}
-        check_fits_data(kw, data.info, f"--base {cfg.base.path}")
-        check_heads(cfg, model, f"--base {cfg.base.path}")
+        check_fits_data(kw, data.info, f"base.path (--base) {cfg.base.path}")
+        check_heads(cfg, model, f"base.path (--base) {cfg.base.path}")
         return model, name, kw, {"source": str(cfg.base.path), "time_s": time.perf_counter() - t0}
     info = data.info
     h, w = info.image_size
     kw = model_kwargs(m.name, m.num_classes or info.num_classes, m.in_channels or info.in_channels, m.width,
                       m.input_size or (h if h == w else None))
-    check_fits_data(kw, info, "--num-classes/--in-channels")
+    check_fits_data(kw, info, "model.num_classes/model.in_channels (--num-classes/--in-channels)")
     if cfg.prune.heads:  # refused before the base is trained: the architecture alone tells
         check_heads(cfg, create(m.name, **kw), m.name)
     model, base_info = train_base(m.name, kw, data.loaders, data_description(cfg), cfg.base.epochs, cfg.base.lr,

@@ -197,8 +197,9 @@ class PruneConfig:
             return {"ratio": self.ratio}
         if self.method in UNSTRUCTURED_METHODS and self.options.get("sparsity") is not None:
             return {"sparsity": self.options["sparsity"]}
-        raise ValueError(f"PruneConfig: nothing to aim for (target={self.target}, ratio=None): give a target "
-                         "(--target-macs, --target-params, --target-latency, --target-size) or a ratio (--ratio)")
+        raise ValueError(f"PruneConfig: nothing to aim for (target={self.target}, ratio=None): give a target, e.g. "
+                         "target={'macs': 0.5} (--target-macs, --target-params, --target-latency, --target-size), "
+                         "or a ratio (ratio=, --ratio)")
 
 
 @dataclass
@@ -279,8 +280,9 @@ class WorkflowConfig:
         for name, cls in _SECTIONS.items():
             value = getattr(self, name)
             if name == "prune" and value is None:
-                raise ValueError("WorkflowConfig: no prune section: give a target (--target-macs, --target-params, "
-                                 "--target-latency, --target-size) or a ratio (--ratio) in prune=PruneConfig(...)")
+                raise ValueError("WorkflowConfig: no prune section: give prune=PruneConfig(target=...) or "
+                                 "PruneConfig(ratio=...) (--target-macs, --target-params, --target-latency, "
+                                 "--target-size or --ratio)")
             if isinstance(value, dict):
                 setattr(self, name, from_mapping(cls, value))
             elif not (isinstance(value, cls) or (name == "quantize" and value is None)):

@@ -215,7 +215,7 @@ def run_hf_workflow(config: HFWorkflowConfig, *, log: Callable[[str], None] = pr
         True
     """
     cfg, t_start, timings = config, time.perf_counter(), {}
-    out = prepare_output_dir(cfg.out, overwrite=cfg.overwrite, create=False) if cfg.out else None
+    out = prepare_output_dir(cfg.out, overwrite=cfg.overwrite, create=False, flag="out (--out)") if cfg.out else None
     seed_everything(cfg.seed)
     pre = load_pretrained(cfg.model)
     t = cfg.text

@@ -117,13 +117,13 @@ def prepare_output_dir(out: str | os.PathLike, *, overwrite: bool = False, resum
     if resume:
         if not (out / resume_file).is_file():
             what = "does not exist" if not out.exists() else f"holds no {resume_file}"
-            raise NothingToResumeError(f"nothing to resume: {out} {what}; drop --resume to start a new run")
+            raise NothingToResumeError(f"nothing to resume: {out} {what}; drop resume=True (--resume) to start a new run")
         return out
     found = earlier_outputs(out)
     if found and not overwrite:
         shown = ", ".join(found[:6]) + (", ..." if len(found) > 6 else "")
-        raise OutputExistsError(f"{flag} {out} holds an earlier run ({shown} already exist); pass --overwrite "
-                                f"to replace it or choose another {flag}")
+        raise OutputExistsError(f"{flag} {out} holds an earlier run ({shown} already exist); pass overwrite=True "
+                                f"(--overwrite) to replace it or choose another {flag}")
     for name in found:
         (out / name).unlink()
     if create:
@@ -174,6 +174,6 @@ def check_output_file(path: str | os.PathLike, *, overwrite: bool = False, prote
     if path.is_dir():
         raise OutputExistsError(f"{flag} {path} is a folder; give a file name")
     if path.exists() and not overwrite:
-        raise OutputExistsError(f"{flag} {path} exists; pass --overwrite to replace it")
+        raise OutputExistsError(f"{flag} {path} exists; pass overwrite=True (--overwrite) to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
     return path

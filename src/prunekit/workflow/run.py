@@ -185,7 +185,7 @@ def _check_before_work(cfg: WorkflowConfig) -> Path | None:
     if not cfg.out:
         return None
     return prepare_output_dir(cfg.out, overwrite=cfg.overwrite, protect=[cfg.base.path] if cfg.base.path else [],
-                              flag="--out", create=False)
+                              flag="out (--out)", create=False)
 
 
 def _method_description(cfg: WorkflowConfig, rep: Any) -> dict[str, Any]:
