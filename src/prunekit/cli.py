@@ -4,8 +4,10 @@ traceback only with `--debug`."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -62,8 +64,30 @@ def _interrupted(args: argparse.Namespace) -> str:
     return "interrupted before the first checkpoint; nothing to resume, start the run again"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status (2 for errors, 130 when interrupted)."""
+def warning_text(message: Warning | str, category: type[Warning]) -> str:
+    """A warning as one line: prunekit's own UserWarnings as their text, any other with its category first."""
+    text = " ".join(str(message).split())
+    return text if category is UserWarning else f"{category.__name__}: {text}"
+
+
+@contextlib.contextmanager
+def warnings_as_lines(command: str):
+    """Print each warning as `prunekit <command>: warning: <one line>` on stderr instead of Python's
+    `file:line: Category: text` plus the source line; which warnings show (once per place) is unchanged."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"prunekit {command}: warning: {warning_text(message, category)}", file=file or sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
+
+
+def main(argv: Sequence[str] | None = None, plain_warnings: bool = False) -> int:
+    """Run the command line; returns the exit status (2 for errors, 130 when interrupted).
+
+    plain_warnings: print warnings as one `prunekit <command>: warning: ...` line each (the console command
+    does; without --debug). Off by default so that a caller's own warning capture (pytest.warns,
+    warnings.catch_warnings(record=True)) still receives them."""
     parser = build_parser()
     args = parser.parse_args(argv)
     args._argv = list(sys.argv[1:] if argv is None else argv)  # which flags were given (recipes yield to them)
@@ -71,7 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        rc = args.func(args)
+        with warnings_as_lines(args.command) if plain_warnings and not args.debug else contextlib.nullcontext():
+            rc = args.func(args)
     except KeyboardInterrupt:
         if args.debug:
             raise

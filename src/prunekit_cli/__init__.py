@@ -20,4 +20,4 @@ def main() -> int:
             raise
         print("prunekit: interrupted while starting; nothing was run or written", file=sys.stderr)
         return INTERRUPTED
-    return cli.main()
+    return cli.main(plain_warnings=True)  # warnings as `prunekit <command>: warning: ...` lines

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
-from prunekit.cli import main
+from prunekit.cli import main, warning_text
 from prunekit.report import ReportFileError, render_html
 from prunekit.train import Trainer
 
@@ -140,10 +141,19 @@ def test_unreachable_target_is_an_error_unless_best_effort(capsys, tmp_path):
     err = one_line_error(capsys, argv)
     assert "target macs=0.01 (achieved 0.0" in err and "cannot be met" in err
     assert not (tmp_path / "p").exists()  # a run that fails before writing leaves no folder behind
-    with pytest.warns(UserWarning, match=r"cannot be met .*\(strict=False: returning it\)"):
-        assert main(argv + ["--best-effort"]) == 0
+    capsys.readouterr()
+    # as the console command runs it: the warning is one "prunekit prune: warning:" line, not file:line: UserWarning
+    assert main(argv + ["--best-effort"], plain_warnings=True) == 0
+    warned = [ln for ln in capsys.readouterr().err.splitlines() if "warning" in ln.lower()]
+    assert len(warned) == 1 and re.fullmatch(r"prunekit prune: warning: target macs=0\.01 .*cannot be met.*"
+                                             r"\(strict=False: returning it\)", warned[0]), warned
     report = json.loads((tmp_path / "p" / "report.json").read_text())
     assert 0.01 < report["summary"]["macs_kept"] < 0.1 and report["config"]["prune"]["strict"] is False
+
+
+def test_warning_text_is_one_line_naming_foreign_categories():
+    assert warning_text("auto: no data\n  given", UserWarning) == "auto: no data given"
+    assert warning_text(DeprecationWarning("old\napi"), DeprecationWarning) == "DeprecationWarning: old api"
 
 
 def test_ctrl_c_while_starting_is_one_line(monkeypatch, capsys):
