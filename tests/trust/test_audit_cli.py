@@ -219,8 +219,11 @@ def test_recipe_lists_method_args_duplicates_and_encoding(tmp_path, capsys):
     (["--distill-weight", "0.3"], "--distill-weight needs --distill"),
     (["--calib-batches", "8"], "--calib-batches calibrates --quantize int8"),   # its default value, given
     (["--calib-samples", "128"], "--calib-samples is for --model hf:<model> only"),
-    (["--criterion", "l1", "--score-batches", "3"], "--score-batches is read by data-driven criteria"),
-    (["--score-batches", "2"], "--score-batches is read by data-driven criteria"),  # oneshot's default: l1
+    (["--criterion", "l1", "--score-batches", "3"], "--score-batches is read by the data-driven criteria"),
+    (["--score-batches", "2"], "--score-batches is read by the data-driven criteria"),  # oneshot's default: l1
+    # coarse scores while it fine-tunes, admm from the weights: neither reads --score-batches, even with taylor
+    (["--method", "coarse", "--criterion", "taylor", "--score-batches", "4"], "of the oneshot, iterative and srr"),
+    (["--method", "admm", "--criterion", "taylor", "--score-batches", "4"], "this run's method and criterion"),
 ])
 def test_options_this_prune_would_not_read_are_refused(tmp_path, capsys, flags, message):
     """--epochs with a loaded --base, --temperature without --distill, --calib-batches without --quantize, an hf

@@ -171,6 +171,13 @@ def test_save_refuses_an_arch_that_would_not_load(tmp_path):
     (lambda: Recovery(scratch_lr=0.5), ValueError, "scratch_lr=0.5 needs from_scratch=True"),
     (lambda: BaseConfig(path="m.safetensors", epochs=3, use_cache=False), ValueError,
      "BaseConfig: epochs=3, use_cache=False would not be read: they set how the base is trained"),
+    (lambda: PruneConfig(ratio=0.3, score_batches=16), ValueError,  # oneshot's default criterion l1 reads no data
+     "PruneConfig: score_batches=16 is read by the data-driven criteria (taylor, apoz, ...) of the oneshot"),
+    (lambda: PruneConfig(ratio=0.3, criterion="l2", score_batches=2), ValueError, "score_batches=2 is read by"),
+    (lambda: PruneConfig(method="coarse", criterion="taylor", ratio=0.3, score_batches=16), ValueError,
+     "this run's method and criterion read no batches: drop it"),
+    (lambda: PruneConfig(method="admm", ratio=0.3, options={"criterion": "taylor"}, score_batches=4), ValueError,
+     "score_batches=4 is read by"),
 ])
 def test_python_configs_refuse_what_the_cli_refuses(build, error, message):
     """Second audit: RecoverConfig(temperature=...) without distillation, PruneConfig(method="bogus") and
@@ -187,6 +194,9 @@ def test_python_configs_take_what_they_read():
     assert RecoverConfig(from_scratch=True, scratch_epochs=2).scratch_epochs == 2
     assert PruneConfig(method="Deep-Compression", options={"sparsity": 0.9}).method == "deep_compression"
     assert PruneConfig(target={"macs": 0.5}).goal() == {"macs": 0.5}
+    for method in ("oneshot", "iterative", "srr"):  # a data-driven criterion reads score_batches there
+        assert PruneConfig(method=method, criterion="taylor", ratio=0.3, score_batches=16).score_batches == 16
+    assert PruneConfig(method="coarse", ratio=0.3).score_batches == 8  # the default, set by nobody: allowed
     cfg = WorkflowConfig(model={"name": "lenet5"}, prune=PruneConfig(ratio=0.3))
     assert WorkflowConfig.from_json(cfg.to_json()) == cfg  # target {} (none) and a ratio still round-trip
 

@@ -25,6 +25,7 @@ from ..train import TrainConfig, Trainer
 from ..train import evaluate as _evaluate
 from ..workflow import (BaseConfig, DataConfig, ModelConfig, PruneConfig, RecoverConfig, RunData, WorkflowConfig,
                         WorkflowResult, run_workflow, train_base)
+from ..workflow.config import reads_score_batches
 from .config import BenchConfig
 from .timing import paired_latency
 
@@ -127,14 +128,18 @@ def workflow_config(cfg: BenchConfig, arch: str, width: float, method: str, seed
     """The WorkflowConfig of one suite row: `method` toward `target` (fraction of MACs kept) on the suite's
     base and data, recovered with the shared budget (finetune_epochs / max_steps_per_epoch override it for
     rows that get more or fewer optimizer steps). round_to: channel multiples. `options`: the method's own
-    keywords."""
+    keywords. score_batches (else the suite's) is the ranking pass of the rows whose method and criterion
+    read one (data-driven criteria of oneshot, iterative and srr); other rows leave PruneConfig's default,
+    which they do not read either (PruneConfig refuses a changed value there)."""
+    crit = criterion or (options or {}).get("criterion")
+    scored = {"score_batches": _score_batches(cfg, score_batches)} if reads_score_batches(method, crit) else {}
     return WorkflowConfig(
         model=ModelConfig(arch, width=width),
         data=DataConfig(cfg.dataset, data_dir=cfg.data_dir, train_subset=cfg.train_samples,
                         test_subset=cfg.test_samples, batch_size=cfg.batch_size),
         base=BaseConfig(epochs=cfg.base_epochs, lr=cfg.base_lr, cache_dir=cfg.cache_dir),
         prune=PruneConfig(method=method, criterion=criterion, policy=policy, target={"macs": target},
-                          score_batches=_score_batches(cfg, score_batches), round_to=round_to,
+                          round_to=round_to, **scored,
                           options={"train_config": TrainConfig(progress=False, verbose=False), **(options or {})}),
         recover=RecoverConfig(finetune_epochs=cfg.finetune_epochs if finetune_epochs is None else finetune_epochs,
                               lr=cfg.finetune_lr, from_scratch=from_scratch),

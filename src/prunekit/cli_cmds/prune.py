@@ -13,13 +13,11 @@ from typing import Any
 
 import yaml
 
-from ..criteria import get_criterion
-from ..methods import METHODS
-from ..planning import PlanConfig
 from ..quantize.compare import int8_table
 from ..report.console import before_after_rows, print_before_after
 from ..workflow import (BaseConfig, DataConfig, ModelConfig, PruneConfig, QuantizeConfig, RecoverConfig, WorkflowConfig,
                         run_workflow, workflow_methods)
+from ..workflow.config import SCORE_BATCHES_UNREAD, reads_score_batches
 from . import argtypes as T
 from .common import (CliError, add_data_args, add_model_args, add_output_args, given_options, in_flags,
                      key_values)
@@ -188,32 +186,8 @@ CONDITIONAL = (
     ("temperature", lambda a: a.distill, "needs --distill"),
     ("distill_weight", lambda a: a.distill, "needs --distill"),
     ("calib_batches", lambda a: a.quantize, "calibrates --quantize int8; give --quantize too"),
-    ("score_batches", lambda a: _reads_data(a.criterion or _default_criterion(a.method)),
-     "is read by data-driven criteria (taylor, apoz, ...); the run's criterion reads no data"),
+    ("score_batches", lambda a: reads_score_batches(a.method, a.criterion), SCORE_BATCHES_UNREAD),
 )
-
-
-def _default_criterion(method: str | None) -> str | None:
-    """The criterion a method uses when --criterion is not given (None when it cannot be told)."""
-    try:
-        fn = METHODS.get(method or "oneshot")
-    except (KeyError, ValueError):
-        return None
-    if fn is None:  # an unknown method: the run names it itself
-        return None
-    defaults = getattr(getattr(fn, "config_type", None), "PLAN_DEFAULTS", None) or {}
-    return defaults.get("criterion", PlanConfig.criterion)  # else the planner's own default
-
-
-def _reads_data(criterion: str | None) -> bool:
-    """Whether the named criterion reads batches (True when none is named: the method's own may, or when the
-    name is unknown: the run reports that itself)."""
-    if criterion is None:
-        return True
-    try:
-        return bool(get_criterion(criterion).needs_data)
-    except (KeyError, ValueError, TypeError):
-        return True
 
 
 def unread_flags(args: argparse.Namespace, given: set[str]) -> list[str]:

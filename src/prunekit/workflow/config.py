@@ -20,15 +20,47 @@ from typing import Any, Callable
 import torch
 
 from ..config import changed_fields, json_data
+from ..criteria import get_criterion
 from ..data import canonical_name
 from ..methods import METHODS
 from ..methods.config import unread_mode_settings
+from ..planning import PlanConfig
 from ..registry import Registry
 
 TARGET_KEYS = ("macs", "params", "latency", "size")
 # Methods that remove single weights rather than channels: run_workflow runs them through its own branch
 # (prunekit.workflow.compression); their goal is a fraction of weights removed (ratio, or options["sparsity"]).
 UNSTRUCTURED_METHODS = ("deep_compression",)
+# The methods that score with their criterion on `score_batches` training batches; the others score from the
+# weights (admm) or while they train (coarse, slimming, group_lasso), so the setting would not be read there.
+SCORED_METHODS = ("oneshot", "iterative", "srr")
+
+
+def default_criterion(method: str) -> str | None:
+    """The criterion a registered method uses when none is given (None for a name that is not registered)."""
+    if method not in METHODS.names():
+        return None
+    defaults = getattr(METHODS.get(method).config_type, "PLAN_DEFAULTS", None) or {}
+    return defaults.get("criterion", PlanConfig.criterion)  # else the planner's own default
+
+
+def reads_score_batches(method: str | None, criterion: str | None) -> bool:
+    """Whether a run of `method` (default oneshot) with `criterion` (default: the method's) reads
+    score_batches. True for a method or criterion name that is not registered: the run names that itself."""
+    method = (method or "oneshot").strip().lower().replace("-", "_")
+    if method not in METHODS.names():
+        return True
+    if method not in SCORED_METHODS:
+        return False
+    name = criterion or default_criterion(method)
+    try:
+        return bool(get_criterion(name).needs_data)
+    except (KeyError, ValueError, TypeError):
+        return True
+
+
+SCORE_BATCHES_UNREAD = ("is read by the data-driven criteria (taylor, apoz, ...) of the oneshot, iterative and srr "
+                        "methods; this run's method and criterion read no batches")
 
 
 def _fail(cls: type, msg: str) -> None:
@@ -186,6 +218,9 @@ class PruneConfig:
         _check(self, "score_batches", _int(self.score_batches) and self.score_batches >= 1, "an integer >= 1")
         if not isinstance(self.options, dict):
             _fail(PruneConfig, "options must be a mapping of the method's keyword arguments")
+        if (self.method not in UNSTRUCTURED_METHODS and changed_fields(self, ["score_batches"])
+                and not reads_score_batches(self.method, self.criterion or self.options.get("criterion"))):
+            _fail(PruneConfig, f"score_batches={self.score_batches} {SCORE_BATCHES_UNREAD}: drop it")
         self.goal()  # nothing to aim for (no target, an empty one, no ratio) is refused here, naming what to give
 
     def goal(self) -> dict[str, float]:

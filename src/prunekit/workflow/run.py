@@ -29,7 +29,7 @@ from ..utils import atomic_write
 from . import compression
 from .base import RunData, data_description, get_base, given_base, load_data
 from ..quantize.pipeline import SCHEME as INT8, int8_step
-from .config import QUANTIZERS, WorkflowConfig, register_quantizer
+from .config import QUANTIZERS, SCORED_METHODS, WorkflowConfig, register_quantizer
 from .models import ModelSourceError, example_input, measure_model
 from .outputs import prepare_output_dir
 
@@ -86,7 +86,7 @@ def method_kwargs(cfg: WorkflowConfig, log: Callable[[str], None] | None) -> dic
         kw["trace_kw"] = {**trace_kw, **kw.get("trace_kw", {})}
     if log is not None:
         kw["log"] = log  # one line per fine-tuning epoch
-    if p.method in ("oneshot", "iterative", "srr"):
+    if p.method in SCORED_METHODS:
         kw.setdefault("score_batches", p.score_batches)
     if not p.strict:
         kw["strict"] = False  # best effort: an unreachable target gives the most pruned plan, with a warning
