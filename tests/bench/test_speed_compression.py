@@ -30,7 +30,7 @@ def test_speed_quick(tmp_path):
     assert results["plots"] == ["speedup_vs_mac_ratio_resnet20.png"]
     # it trains nothing and reads no data: the Budget table says so instead of listing unused values
     md = (out / "results.md").read_text()
-    assert "| base_epochs | not read: this suite does not read it |" in md and "| seeds | not read:" in md
+    assert "| base_epochs | not read: the speed suite does not read it (it reads --archs, --latency-runs, --targets, --threads) |" in md and "| seeds | not read:" in md
     assert "| archs | resnet20 (width 0.25) |" in md
 
 

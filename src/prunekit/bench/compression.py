@@ -4,6 +4,7 @@ base trained and cached by the workflow, the compressed file (model.pkz) and rep
 `<out>/<model>-s<seed>`, read back and checked bit for bit. Rows are resumable (`--resume`)."""
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -202,4 +203,4 @@ def write(cfg: BenchConfig, out: Path, runs: list[dict[str, Any]], started: floa
     if int8:
         sections.append(("Pruned + int8 (quantize suite)", int8))
     return output.write_suite(out, cfg, "Deep Compression", intro, flat, COLUMNS, table, plots, notes,
-                              extra_sections=sections, started=started, not_read=budget_not_read(not_read=NOT_READ))
+                              extra_sections=sections, started=started, not_read=budget_not_read(sys.modules[__name__]))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable
 
 
 @dataclass
@@ -69,13 +69,29 @@ BUDGET_ROWS: dict[str, tuple[str, ...]] = {
 }
 
 
-def budget_not_read(reads: Any = None, not_read: dict[str, str] | None = None) -> dict[str, str]:
-    """The Budget rows left unread, each with the reason: those of every setting outside `reads` (a suite that
-    reads only these), and those of the settings in `not_read` (setting name -> reason)."""
-    out = {row: "this suite does not read it" for key, rows in BUDGET_ROWS.items()
-           if reads is not None and key not in reads for row in rows}
-    out.update({row: why for key, why in (not_read or {}).items() for row in BUDGET_ROWS.get(key, ())})
+def unread_settings(module: Any, names: Iterable[str], suite: str | None = None) -> dict[str, str]:
+    """{setting: why} for each of `names` (BenchConfig fields, `peer`) that the suite `module` would not read.
+
+    A suite says it one of two ways: ``READS``, the only settings it reads (every other is unread), or
+    ``NOT_READ``, {setting: reason} for the ones it leaves, with a reason of its own. The CLI refuses a flag
+    that sets one of these; the suite's Budget table marks their rows "not read". `suite`: the name in the
+    messages (default: the module's own)."""
+    suite = suite or module.__name__.rsplit(".", 1)[-1]
+    reads, own = getattr(module, "READS", None), getattr(module, "NOT_READ", {})
+    out = {}
+    for name in names:
+        if name in own:
+            out[name] = own[name]
+        elif reads is not None and name not in reads:
+            out[name] = (f"the {suite} suite does not read it (it reads "
+                         f"{', '.join('--' + r.replace('_', '-') for r in sorted(reads))})")
     return out
+
+
+def budget_not_read(module: Any, suite: str | None = None) -> dict[str, str]:
+    """The Budget rows (cfg.budget() keys) of the settings `module` does not read, each with the reason."""
+    return {row: why for key, why in unread_settings(module, BUDGET_ROWS, suite).items()
+            for row in BUDGET_ROWS[key]}
 
 
 # Quick: a tiny subset, one arch at width 0.25, one seed, one target, a few steps (tests run it, < 40 s).

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -25,10 +26,12 @@ from ..report import plot_speedup_vs_mac_ratio
 from ..surgery import apply, prepare_inference
 from . import common, output
 from .config import BenchConfig, budget_not_read
-from .speed224 import PRESET_OPTS, READS, SELECT_OPTS, prune_random_init, run_224
+from .speed224 import PRESET_OPTS, SELECT_OPTS, prune_random_init, run_224
+from .speed224 import READS as SECTION_READS
 from .timing import paired_latency, paired_onnx_latency
 
 SOURCES = ("redundancy", "coarse", "admm")
+READS = SECTION_READS  # both sections read the same settings (bench.config.unread_settings)
 RESUMABLE = True  # the 224-px section's rows (--opt section=224); the narrow section reruns whole
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {"latency_runs": 50, "archs": []},
@@ -211,7 +214,7 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
     table = [{k: v for k, v in r.items() if k != "widths"} for r in rows]
     return output.write_suite(out, cfg, "Speed: MAC ratio vs measured CPU speedup (torch and onnxruntime)", intro,
                               table, columns(cfg.latency_batches), rows, plots, notes, started=started,
-                              not_read=budget_not_read(READS))
+                              not_read=budget_not_read(sys.modules[__name__]))
 
 
 def speed_plots(out: Path, rows: list[dict[str, Any]], cfg: BenchConfig) -> list[str]:

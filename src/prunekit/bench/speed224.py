@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -240,7 +241,7 @@ def run_224(cfg: BenchConfig, narrow_defaults: dict[str, Any]) -> dict[str, Any]
              "speedup / MAC ratio (goal: >= 90% at batch >= 16).")
     return output.write_suite(out, header, "Speed at 224 px: prunekit and Torch-Pruning at equal MACs", intro, table,
                               columns(), rows.runs, notes=notes(rows.runs), started=started,
-                              not_read=budget_not_read(READS))
+                              not_read=budget_not_read(sys.modules[__name__], "speed"))
 
 
 def notes(runs: list[dict[str, Any]]) -> list[str]:

@@ -12,6 +12,7 @@ calibration windows for every method; the distilled variants the same steps, bat
 """
 from __future__ import annotations
 
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -146,7 +147,7 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
     results = output.write_suite(
         out, cfg, "Calibration-based pruning of transformers (MiniLM, small Llama)", __doc__.split("\n\n", 1)[1],
         rows, COLUMNS, rows + lm_rows, notes=_notes(rows, lm_rows), extra_sections=extra, info=info,
-        started=started, not_read=budget_not_read(READS))
+        started=started, not_read=budget_not_read(sys.modules[__name__]))
     return results
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from ..bench import SUITES, suite_config, suite_module
 from ..bench.auto import add_bench_auto_parser, cmd_bench_auto
 from ..bench.output import command_line
+from ..bench.config import unread_settings
 from ..bench.rows import ROWS_FILE
 from ..workflow import prepare_output_dir
 from . import argtypes as T
@@ -107,12 +108,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.full and getattr(module, "NO_FULL", None):
         raise CliError(f"--full: {module.NO_FULL}")
     over = overrides(args)
-    unread = {k: why for k, why in getattr(module, "NOT_READ", {}).items() if over.get(k) is not None}
-    reads = getattr(module, "READS", None)  # a suite that reads only these settings refuses the others
-    if reads is not None:
-        unread.update({k: f"the {suite} suite does not read it (it reads "
-                          f"{', '.join('--' + r.replace('_', '-') for r in sorted(reads))})"
-                       for k, v in over.items() if k not in reads and k not in ("out", "opts") and v is not None})
+    unread = unread_settings(module, [k for k, v in over.items() if v is not None and k not in ("out", "opts")])
     if unread:  # a flag the suite would ignore is refused, with the reason
         raise CliError("; ".join(f"--{'no-peer' if k == 'peer' else k.replace('_', '-')}: {why}"
                                  for k, why in unread.items()))
