@@ -81,9 +81,14 @@ def add_output_args(p: argparse.ArgumentParser, default: str, help_text: str = "
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
 
 
-def build_loaders(args: argparse.Namespace, distributed: bool = False) -> tuple[DatasetInfo, Loaders]:
-    """(DatasetInfo, Loaders) from the data arguments."""
-    size = getattr(args, "input_size", None)
+_FROM_ARGS = object()
+
+
+def build_loaders(args: argparse.Namespace, distributed: bool = False, image_size: Any = _FROM_ARGS
+                  ) -> tuple[DatasetInfo, Loaders]:
+    """(DatasetInfo, Loaders) from the data arguments; images resized to `image_size` (default: the command's
+    --input-size, where it has one; None: the data set's own size)."""
+    size = getattr(args, "input_size", None) if image_size is _FROM_ARGS else image_size
     info = dataset_info(args.dataset, args.data_dir, size)
     loaders = get_loaders(args.dataset, args.batch_size, data_dir=args.data_dir, val_size=args.val_size,
                           seed=args.seed, subset=args.subset, augment=args.augment, num_workers=args.workers,

@@ -77,8 +77,8 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 
 def _quantize(args: argparse.Namespace, cfg: QuantizeConfig, out: Path) -> int:
     model, example = load_with_example(args)
-    args.input_size = _model_image_size(args, example)
-    info, loaders = build_loaders(args)
+    size = _model_image_size(args, example)  # the model's own input size (quantize has no --input-size)
+    info, loaders = build_loaders(args, image_size=size)
     test = None if args.eval_batches == 0 else (
         loaders.test if args.eval_batches is None else list(itertools.islice(loaders.test, args.eval_batches)))
     res = quantize_model(model, cfg, loaders.train, example_inputs=example, out=out, overwrite=args.overwrite)
@@ -91,7 +91,7 @@ def _quantize(args: argparse.Namespace, cfg: QuantizeConfig, out: Path) -> int:
     int8 = int8_metrics(res, example, test, batches, max(args.latency_runs, 1), args.threads) if batches else \
         int8_metrics(res, example, test, (1,), 1, args.threads)
     report = {"model": {"name": type(model).__name__, "source": str(args.model)},
-              "data": {"dataset": info.name, "image_size": args.input_size},
+              "data": {"dataset": info.name, "image_size": size},
               "method": {"name": "quantize", **cfg.to_dict()}, "quantize": res.to_dict(),
               "metrics": {"before": before, "after": None, "int8": int8}}
     write_report(out, report)
