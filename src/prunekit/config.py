@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import os
 from typing import Any, Callable, ClassVar, Iterable, Mapping, TypeVar
 
 C = TypeVar("C", bound="Config")
@@ -39,7 +40,10 @@ def changed_fields(obj: Any, names: Iterable[str]) -> list[str]:
 
 
 def json_data(value: Any) -> Any:
-    """`value` as JSON data: configs and dataclasses as dicts, tuples as lists, live objects as GIVEN."""
+    """`value` as JSON data: configs and dataclasses as dicts, tuples as lists, paths as text, live objects as
+    GIVEN. For settings; measured values (tensors, numpy, non-finite floats) go through report.to_jsonable."""
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
     if isinstance(value, Config):
         return value.to_dict()
     if hasattr(value, "items") and callable(value.items) and type(value).__name__ == "Target":

@@ -37,6 +37,16 @@ def test_config_round_trips_through_json():
     assert json.loads(cfg.to_json())["prune"]["target"] == {"macs": 0.6}
 
 
+def test_paths_given_as_path_objects_are_recorded_as_text_and_round_trip(tmp_path):
+    """BaseConfig(cache_dir=Path(...)) was recorded as "PosixPath('...')" and came back unequal."""
+    cfg = small(data=DataConfig("digits", data_dir=tmp_path / "d"), base=BaseConfig(cache_dir=tmp_path / "c"),
+                out=tmp_path / "o")
+    data = json.loads(cfg.to_json())
+    assert (data["data"]["data_dir"], data["base"]["cache_dir"], data["out"]) == tuple(
+        str(tmp_path / n) for n in "dco")
+    assert WorkflowConfig.from_json(cfg.to_json()) == cfg
+
+
 @pytest.mark.parametrize("data,error,text", [
     ({"modle": {}}, TypeError, "WorkflowConfig: unknown key(s) 'modle'; valid: model, data, base"),
     ({"model": {"name": "lenet5", "widht": 2}}, TypeError, "ModelConfig: unknown key(s) 'widht'; valid: name"),

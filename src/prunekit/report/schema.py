@@ -48,7 +48,8 @@ METRIC_KEYS = ("top1", "params", "macs", "latency_ms", "size_bytes")
 
 
 def to_jsonable(obj: Any) -> Any:
-    """Convert dataclasses, tensors, numpy values, paths and tuples into plain JSON values."""
+    """Convert dataclasses, tensors, numpy values, paths and tuples into plain JSON values (NaN and inf as
+    null): for measured values. Settings go through prunekit.config.json_data (live objects as GIVEN)."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return to_jsonable(dataclasses.asdict(obj))
     if isinstance(obj, dict):

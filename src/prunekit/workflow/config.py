@@ -156,6 +156,8 @@ class BaseConfig:
     def __post_init__(self) -> None:
         if self.path is not None:
             self.path = str(self.path)
+        if self.cache_dir is not None:
+            self.cache_dir = str(self.cache_dir)
         _check(self, "epochs", _int(self.epochs) and self.epochs >= 0, "an integer >= 0")
         _check(self, "lr", _num(self.lr) and self.lr > 0, "a number > 0")
         _check(self, "max_steps_per_epoch", _opt_count(self.max_steps_per_epoch, 1), "an integer >= 1 or None")
