@@ -6,7 +6,8 @@ import json
 import pytest
 import torch
 
-from prunekit.cli import SUBCOMMANDS, build_parser, load_model, main
+from prunekit.cli import SUBCOMMANDS, build_parser, main
+from prunekit.cli_cmds.common import load_model
 
 from data.writers import write_fmnist  # tests/data: tiny files in the real formats
 

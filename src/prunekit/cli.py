@@ -11,7 +11,7 @@ import warnings
 from pathlib import Path
 from typing import Sequence
 
-from .cli_cmds.common import CliError, load_model  # noqa: F401  (load_model: re-exported for scripts and tests)
+from .cli_cmds.common import CliError
 from .data import DataError
 from .graph.trace import UnsupportedOpError
 

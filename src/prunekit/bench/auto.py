@@ -35,7 +35,7 @@ from ..measure import measure_latency
 from ..measure.latency import cpu_name
 from ..models import create
 from ..policies import get_policy
-from ..policies.auto import knob_counts, meet_latency
+from ..policies.auto_search import knob_counts, meet_latency
 from ..policies.latency_layers import cache_dir
 from ..policies.latency_model import LatencyModel
 from ..train import TrainConfig, evaluate

@@ -33,7 +33,7 @@ from ..config import Config, check_float, check_int
 from ..measure.size import serialized_size, unique_state_dict
 from ..train.evaluation import evaluate, move, recalibrate_bn, split_batch
 from ..utils.inputs import call_model
-from .auto_search import Candidate, Projector, evolve, knob_counts, meet_latency  # noqa: F401 (public here too)
+from .auto_search import Candidate, Projector, evolve, meet_latency
 from .base import Allocation, Target, register_policy
 from .latency_layers import build_pruned, uniform_counts
 from .latency_model import LatencyModel

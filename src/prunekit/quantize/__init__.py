@@ -4,7 +4,7 @@ from .api import QuantizeResult, quantize_model, resolve_method
 from .config import BACKENDS, METHODS, QuantizeConfig, QuantizeError
 from .export import ExportError, ExportResult, export
 from .fold import fold_batchnorm
-from .pipeline import SCHEME, int8_step
+from .pipeline import int8_step
 from .qat import QATReport, qat_finetune
 
 __all__ = ["BACKENDS", "METHODS", "ExportError", "ExportResult", "QATReport", "QuantizeConfig", "QuantizeError",

@@ -1,5 +1,6 @@
 """Removing channels, masks, verification."""
-from .apply import PlanMismatchError, apply
+from ..errors import PlanMismatchError
+from .apply import apply
 from .inference import InferenceConfig, InferenceError, InferenceReport, prepare_inference
 from .patches import PatchContext, register_patch, unregister_patch
 from .verify import VerifyReport, verify, zeroed_copy

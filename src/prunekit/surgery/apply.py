@@ -4,7 +4,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..errors import PlanMismatchError
 from ..graph.plan import PruningPlan
 from ..graph.trace import HEAD_DIM_ATTRS, HEADS_ATTRS, KV_HEADS_ATTRS
 from .checks import PlanLike, fitted_removals
