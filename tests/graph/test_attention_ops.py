@@ -99,3 +99,45 @@ def test_batch_dim_against_unlabelled_data_is_pinned():
     tables = [g for g in graph.groups if any(m.key == "table" and m.dim == 0 for m in g.members)]
     assert len(tables) == 1 and tables[0].size == 2
     assert not tables[0].prunable and "cannot shrink" in tables[0].reason
+
+
+class _Encoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.Linear(10, 64)
+        layer = nn.TransformerEncoderLayer(64, 4, 128, batch_first=True, dropout=0.0)
+        self.enc = nn.TransformerEncoder(layer, 2)
+        self.head = nn.Linear(64, 3)
+
+    def forward(self, x, mask):
+        return self.head(self.enc(self.proj(x), src_key_padding_mask=mask).mean(1))
+
+
+def test_transformer_encoder_with_a_padding_mask_in_eval_mode_prunes_whole_heads():
+    """In eval mode with a padding mask nn.TransformerEncoder calls a nested-tensor check op and fused kernels
+    (its fast path), which raised UnsupportedOpError; the trace runs the module's plain path instead. The
+    pruned encoder runs that fast path too, also at an odd head count (where torch's layers refuse it)."""
+    torch.manual_seed(0)
+    model = _Encoder().eval()
+    mask = torch.zeros(2, 6, dtype=torch.bool)
+    mask[1, 4:] = True  # the second sequence is padded
+    x = (torch.randn(2, 6, 10), mask)
+    assert torch.backends.mha.get_fastpath_enabled()
+    for ratio, heads in ((0.5, 2), (0.25, 3)):
+        plan = pk.plan(model, x, ratio=ratio, heads=True)
+        assert torch.backends.mha.get_fastpath_enabled()  # restored after the trace
+        # nn.MultiheadAttention ties its head space to the residual width, which LayerNorm normalises
+        assert plan.reasons() == ["layer/rms norm normalises over these channels"]
+        pruned = pk.apply(copy.deepcopy(model), plan)
+        assert [m.self_attn.num_heads for m in pruned.enc.layers] == [heads, heads]
+        assert pruned.enc.layers[0].self_attn.head_dim == 16 and pruned.proj.out_features == 16 * heads
+        assert pruned.enc.use_nested_tensor == (heads % 2 == 0)
+        with torch.no_grad():
+            fast = pruned(*x)
+            torch.backends.mha.set_fastpath_enabled(False)
+            try:
+                plain = pruned(*x)
+            finally:
+                torch.backends.mha.set_fastpath_enabled(True)
+        # the unpadded sequence gets the same logits either way (the fast path zeroes padded positions)
+        assert fast.shape == (2, 3) and torch.allclose(fast[0], plain[0], atol=1e-5)

@@ -296,6 +296,20 @@ class _CpuAttention(TorchFunctionMode):
 
 
 @contextlib.contextmanager
+def _no_fused_attention():
+    """torch's fused inference path of nn.TransformerEncoder / nn.MultiheadAttention off for the trace: in eval
+    mode with a padding mask it first calls a nested-tensor check op and then fused kernels that follow no
+    channel rule; the module's plain path computes the same function with ordinary ops."""
+    mha = torch.backends.mha
+    saved = mha.get_fastpath_enabled()
+    mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        mha.set_fastpath_enabled(saved)
+
+
+@contextlib.contextmanager
 def _cpu_attention():
     """For the meta trace: attention takes the kernel a CPU run would, whether called directly (the torch
     function mode) or from inside torch.nn.functional (multi_head_attention_forward looks the name up in its
@@ -518,6 +532,7 @@ def _labelled_forward(model: nn.Module, inputs: Any, ignored: set[str], reasons:
     try:
         with contextlib.ExitStack() as stack:
             stack.enter_context(torch.enable_grad())
+            stack.enter_context(_no_fused_attention())
             stack.enter_context(_module_hooks(ctx, mode, model))
             if on_meta:
                 stack.enter_context(_cpu_attention())
