@@ -64,10 +64,29 @@ def _interrupted(args: argparse.Namespace) -> str:
     return "interrupted before the first checkpoint; nothing to resume, start the run again"
 
 
-def warning_text(message: Warning | str, category: type[Warning]) -> str:
-    """A warning as one line: prunekit's own UserWarnings as their text, any other with its category first."""
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def warning_origin(filename: str) -> str | None:
+    """The top-level package whose code raised a warning (None for prunekit's own): the folder below
+    site-packages / dist-packages, else the file's name."""
+    path = Path(filename).resolve()
+    if _PACKAGE_DIR in path.parents:
+        return None
+    parts = path.parts
+    for i, part in enumerate(parts[:-1]):
+        if part in ("site-packages", "dist-packages"):
+            return Path(parts[i + 1]).stem
+    return path.name
+
+
+def warning_text(message: Warning | str, category: type[Warning], origin: str | None = None) -> str:
+    """A warning as one line: prunekit's own UserWarnings as their text; any other category, and any warning
+    from another package (`origin`), with the category and the package first."""
     text = " ".join(str(message).split())
-    return text if category is UserWarning else f"{category.__name__}: {text}"
+    if origin is None:
+        return text if category is UserWarning else f"{category.__name__}: {text}"
+    return f"{category.__name__} from {origin}: {text}"
 
 
 @contextlib.contextmanager
@@ -75,7 +94,8 @@ def warnings_as_lines(command: str):
     """Print each warning as `prunekit <command>: warning: <one line>` on stderr instead of Python's
     `file:line: Category: text` plus the source line; which warnings show (once per place) is unchanged."""
     def show(message, category, filename, lineno, file=None, line=None):
-        print(f"prunekit {command}: warning: {warning_text(message, category)}", file=file or sys.stderr)
+        text = warning_text(message, category, warning_origin(filename))
+        print(f"prunekit {command}: warning: {text}", file=file or sys.stderr)
 
     with warnings.catch_warnings():
         warnings.showwarning = show

@@ -5,8 +5,10 @@ import json
 import re
 
 import pytest
+import torch
 
-from prunekit.cli import main, warning_text
+import prunekit.cli
+from prunekit.cli import main, warning_origin, warning_text
 from prunekit.report import ReportFileError, render_html
 from prunekit.train import Trainer
 
@@ -154,6 +156,9 @@ def test_unreachable_target_is_an_error_unless_best_effort(capsys, tmp_path):
 def test_warning_text_is_one_line_naming_foreign_categories():
     assert warning_text("auto: no data\n  given", UserWarning) == "auto: no data given"
     assert warning_text(DeprecationWarning("old\napi"), DeprecationWarning) == "DeprecationWarning: old api"
+    assert warning_text("prototype", UserWarning, "torch") == "UserWarning from torch: prototype"
+    assert warning_origin(prunekit.cli.__file__) is None
+    assert warning_origin(torch.nn.modules.transformer.__file__) == "torch"
 
 
 def test_ctrl_c_while_starting_is_one_line(monkeypatch, capsys):
