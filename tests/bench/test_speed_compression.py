@@ -50,6 +50,16 @@ def test_suites_refuse_settings_they_do_not_read(tmp_path, capsys, suite, flags,
     assert not out.exists()
 
 
+@pytest.mark.parametrize("suite", ["admm", "quantize", "compression"])
+def test_suites_whose_rows_read_no_batches_refuse_score_batches(tmp_path, capsys, suite):
+    """`bench admm --score-batches 16` ran its l1 rows as before and recorded 16 in its Budget table."""
+    out = tmp_path / "s"
+    assert main(["bench", suite, "--quick", "--score-batches", "16", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--score-batches: " in err and "reads no" in err and "Traceback" not in err
+    assert not out.exists()
+
+
 def test_speed_hw_widths_add_rounded_uniform_models(tmp_path):
     out = tmp_path / "speed"
     assert main(["bench", "speed", "--quick", "--opt", "hw_widths=[4, 16]", "--out", str(out)]) == 0

@@ -55,6 +55,7 @@ def method_specs(cfg: BenchConfig, steps_per_epoch: int) -> dict[str, tuple[str,
 
 KEYS = ("arch", "target", "method", "seed")
 RESUMABLE = True
+NOT_READ = {"score_batches": "every row of this suite scores with l1, which reads no batches"}
 
 
 def run(cfg: BenchConfig) -> dict[str, Any]:

@@ -81,7 +81,8 @@ NO_FULL = ("the compression suite's default budget is the paper's already (the w
            "each model's setup); run it without --full")
 _PER_MODEL = "set per model by the suite's setups (prunekit.bench.compression.SETUPS)"
 NOT_READ = {"targets": "Deep Compression removes per-layer fractions of weights, not a MACs target; " + _PER_MODEL,
-            "base_epochs": _PER_MODEL, "finetune_epochs": _PER_MODEL, "score_batches": "no criterion reads data here",
+            "base_epochs": _PER_MODEL, "finetune_epochs": _PER_MODEL,
+            "score_batches": "Deep Compression prunes by magnitude, which reads no batches",
             "latency_runs": "nothing is timed (zeroed weights do not speed up dense kernels)",
             "peer": "torch-pruning has no Deep Compression to compare with"}
 

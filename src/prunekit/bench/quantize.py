@@ -23,6 +23,7 @@ from .quantize_text import text_variants
 from .timing import _alternate
 from .quantize_variants import Variant
 
+NOT_READ = {"score_batches": "its pruned models score with l1, which reads no batches"}
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {"archs": [("resnet20", 1.0)], "targets": [0.5, 0.25], "seeds": [0], "train_samples": 10000,
                 "test_samples": 2000, "base_epochs": 3, "finetune_epochs": 1, "finetune_steps": 60,
