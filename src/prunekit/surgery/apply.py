@@ -145,14 +145,13 @@ def _patch_attributes(model: nn.Module, plan: PruningPlan, removals: list[tuple[
         old = {t: tuple(plan.shapes[prefix + t]) for t, _ in mine if prefix + t in plan.shapes}
         fn(mod, PatchContext(name=name, removed=dict(mine), old_shapes=old, splits=splits))
     _patch_views(model, plan)
-    for mod in model.modules():  # after the head count may have changed
+    for mod in model.modules():  # after the head count may have changed (_patch_views set num_heads)
         if isinstance(mod, nn.MultiheadAttention):
             mod.head_dim = mod.embed_dim // mod.num_heads
-    for mod in model.modules():
         # nn.TransformerEncoder decides at construction whether its inference fast path packs the batch into a
         # nested tensor; its layers refuse that path with an odd head count, so a pruned odd count turns it off
         # (the module's own rule, applied to the new count) instead of failing in eval mode with a padding mask
-        if isinstance(mod, nn.TransformerEncoder) and getattr(mod, "use_nested_tensor", False):
+        elif isinstance(mod, nn.TransformerEncoder) and getattr(mod, "use_nested_tensor", False):
             if any(getattr(getattr(layer, "self_attn", None), "num_heads", 0) % 2 for layer in mod.layers):
                 mod.use_nested_tensor = False
 
