@@ -8,6 +8,7 @@ import torch
 
 from prunekit.bench import suite_config, suite_module
 from prunekit.cli import main
+from prunekit.cli_cmds.bench import remove_if_rowless
 from prunekit.bench.rows import ROWS_FILE, ResumeMismatchError, SuiteRows
 from prunekit.models import create
 from prunekit.workflow import ModelConfig, PruneConfig, WorkflowConfig, run_workflow
@@ -92,3 +93,13 @@ def test_resume_of_finished_rows_reads_the_recorded_base_instead_of_retraining(t
     with pytest.raises(ValueError, match="resnet20 base has .* MACs"):
         suite_module("coarse").run(suite_config("coarse", quick=True, out=str(out), cache_dir=str(fresh),
                                                 peer=False, resume=True))
+
+
+def test_a_stopped_run_removes_only_a_folder_without_rows(tmp_path):
+    empty, kept = tmp_path / "empty", tmp_path / "kept"
+    for d, lines in ((empty, ['{"suite": "admm"}']), (kept, ['{"suite": "admm"}', '{"top1": 0.9}'])):
+        d.mkdir()
+        (d / ROWS_FILE).write_text("\n".join(lines) + "\n")
+        remove_if_rowless(d)
+    assert not empty.exists()
+    assert (kept / ROWS_FILE).read_text().splitlines()[1] == '{"top1": 0.9}'

@@ -13,7 +13,7 @@ import torch
 
 import prunekit as pk
 from prunekit.cli import main
-from prunekit.cli_cmds.common import CliError, in_flags
+from prunekit.cli_cmds.common import CliError, in_flags, key_values
 from prunekit.cli_cmds.prune import CHANNEL_FLAGS
 from prunekit.cli_cmds.prune_hf import HF_FLAGS
 from prunekit.utils.argtypes import count_or_fraction
@@ -173,6 +173,24 @@ def test_a_flag_given_with_its_default_value_wins_over_the_recipe(tmp_path):
     defaults = {a.dest: a.default for a in build_parser()._subparsers._group_actions[0].choices["prune"]._actions}
     assert apply_recipe(args, defaults) == {}
     assert (args.seed, args.ratio, args.criterion) == (0, 0.3, "random")
+
+
+def test_exponent_numbers_in_options_and_recipes_read_as_numbers(tmp_path):
+    """PyYAML reads `1e-3` and `2.0e4` as strings (YAML 1.1), so `--opt qat_lr=1e-3` or `lr: 1e-3` in a recipe
+    reached the configs as text and was refused as "not a number"."""
+    from prunekit.cli import build_parser
+    from prunekit.cli_cmds.prune import apply_recipe
+    got = key_values(["lr=1e-3", "big=2.0e4", "neg=-3E+2", "dot=.5e1", "int=7", "word=e5", "list=[1e-2, x]"], "--opt")
+    assert got == {"lr": 0.001, "big": 20000.0, "neg": -300.0, "dot": 5.0, "int": 7, "word": "e5",
+                   "list": [0.01, "x"]}
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("lr: 1e-3\nratio: 3e-1\n")
+    argv = ["prune", "--model", "lenet5", "--recipe", str(recipe)]
+    args = build_parser().parse_args(argv)
+    args._argv = argv
+    defaults = {a.dest: a.default for a in build_parser()._subparsers._group_actions[0].choices["prune"]._actions}
+    apply_recipe(args, defaults)
+    assert (args.lr, args.ratio) == (0.001, 0.3)
 
 
 def test_recipe_lists_method_args_duplicates_and_encoding(tmp_path, capsys):

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from . import common, output
+from ..workflow import WorkflowConfig, check_workflow
 from .config import BenchConfig
 from .plots import standard_plots
 from .rows import SuiteRows
@@ -58,12 +59,23 @@ RESUMABLE = True
 NOT_READ = {"score_batches": "every row of this suite scores with l1, which reads no batches"}
 
 
+def row_config(cfg: BenchConfig, arch: str, width: float, method: str, kw: dict[str, Any], seed: int,
+               target: float) -> WorkflowConfig:
+    """The workflow config of one row: `method` with its spec's keywords `kw` (method_specs)."""
+    kw = dict(kw)
+    return common.workflow_config(cfg, arch, width, method, seed, target, criterion=kw.pop("criterion", None),
+                                  policy=kw.pop("policy"), finetune_epochs=kw.pop("finetune_epochs", None),
+                                  options=kw)
+
+
 def run(cfg: BenchConfig) -> dict[str, Any]:
     started = time.time()
     common.set_threads(cfg)
     out = Path(cfg.out or "benchmarks/results/admm")
     data = common.load_data(cfg)
     specs = method_specs(cfg, steps_per_epoch=len(data.train_loader(0)))
+    for method, kw, _ in specs.values():  # a bad --opt (rho, iterations, policy) is refused before any training
+        check_workflow(row_config(cfg, *cfg.archs[0], method, kw, cfg.seeds[0], cfg.targets[0]))
     rows = SuiteRows(out, cfg, KEYS, resume=cfg.resume)
     bases: dict[str, Any] = {}
     n_all = len(cfg.archs) * len(cfg.targets) * len(specs) * len(cfg.seeds)
@@ -80,10 +92,7 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
                     if rows.done(arch=arch, target=target, method=label, seed=seed) is not None:
                         continue
                     t0 = time.perf_counter()
-                    kw = dict(kw)
-                    wcfg = common.workflow_config(cfg, arch, width, method, seed, target, criterion=kw.pop("criterion", None),
-                                                  policy=kw.pop("policy"), finetune_epochs=kw.pop("finetune_epochs", None),
-                                                  options=kw)
+                    wcfg = row_config(cfg, arch, width, method, kw, seed, target)
                     model, rep, result = common.run_row(base, data, wcfg)
                     row = common.measure_row(model, data, bases[arch], cfg, dense=base, result=result)
                     row.update(arch=arch, width=width, target=target, method=label, seed=seed, train_steps=steps,

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from . import common, output
+from ..workflow import check_workflow
 from .config import BenchConfig
 from .plots import plot_time_split, standard_plots
 from .rows import SuiteRows
@@ -99,6 +100,11 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
     data = common.load_data(cfg)
     sched = schedule(cfg, len(data.train_loader(0)))
     rank_batches = common.ranking_batches(cfg, data)
+    for method in ("iterative", "coarse"):  # a bad --opt (criterion, policy) is refused before any training
+        arch, width = cfg.archs[0]
+        kw = sched.coarse_kw() if method == "coarse" else sched.iterative_kw()
+        check_workflow(common.workflow_config(cfg, arch, width, method, cfg.seeds[0], cfg.targets[0],
+                                              criterion=crit, policy=policy, score_batches=rank_batches, **kw))
     rows = SuiteRows(out, cfg, KEYS, resume=cfg.resume)
     bases: dict[str, Any] = {}
     n_all = len(cfg.archs) * len(cfg.targets) * 2 * len(cfg.seeds)

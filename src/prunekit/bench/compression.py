@@ -101,6 +101,9 @@ def setup_for(cfg: BenchConfig, arch: str) -> ModelSetup:
 def workflow_config(cfg: BenchConfig, arch: str, seed: int, out: Path) -> WorkflowConfig:
     """The run_workflow config of one row: the model's setup as Deep Compression options."""
     s = setup_for(cfg, arch)
+    lr = cfg.opts["centroid_lr"]
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
+        raise ValueError(f"compression: --opt centroid_lr={lr!r}: the centroids' learning rate must be a number > 0")
     options = {"sparsity": dict(s.sparsity), "bits": dict(s.bits), "scope": "layer",
                "schedule": cfg.opts["schedule"], "finetune_epochs": s.finetune_epochs,
                "finetune_lr": cfg.opts["centroid_lr"]}

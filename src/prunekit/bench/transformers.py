@@ -47,6 +47,35 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+PARTS = ("unstructured", "structured", "lm")
+_COUNTS = ("heldout", "calib_samples", "calib_batch", "seq_len", "depth_remove", "distill_steps", "distill_batch",
+           "latency_rounds", "lm_vocab", "lm_hidden", "lm_intermediate", "lm_layers", "lm_heads", "lm_kv_heads",
+           "lm_steps", "lm_batch")
+
+
+def check_opts(opts: dict[str, Any]) -> None:
+    """Refuse a bad --opt before the first row runs (the rows read them minutes apart): parts a non-empty list
+    of PARTS, counts integers >= 1, learning rates > 0, ratios in (0, 1), LM heads that split its width."""
+    parts = opts["parts"]
+    if not isinstance(parts, list) or not parts or not set(map(str, parts)) <= set(PARTS):
+        raise ValueError(f"transformers: --opt parts={parts!r}: give a non-empty list of {', '.join(PARTS)}")
+    for k in _COUNTS:
+        v = opts[k]
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"transformers: --opt {k}={v!r} must be an integer >= 1")
+    for k in ("distill_lr", "lm_lr"):
+        v = opts[k]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+            raise ValueError(f"transformers: --opt {k}={v!r} must be a number > 0")
+    for k in ("structured_ratio", "lm_structured_ratio"):
+        v = opts[k]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < 1:
+            raise ValueError(f"transformers: --opt {k}={v!r} must be a fraction in (0, 1) of the width removed")
+    if opts["lm_hidden"] % opts["lm_heads"] or opts["lm_heads"] % opts["lm_kv_heads"]:
+        raise ValueError(f"transformers: the LM's lm_hidden ({opts['lm_hidden']}) must be a multiple of lm_heads "
+                         f"({opts['lm_heads']}), and lm_heads of lm_kv_heads ({opts['lm_kv_heads']})")
+
+
 def _agreement(res: HFWorkflowResult) -> dict[str, float]:
     return {k: res.after[k] for k in ("mean_cosine", "min_cosine", "spearman")}
 
@@ -126,6 +155,7 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
     unknown = sorted(set(opts) - set(PRESETS["opts"]))
     if unknown:
         raise TypeError(f"unknown transformers bench options {unknown}; valid: {sorted(PRESETS['opts'])}")
+    check_opts(opts)
     torch.manual_seed(cfg.seeds[0])
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))

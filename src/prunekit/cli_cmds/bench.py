@@ -90,6 +90,15 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
     return over
 
 
+def remove_if_rowless(out: Path) -> None:
+    """Remove `out` when it holds nothing but a rows file without rows (the settings header alone)."""
+    rows = out / ROWS_FILE
+    if rows.is_file() and len(rows.read_text().splitlines()) <= 1:
+        rows.unlink()
+    if out.is_dir() and not any(out.iterdir()):
+        out.rmdir()
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     suite = getattr(args, "suite", None)
     if suite == "auto":
@@ -116,7 +125,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     cfg.command = command_line()
     out = cfg.out or f"benchmarks/results/{suite}" + ("/full" if args.full else "")
     cfg.out = out
+    created = not Path(out).exists()
     prepare_output_dir(Path(out), overwrite=args.overwrite, resume=args.resume, resume_file=ROWS_FILE)
-    results = module.run(cfg)
+    try:
+        results = module.run(cfg)
+    except BaseException:  # a run stopped before its first row leaves no folder of its own; finished rows stay
+        if created:
+            remove_if_rowless(Path(out))
+        raise
     print(f"{suite}: {len(results['results'])} table rows -> {out}/results.md (wall {results['wall_s'] / 60:.1f} min)")
     return 0

@@ -20,6 +20,17 @@ class CliError(Exception):
     """A user error: printed as one message, exit status 2."""
 
 
+class YamlLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that also reads exponent numbers the way YAML 1.2 does: PyYAML follows YAML 1.1, where
+    `1e-3` and `2.0e4` (no dot, or no exponent sign) are strings, so `lr: 1e-3` would reach a config as text."""
+
+
+YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."))
+
+
 def key_values(items: list[str], flag: str) -> dict[str, Any]:
     """Repeated ``flag KEY=VALUE`` options as {key: YAML value} (``-`` in a key reads as ``_``)."""
     out: dict[str, Any] = {}
@@ -28,7 +39,7 @@ def key_values(items: list[str], flag: str) -> dict[str, Any]:
         if not sep or not key.strip():
             raise CliError(f"{flag} {item!r}: expected KEY=VALUE")
         try:
-            out[key.strip().replace("-", "_")] = yaml.safe_load(value)
+            out[key.strip().replace("-", "_")] = yaml.load(value, Loader=YamlLoader)
         except yaml.YAMLError as e:
             raise CliError(f"{flag} {item!r}: the value is not valid YAML ({str(e).splitlines()[0]})") from None
     return out

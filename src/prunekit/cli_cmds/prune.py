@@ -19,7 +19,7 @@ from ..workflow import (BaseConfig, DataConfig, ModelConfig, PruneConfig, Quanti
                         run_workflow, workflow_methods)
 from ..workflow.config import SCORE_BATCHES_UNREAD, reads_score_batches
 from . import argtypes as T
-from .common import (CliError, add_data_args, add_model_args, add_output_args, given_options, in_flags,
+from .common import (CliError, YamlLoader, add_data_args, add_model_args, add_output_args, given_options, in_flags,
                      key_values)
 from .prune_hf import add_hf_prune_arguments, hf_only_flags, is_hf, run_hf
 
@@ -77,8 +77,9 @@ def add_prune_arguments(p: argparse.ArgumentParser) -> None:
     add_hf_prune_arguments(p)
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """yaml.SafeLoader that refuses a mapping naming one key twice (PyYAML keeps the last one silently)."""
+class _UniqueKeyLoader(YamlLoader):
+    """The CLI's YAML loader (safe types, YAML 1.2 exponent numbers) that refuses a mapping naming one key
+    twice (PyYAML keeps the last one silently)."""
 
 
 def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:

@@ -17,12 +17,12 @@ from .models import (MODEL_FILE, ModelSourceError, example_input, load_model, lo
                      looks_like_path, measure_model, model_kwargs, read_json, save_model)
 from .outputs import (NothingToResumeError, OutputConflictError, OutputExistsError, check_output_file,
                       earlier_outputs, prepare_output_dir, register_output_names, removed_on_failure)
-from .run import WorkflowResult, measure, run_workflow, workflow_methods
+from .run import WorkflowResult, check_workflow, measure, run_workflow, workflow_methods
 from .hf import HFWorkflowConfig, HFWorkflowResult, TextConfig, run_hf_workflow, text_splits
 
 __all__ = [
     "WorkflowConfig", "ModelConfig", "DataConfig", "BaseConfig", "PruneConfig", "RecoverConfig", "QuantizeConfig",
-    "WorkflowResult", "run_workflow", "workflow_methods", "register_quantizer", "QUANTIZERS",
+    "WorkflowResult", "run_workflow", "check_workflow", "workflow_methods", "register_quantizer", "QUANTIZERS",
     "HFWorkflowConfig", "HFWorkflowResult", "TextConfig", "run_hf_workflow", "text_splits",
     "RunData", "load_data", "get_base", "train_base", "cache_root", "measure",
     "MODEL_FILE", "ModelSourceError", "example_input", "load_model", "load_model_with_shape", "looks_like_path",

@@ -188,6 +188,13 @@ def _check_before_work(cfg: WorkflowConfig) -> Path | None:
                               flag="out (--out)", create=False)
 
 
+def check_workflow(config: WorkflowConfig) -> None:
+    """Refuse `config` the way `run_workflow` would before any training: an unknown method, a bad option of
+    the method (its config type's checks), an unknown quantization scheme, a missing base path or an output
+    folder in the way. Callers that queue many runs (the benchmark suites) check them all before the first."""
+    _check_before_work(config)
+
+
 def _method_description(cfg: WorkflowConfig, rep: Any) -> dict[str, Any]:
     """The "method" block of report.json."""
     p, r = cfg.prune, cfg.recover
