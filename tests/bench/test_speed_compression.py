@@ -163,3 +163,21 @@ def test_compression_refuses_flags_it_would_not_read(tmp_path, flags, message, c
     assert main(["bench", "compression", "--out", str(tmp_path / "c"), *flags]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize("flags, named", [
+    (["--quick", "--opt", "hw_widths=[0]"], "--opt hw_widths=[0]: give a list of channel multiples"),
+    (["--quick", "--opt", "onnx=5"], "--opt onnx=5: give true or false"),
+    (["--quick", "--opt", "results_dir=/nowhere"], "--opt results_dir='/nowhere' is not read with --quick"),
+    (["--opt", "section=224", "--opt", "batches=[0]"], "--opt batches=[0]: give a non-empty list of batch sizes"),
+    (["--opt", "section=224", "--opt", "compile_batches=[64]"], "compile_batches [64] are not among batches [1, 16]"),
+    (["--opt", "section=224", "--opt", "round_to=2.5"], "--opt round_to=2.5: give the channel multiple"),
+])
+def test_speed_refuses_option_values_it_would_ignore_or_misread(tmp_path, capsys, flags, named):
+    """`--opt batches=[0]` and `compile_batches=[-1]` ran and timed nothing at those batches, `onnx=5` read as
+    true, `results_dir` was ignored by --quick, and `hw_widths=4` failed with "'int' object is not iterable"."""
+    out = tmp_path / "s"
+    assert main(["bench", "speed", *flags, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert named in err and "Traceback" not in err
+    assert not out.exists()

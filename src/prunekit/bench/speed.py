@@ -137,6 +137,21 @@ def quick_entries(cfg: BenchConfig, example: torch.Tensor) -> list[dict[str, Any
     return entries
 
 
+def check_narrow_opts(cfg: BenchConfig) -> None:
+    """The narrow section's --opt values: onnx and prepare true or false, hw_widths a list of channel multiples
+    >= 1, results_dir only where it is read (not with --quick, which prunes its own models, nor with sources)."""
+    for key in ("onnx", "prepare"):
+        if not isinstance(cfg.opts.get(key, True), bool):
+            raise ValueError(f"speed: --opt {key}={cfg.opts[key]!r}: give true or false")
+    hw = cfg.opts.get("hw_widths") or []
+    if not isinstance(hw, list) or any(isinstance(r, bool) or not isinstance(r, int) or r < 1 for r in hw):
+        raise ValueError(f"speed: --opt hw_widths={hw!r}: give a list of channel multiples, integers >= 1")
+    if cfg.opts.get("results_dir") != PRESETS["opts"]["results_dir"] and (cfg.quick or cfg.opts.get("sources")):
+        raise ValueError(f"speed: --opt results_dir={cfg.opts['results_dir']!r} is not read "
+                         + ("with --quick (it times models it prunes itself)" if cfg.quick else
+                            "with --opt sources (the folders named there are read instead)"))
+
+
 def run(cfg: BenchConfig) -> dict[str, Any]:
     """The narrow section (the other suites' pruned models), or with `--opt section=224` the 224-px one."""
     section = str(cfg.opts.get("section", "narrow"))  # YAML reads --opt section=224 as a number
@@ -150,6 +165,7 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
     only_224 = sorted(set(cfg.opts) & (set(PRESET_OPTS) | set(SELECT_OPTS)))
     if only_224:
         raise ValueError(f"speed: --opt {', '.join(only_224)} belong(s) to the 224-px section; add --opt section=224")
+    check_narrow_opts(cfg)
     started = time.time()
     common.set_threads(cfg)
     out = Path(cfg.out or "benchmarks/results/speed")
@@ -166,14 +182,14 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
     unreachable: list[str] = []
     if cfg.opts.get("hw_widths"):
         archs = list(dict.fromkeys((e["arch"], e["width"]) for e in entries))
-        hw, unreachable = hw_entries(archs, list(cfg.targets), [int(r) for r in cfg.opts["hw_widths"]], ex)
+        hw, unreachable = hw_entries(archs, list(cfg.targets), list(cfg.opts["hw_widths"]), ex)
         entries += hw
     if not entries:
         raise FileNotFoundError("speed: no runs.json with per-layer widths under "
                                 f"{cfg.opts['results_dir']}/{{{','.join(SOURCES)}}}; run those suites first")
     entries.sort(key=lambda e: (e["arch"], -(e["macs_kept"] or 0)))
-    use_onnx = bool(cfg.opts.get("onnx", True))
-    prepare = bool(cfg.opts.get("prepare", True))  # torch times pk.prepare_inference copies (folded, channels-last)
+    use_onnx = cfg.opts.get("onnx", True)
+    prepare = cfg.opts.get("prepare", True)  # torch times pk.prepare_inference copies (folded, channels-last)
     try:
         import onnxruntime  # noqa: F401
     except ImportError:

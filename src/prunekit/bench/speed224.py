@@ -170,15 +170,33 @@ def measure_row(name: str, runtime: str, batch: int, models: dict[str, nn.Module
     return row
 
 
+def check_opts(opts: dict[str, Any]) -> None:
+    """round_to an integer >= 1; batches a non-empty list of integers >= 1; compile_batches some of them where
+    the compile runtime runs (a compile batch outside `batches` would time nothing)."""
+    r = opts["round_to"]
+    if isinstance(r, bool) or not isinstance(r, int) or r < 1:
+        raise ValueError(f"speed 224: --opt round_to={r!r}: give the channel multiple of the hw model, an integer >= 1")
+    for key in ("batches", "compile_batches"):
+        v = opts[key]
+        if (not isinstance(v, list) or not v
+                or any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in v)):
+            raise ValueError(f"speed 224: --opt {key}={v!r}: give a non-empty list of batch sizes >= 1")
+    if "compile" in opts["runtimes"]:
+        stray = sorted(set(opts["compile_batches"]) - set(opts["batches"]))
+        if stray:
+            raise ValueError(f"speed 224: compile_batches {stray} are not among batches {opts['batches']}, so "
+                             "torch.compile would time nothing at them")
+
+
 def run_model(name: str, target: float, opts: dict[str, Any], cfg: BenchConfig, rows: SuiteRows,
               ex: torch.Tensor) -> None:
     """Every (runtime, batch) row of one model and target not yet in `rows`, each appended when it ends."""
-    todo = [(rt, int(b)) for rt in opts["runtimes"] for b in opts["batches"]
+    todo = [(rt, b) for rt in opts["runtimes"] for b in opts["batches"]
             if (rt != "compile" or b in opts["compile_batches"])
-            and not rows.done(model=name, target=target, runtime=rt, batch=int(b))]
+            and not rows.done(model=name, target=target, runtime=rt, batch=b)]
     if not todo:
         return
-    models, info = build(name, target, int(opts["round_to"]), ex)
+    models, info = build(name, target, opts["round_to"], ex)
     common.log(f"speed 224: {name} MACs " + ", ".join(f"{k} {v / 1e9:.2f} G" for k, v in info["macs"].items()))
     with tempfile.TemporaryDirectory() as tmp:
         for rt, b in todo:
@@ -224,6 +242,7 @@ def run_224(cfg: BenchConfig, narrow_defaults: dict[str, Any]) -> dict[str, Any]
         bad = sorted(set(given.get(key, opts.get(key, ()))) - set(valid))
         if bad:
             raise ValueError(f"speed 224: {key} {bad} not among {', '.join(valid)}")
+    check_opts(opts)
     # the rows' settings: the options this section reads (the narrow section's defaults are not among them)
     header = dataclasses.replace(cfg, opts={k: v for k, v in cfg.opts.items() if k == "section" or k in PRESET_OPTS})
     rows = SuiteRows(out, header, KEYS, resume=cfg.resume)
