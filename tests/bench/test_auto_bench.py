@@ -10,6 +10,7 @@ import torch
 
 import prunekit as pk
 from prunekit.bench import auto as bench_auto
+from prunekit.cli import main
 from prunekit.config import GIVEN
 from prunekit.criteria import get_criterion
 from prunekit.graph.cost import predict
@@ -74,3 +75,19 @@ def test_live_objects_in_options_are_recorded_as_given(bench):
     assert d["prune"]["options"]["policy_kwargs"] == {"val_data": GIVEN, "evaluations": 3, "log_fn": GIVEN}
     json.dumps(d)  # plain JSON, no loader copied into it
     assert cfg.prune.options["policy_kwargs"]["val_data"] is loader  # the config itself keeps the object
+
+
+@pytest.mark.parametrize("flags, named", [
+    (["--methods", "bogus"], "--methods bogus: give auto, auto-nohw (searched widths"),
+    (["--methods", "auto-foo"], "--methods auto-foo: give auto, auto-nohw"),  # was run as auto
+    (["--methods", "uniform", "srr", "uniform"], "--methods names uniform more than once"),
+    (["--criterion", "bogus"], "unknown criterion 'bogus'"),
+])
+def test_bench_auto_refuses_bad_methods_before_training(tmp_path, capsys, flags, named):
+    """`bench auto --methods bogus` trained the base and built the latency model before the policy lookup
+    failed; `--methods auto-foo` ran as auto (any name starting with "auto" did)."""
+    out = tmp_path / "a"
+    assert main(["bench", "auto", "--quick", *flags, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert named in err and "Traceback" not in err
+    assert not out.exists()

@@ -34,7 +34,7 @@ from ..data.provenance import data_read
 from ..measure import measure_latency
 from ..measure.latency import cpu_name
 from ..models import create
-from ..policies import get_policy
+from ..policies import get_policy, list_policies
 from ..policies.auto_search import knob_counts, meet_latency
 from ..policies.latency_layers import cache_dir
 from ..policies.latency_model import LatencyModel
@@ -179,7 +179,7 @@ def _prune_config(b: _Bench, method: str, keep: float, log) -> tuple[PruneConfig
     auto searches inside the planning path toward Target(latency=keep) with the shared latency model; a
     one-knob policy gets the ratio `_knob` found."""
     a, options = b.args, {"train_config": TrainConfig(progress=False, verbose=False)}
-    if method.startswith("auto"):
+    if method in AUTO_METHODS:
         report: dict[str, Any] = {}
         options["policy_kwargs"] = {"val_data": b.data.loaders.val, "evaluations": a.evaluations,
                                     "latency_model": b.lm, "report": report, "hw_widths": method != "auto-nohw",
@@ -255,11 +255,29 @@ def _results(b: _Bench, rows, sizes, base_info, dense_test, dense_ms, dense_b1, 
     }
 
 
+AUTO_METHODS = ("auto", "auto-nohw")
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Refuse, before the base is trained, a method that is neither auto, auto-nohw nor a registered one-knob
+    policy, a method named twice, and an unknown criterion."""
+    get_criterion(args.criterion)  # an unknown name lists the registered ones
+    knobs = [name for name in list_policies() if name != "auto"]
+    for m in args.methods:
+        if m not in AUTO_METHODS and m not in knobs:
+            raise ValueError(f"--methods {m}: give {', '.join(AUTO_METHODS)} (searched widths, with and without "
+                             f"hardware-friendly rounding) or a one-knob policy ({', '.join(knobs)})")
+    twice = sorted({m for m in args.methods if args.methods.count(m) > 1})
+    if twice:
+        raise ValueError(f"--methods names {', '.join(twice)} more than once")
+
+
 def cmd_bench_auto(args: argparse.Namespace) -> int:
     if args.quick:
         args.train_subset, args.epochs, args.max_steps_per_epoch = min(args.train_subset, 2000), 1, 10
         args.evaluations, args.holdout, args.val_size = min(args.evaluations, 6), min(args.holdout, 3), 1000
         args.test_subset = min(args.test_subset or 1000, 1000)
+    check_args(args)
     t_start = time.perf_counter()
     threads_before = torch.get_num_threads()
     torch.set_num_threads(args.threads)
