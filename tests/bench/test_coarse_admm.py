@@ -60,7 +60,9 @@ def test_coarse_refuses_a_bad_option_before_training_anything(tmp_path, capsys, 
 @pytest.mark.parametrize("suite, opt, named", [
     ("admm", "rho=-1", "AdmmConfig: rho=-1 must lie in (0.0, inf]"),
     ("admm", "policy=sideways", "unknown policy 'sideways'"),
-    ("compression", "centroid_lr=-1", "--opt centroid_lr=-1: the centroids' learning rate must be a number > 0"),
+    ("compression", "centroid_lr=-1", "compression: --opt centroid_lr=-1 must be a number > 0"),
+    ("coarse", "every=2.5", "coarse: --opt every=2.5 must be an integer >= 1"),  # ran with every=2
+    ("admm", "iterations=1.5", "admm: --opt iterations=1.5 must be an integer >= 1"),
 ])
 def test_suites_refuse_a_bad_option_before_training_and_leave_no_folder(tmp_path, capsys, suite, opt, named):
     """`bench admm --opt rho=-1` trained a base before AdmmConfig refused rho, and left rows.jsonl (a header
@@ -91,11 +93,16 @@ def test_transformers_suite_refuses_a_bad_option_before_its_first_row(tmp_path, 
 
 @pytest.mark.parametrize("opt, named", [("calib_batches=0", "calib_batches=0: must be an integer >= 1"),
                                         ("qat_steps=2.5", "qat_steps=2.5: must be an integer >= 1"),
-                                        ("round_to=0", "round_to must be an integer >= 1")])
+                                        ("round_to=0", "round_to must be an integer >= 1"),
+                                        ("transformer=yes please", "--opt transformer='yes please': give true or false"),
+                                        ("text_steps=2.5", "quantize: --opt text_steps=2.5 must be an integer >= 1")])
 def test_quantize_suite_refuses_a_bad_option_before_training_a_base(tmp_path, capsys, opt, named):
-    """`bench quantize --opt calib_batches=0` trained the base first; `qat_steps=2.5` ran 2 steps."""
+    """`bench quantize --opt calib_batches=0` trained the base first; `qat_steps=2.5` ran 2 steps, and the
+    MiniLM part's `text_steps=2.5` ran 2 after the CNN part."""
     out, cache = tmp_path / "q", tmp_path / "cache"
-    assert main(["bench", "quantize", "--quick", "--opt", opt, "--out", str(out), "--cache-dir", str(cache)]) == 2
+    extra = ["--opt", "transformer=true"] if opt.startswith("text") else []
+    assert main(["bench", "quantize", "--quick", "--opt", opt, *extra, "--out", str(out),
+                 "--cache-dir", str(cache)]) == 2
     err = capsys.readouterr().err
     assert named in err and "Traceback" not in err
     assert not out.exists() and not cache.exists()

@@ -171,7 +171,7 @@ def test_compression_refuses_flags_it_would_not_read(tmp_path, flags, message, c
     (["--quick", "--opt", "results_dir=/nowhere"], "--opt results_dir='/nowhere' is not read with --quick"),
     (["--opt", "section=224", "--opt", "batches=[0]"], "--opt batches=[0]: give a non-empty list of batch sizes"),
     (["--opt", "section=224", "--opt", "compile_batches=[64]"], "compile_batches [64] are not among batches [1, 16]"),
-    (["--opt", "section=224", "--opt", "round_to=2.5"], "--opt round_to=2.5: give the channel multiple"),
+    (["--opt", "section=224", "--opt", "round_to=2.5"], "speed 224: --opt round_to=2.5 must be an integer >= 1"),
 ])
 def test_speed_refuses_option_values_it_would_ignore_or_misread(tmp_path, capsys, flags, named):
     """`--opt batches=[0]` and `compile_batches=[-1]` ran and timed nothing at those batches, `onnx=5` read as

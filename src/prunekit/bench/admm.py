@@ -9,7 +9,7 @@ from typing import Any
 
 from . import common, output
 from ..workflow import WorkflowConfig, check_workflow
-from .config import BenchConfig
+from .config import BenchConfig, opt_int
 from .plots import standard_plots
 from .rows import SuiteRows
 
@@ -41,7 +41,7 @@ def method_specs(cfg: BenchConfig, steps_per_epoch: int) -> dict[str, tuple[str,
     """label -> (method, keyword arguments, optimizer steps in all). An epoch is cfg.finetune_steps optimizer
     steps (the default budget) or a whole pass over the training set (finetune_steps None)."""
     m = int(cfg.finetune_steps or steps_per_epoch)
-    k, e = int(cfg.opts["iterations"]), int(cfg.finetune_epochs)
+    k, e = opt_int("admm", cfg.opts, "iterations"), int(cfg.finetune_epochs)
     pol = cfg.opts["policy"]
     return {
         "admm + l1": ("admm", {"policy": pol, "rho": cfg.opts["rho"], "rho_growth": cfg.opts["rho_growth"],

@@ -11,7 +11,7 @@ from typing import Any
 
 from . import common, output
 from ..workflow import check_workflow
-from .config import BenchConfig
+from .config import BenchConfig, opt_int
 from .plots import plot_time_split, standard_plots
 from .rows import SuiteRows
 
@@ -73,7 +73,7 @@ def schedule(cfg: BenchConfig, steps_per_epoch: int) -> Schedule:
     """finetune_steps T: one epoch capped at T steps (iterative: T - (S-1)K after its last prune). None: the
     shared finetune_epochs E whole epochs (iterative: E epochs of steps_per_epoch - (S-1)K/E steps), so both
     methods take the same number of optimizer steps."""
-    every, prunes = int(cfg.opts["every"]), int(cfg.opts["prunes"])
+    every, prunes = opt_int("coarse", cfg.opts, "every"), opt_int("coarse", cfg.opts, "prunes")
     between = (prunes - 1) * every
     if cfg.finetune_steps:
         total = int(cfg.finetune_steps)

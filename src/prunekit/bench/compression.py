@@ -14,7 +14,7 @@ from ..report import plot_compression_stages
 from ..workflow import (BaseConfig, DataConfig, ModelConfig, PruneConfig, RecoverConfig, WorkflowConfig,
                         run_workflow)
 from . import common, output
-from .config import BenchConfig, budget_not_read
+from .config import BenchConfig, budget_not_read, opt_positive
 from .quantize import int8_size_section
 from .rows import SuiteRows
 
@@ -101,12 +101,10 @@ def setup_for(cfg: BenchConfig, arch: str) -> ModelSetup:
 def workflow_config(cfg: BenchConfig, arch: str, seed: int, out: Path) -> WorkflowConfig:
     """The run_workflow config of one row: the model's setup as Deep Compression options."""
     s = setup_for(cfg, arch)
-    lr = cfg.opts["centroid_lr"]
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
-        raise ValueError(f"compression: --opt centroid_lr={lr!r}: the centroids' learning rate must be a number > 0")
+    lr = opt_positive("compression", cfg.opts, "centroid_lr")  # the shared centroids' learning rate
     options = {"sparsity": dict(s.sparsity), "bits": dict(s.bits), "scope": "layer",
                "schedule": cfg.opts["schedule"], "finetune_epochs": s.finetune_epochs,
-               "finetune_lr": cfg.opts["centroid_lr"]}
+               "finetune_lr": lr}
     return WorkflowConfig(
         model=ModelConfig(arch),
         data=DataConfig(cfg.dataset, data_dir=cfg.data_dir, train_subset=cfg.train_samples,

@@ -58,6 +58,22 @@ class BenchConfig:
                 "latency_runs": self.latency_runs, **{f"opt.{k}": v for k, v in self.opts.items()}}
 
 
+def opt_int(suite: str, opts: dict[str, Any], key: str, lo: int = 1) -> int:
+    """The suite option `key` as an integer >= lo; anything else (2.5, "4", true) is refused by name."""
+    v = opts[key]
+    if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+        raise ValueError(f"{suite}: --opt {key}={v!r} must be an integer >= {lo}")
+    return v
+
+
+def opt_positive(suite: str, opts: dict[str, Any], key: str) -> float:
+    """The suite option `key` as a finite number > 0 (a learning rate, a penalty)."""
+    v = opts[key]
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < float("inf"):
+        raise ValueError(f"{suite}: --opt {key}={v!r} must be a number > 0")
+    return float(v)
+
+
 # Budget-table rows (cfg.budget() keys) of each setting a suite may or may not read (see READS in a suite).
 BUDGET_ROWS: dict[str, tuple[str, ...]] = {
     "dataset": ("dataset",), "train_samples": ("train_samples",), "test_samples": ("test_samples",),

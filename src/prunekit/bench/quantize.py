@@ -17,7 +17,7 @@ import torch
 from ..measure.inputs import call_model, rebatch
 from ..quantize.runtime import feed, session
 from . import common, output
-from .config import BenchConfig
+from .config import BenchConfig, opt_int, opt_positive
 from .quantize_cnn import cnn_variants
 from .quantize_text import text_variants
 from .timing import _alternate
@@ -100,7 +100,23 @@ def rows_for(model: str, variants: list[Variant], times: dict[str, dict[str, flo
     return rows
 
 
+def check_text_opts(opts: dict[str, Any]) -> None:
+    """transformer true or false; with it, the MiniLM part's sizes (integers >= 1), its learning rate (> 0) and
+    a non-empty list of fortunes categories, refused before the CNN part runs for minutes."""
+    if not isinstance(opts["transformer"], bool):
+        raise ValueError(f"quantize: --opt transformer={opts['transformer']!r}: give true or false")
+    if not opts["transformer"]:
+        return
+    for key in ("text_train", "text_test", "text_len", "text_steps"):
+        opt_int("quantize", opts, key)
+    opt_positive("quantize", opts, "text_lr")
+    classes = opts["text_classes"]
+    if not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) for c in classes):
+        raise ValueError(f"quantize: --opt text_classes={classes!r}: give a list of two or more fortunes categories")
+
+
 def run(cfg: BenchConfig) -> dict[str, Any]:
+    check_text_opts(cfg.opts)
     started = time.time()
     common.set_threads(cfg)
     out = Path(cfg.out or "benchmarks/results/quantize")

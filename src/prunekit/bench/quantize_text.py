@@ -81,7 +81,7 @@ def load_task(opts: dict[str, Any], batch: int = 32) -> TextTask:
     from transformers import AutoTokenizer
     tok = AutoTokenizer.from_pretrained(str(model_path()), local_files_only=True)
     gen = torch.Generator().manual_seed(0)
-    n_train, n_test = int(opts["text_train"]), int(opts["text_test"])
+    n_train, n_test = opts["text_train"], opts["text_test"]  # checked by quantize.check_text_opts
     splits: dict[str, list[tuple[str, int]]] = {"train": [], "test": []}
     for label, name in enumerate(opts["text_classes"]):
         entries = read_category(name)
@@ -98,7 +98,7 @@ def load_task(opts: dict[str, Any], batch: int = 32) -> TextTask:
         for i in range(0, len(items), batch):
             chunk = items[i:i + batch]
             enc = tok([t for t, _ in chunk], padding="max_length", truncation=True,
-                      max_length=int(opts["text_len"]), return_tensors="pt")
+                      max_length=opts["text_len"], return_tensors="pt")
             out.append(((enc["input_ids"], enc["attention_mask"]), torch.tensor([y for _, y in chunk])))
         return out
 
@@ -193,7 +193,7 @@ def text_variants(cfg, folder: Path) -> tuple[list, Any, dict[str, Any]]:
     macs = pk.count(dense, task.example).macs
     for t in cfg.targets:
         common.log(f"minilm: pruning to {t:.0%} of the MACs, {opts['text_steps']} distillation steps")
-        pruned, runs[f"pruned {t:.0%}"] = prune_and_recover(dense, task, t, int(opts["text_steps"]),
+        pruned, runs[f"pruned {t:.0%}"] = prune_and_recover(dense, task, t, opts["text_steps"],
                                                              float(opts["text_lr"]))
         models[f"pruned {t:.0%}"] = (pruned, pk.count(pruned, task.example).macs / macs)
     variants = []

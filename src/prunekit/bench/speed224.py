@@ -26,7 +26,7 @@ from ..measure import count_macs, export_onnx
 from ..surgery.inference import prepare_inference
 from ..workflow import ModelConfig, PruneConfig, RecoverConfig, RunData, WorkflowConfig, run_workflow
 from . import common, output, peer
-from .config import BenchConfig, budget_not_read
+from .config import BenchConfig, budget_not_read, opt_int
 from .rows import SuiteRows
 from .timing import alternate_times
 
@@ -173,9 +173,7 @@ def measure_row(name: str, runtime: str, batch: int, models: dict[str, nn.Module
 def check_opts(opts: dict[str, Any]) -> None:
     """round_to an integer >= 1; batches a non-empty list of integers >= 1; compile_batches some of them where
     the compile runtime runs (a compile batch outside `batches` would time nothing)."""
-    r = opts["round_to"]
-    if isinstance(r, bool) or not isinstance(r, int) or r < 1:
-        raise ValueError(f"speed 224: --opt round_to={r!r}: give the channel multiple of the hw model, an integer >= 1")
+    opt_int("speed 224", opts, "round_to")  # the hw model's channel multiple
     for key in ("batches", "compile_batches"):
         v = opts[key]
         if (not isinstance(v, list) or not v

@@ -23,7 +23,7 @@ import torch
 from ..transformers.hf_pretrained import PREFIX, load_pretrained
 from ..workflow import HFWorkflowResult, text_splits
 from . import output
-from .config import BenchConfig, budget_not_read
+from .config import BenchConfig, budget_not_read, opt_int, opt_positive
 from .hf_runs import hf_run, log as _log, text_config
 from .transformers_lm import run_lm
 
@@ -60,13 +60,9 @@ def check_opts(opts: dict[str, Any]) -> None:
     if not isinstance(parts, list) or not parts or not set(map(str, parts)) <= set(PARTS):
         raise ValueError(f"transformers: --opt parts={parts!r}: give a non-empty list of {', '.join(PARTS)}")
     for k in _COUNTS:
-        v = opts[k]
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"transformers: --opt {k}={v!r} must be an integer >= 1")
+        opt_int("transformers", opts, k)
     for k in ("distill_lr", "lm_lr"):
-        v = opts[k]
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
-            raise ValueError(f"transformers: --opt {k}={v!r} must be a number > 0")
+        opt_positive("transformers", opts, k)
     for k in ("structured_ratio", "lm_structured_ratio"):
         v = opts[k]
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < 1:
