@@ -25,7 +25,7 @@ from ..data import canonical_name
 from ..methods import METHODS
 from ..methods.config import unread_mode_settings
 from ..planning import PlanConfig
-from ..registry import Registry
+from ..registry import Registry, normalize_key
 
 TARGET_KEYS = ("macs", "params", "latency", "size")
 # Methods that remove single weights rather than channels: run_workflow runs them through its own branch
@@ -47,7 +47,7 @@ def default_criterion(method: str) -> str | None:
 def reads_score_batches(method: str | None, criterion: str | None) -> bool:
     """Whether a run of `method` (default oneshot) with `criterion` (default: the method's) reads
     score_batches. True for a method or criterion name that is not registered: the run names that itself."""
-    method = (method or "oneshot").strip().lower().replace("-", "_")
+    method = normalize_key(method or "oneshot")
     if method not in METHODS.names():
         return True
     if method not in SCORED_METHODS:
@@ -193,7 +193,7 @@ class PruneConfig:
 
     def __post_init__(self) -> None:
         _check(self, "method", isinstance(self.method, str) and self.method.strip() != "", "a method name")
-        self.method = self.method.strip().lower().replace("-", "_")
+        self.method = normalize_key(self.method)
         known = sorted([*METHODS.names(), *UNSTRUCTURED_METHODS])
         if self.method not in known:  # named here, not first inside run_workflow
             near = difflib.get_close_matches(self.method, known, n=1, cutoff=0.6)
