@@ -56,6 +56,9 @@ PK_ROWS = {
     "taylor_global": {"method": "oneshot", "criterion": "taylor", "policy": "global"},
     "srr": {"method": "srr"},
     "auto": {"method": "oneshot", "criterion": "l1", "policy": "auto"},
+    # the same epochs spent in the classic loop: prune to 75%, an epoch, to 50%, an epoch, to 25%, the rest
+    "iterative_l1": {"method": "iterative", "criterion": "l1", "policy": "uniform",
+                     "options": {"steps": 3, "step_epochs": 1}},
 }
 # Torch-Pruning rows: (importance, global ranking)
 TP_ROWS = {"tp_l1_local": ("l1", False), "tp_group_l2_global": ("group_l2", True),
@@ -106,13 +109,25 @@ def base_file(a: argparse.Namespace) -> Path:
     return path
 
 
+def final_epochs(a: argparse.Namespace, prune: dict[str, Any]) -> int:
+    """The recovery epochs after the last prune: the whole budget (--epochs), less the epochs an iterative row
+    spends between its prunes, so that every row trains as many epochs."""
+    o = prune.get("options") or {}
+    between = (o["steps"] - 1) * o["step_epochs"] if prune.get("method") == "iterative" else 0
+    if a.epochs - between < 1:
+        raise SystemExit(f"anchor: --epochs {a.epochs} leaves no epoch after the iterative row's last prune "
+                         f"({between} between its prunes)")
+    return a.epochs - between
+
+
 def workflow_config(a: argparse.Namespace, base: Path, prune: dict[str, Any], kd: tuple[float, float] | None,
                     seed: int) -> WorkflowConfig:
     """The run of one prunekit row; `kd`: (temperature, distill_weight) to distil from the base, or None."""
     t, w = kd or (4.0, 0.5)
+    epochs = final_epochs(a, prune)
     return WorkflowConfig(data=data_config(a), base=BaseConfig(path=str(base)),
                           prune=PruneConfig(target={"macs": TARGET}, **prune),
-                          recover=RecoverConfig(finetune_epochs=a.epochs, lr=a.lr, distill=kd is not None,
+                          recover=RecoverConfig(finetune_epochs=epochs, lr=a.lr, distill=kd is not None,
                                                 temperature=t, distill_weight=w),
                           seed=seed, device="cpu", max_steps_per_epoch=a.max_steps, latency_runs=0)
 
@@ -274,7 +289,12 @@ def describe(s: dict[str, Any]) -> str:
         t, w = KD_ROWS[name]
         return f"{s['kd_of']} + distillation from the base (T {t:g}, weight {w:g})"
     p = PK_ROWS[name]
-    return f"{p['method']} {p.get('criterion', 'l1')} {p.get('policy', 'srr')}"
+    what = f"{p['method']} {p.get('criterion', 'l1')} {p.get('policy', 'srr')}"
+    if p["method"] == "iterative":
+        o = p["options"]
+        what += (f" ({o['steps']} prunes, {o['step_epochs']} epoch after each but the last, then the rest of "
+                 "the same epochs)")
+    return what
 
 
 def run_row(a: argparse.Namespace, base: Path, name: str, seed: int, out: Path, command: str) -> dict[str, Any]:

@@ -46,3 +46,19 @@ def test_rows_resume_and_refusal(anchor, tmp_path):
     (out / "rows.jsonl").write_text("\n".join([lines[0], json.dumps(moved), lines[2]]) + "\n")
     with pytest.raises(SystemExit, match=r"1 row\(s\) were made on another base .*\(tp_l1_local seed 0\)"):
         anchor.main(["--rows", "l1_uniform", "--resume", *args])
+
+
+def test_iterative_row_spends_the_same_epochs(anchor, tmp_path):
+    """The iterative row prunes 3 times with an epoch after each but the last, so its final recovery gets
+    --epochs minus 2: every row trains as many epochs."""
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    epochs = QUICK.index("--epochs") + 1
+    quick = [*QUICK[:epochs], "3", *QUICK[epochs + 1:]]
+    anchor.main(["--rows", "iterative_l1", "--out", str(out), "--cache", str(cache), *quick])
+    row = json.loads((out / "rows.jsonl").read_text().splitlines()[0])
+    assert row["row"] == "iterative_l1" and abs(row["macs_kept"] - 0.25) < 0.01
+    assert [e["epoch"] for e in row["finetune"]] == [1]  # 3 epochs in all: 2 between the prunes, 1 after
+    assert "iterative l1 uniform (3 prunes, 1 epoch after each but the last" in (out / "results.md").read_text()
+    with pytest.raises(SystemExit, match="--epochs 2 leaves no epoch after the iterative row's last prune"):
+        anchor.main(["--rows", "iterative_l1", "--out", str(tmp_path / "o2"), "--cache", str(cache),
+                     *QUICK[:epochs], "2", *QUICK[epochs + 1:]])
